@@ -1,0 +1,10 @@
+//! eexc: an early-exit compiler for ONNX classifiers.
+//!
+//! Stages, one module each: [`onnx`] reads and writes model files, [`ir`] is the
+//! graph the analyses work on, [`analysis`] infers shapes, costs and exit-point
+//! candidates, [`report`] turns results into tables and JSON.
+
+pub mod analysis;
+pub mod ir;
+pub mod onnx;
+pub mod report;
