@@ -1,0 +1,13 @@
+//! Generates the ONNX message types from `proto/onnx.proto` (proto2, so field
+//! presence and unknown fields survive a load/save round trip) with the
+//! pure-Rust protobuf parser: no `protoc` needed on the build machine.
+
+fn main() {
+    println!("cargo:rerun-if-changed=proto/onnx.proto");
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include("proto")
+        .input("proto/onnx.proto")
+        .cargo_out_dir("onnx_proto")
+        .run_from_script();
+}

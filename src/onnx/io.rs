@@ -1,0 +1,158 @@
+//! Reading and writing `.onnx` files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message;
+
+use super::OnnxError;
+use super::external;
+use super::proto::ModelProto;
+
+/// A model as read from disk, with where it came from (external data is
+/// resolved relative to `base_dir`; its bytes are never read at load time).
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub proto: ModelProto,
+    pub path: PathBuf,
+    pub base_dir: PathBuf,
+    /// Size of the `.onnx` file itself.
+    pub file_bytes: u64,
+    /// Total bytes of tensor data held in external files.
+    pub external_bytes: u64,
+}
+
+/// Reads and decodes a model file, and checks that every external-data
+/// reference points inside an existing file (without reading the weights).
+pub fn load_model(path: &Path) -> Result<LoadedModel, OnnxError> {
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let proto = load_model_from_bytes(&bytes, path)?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let refs = external::collect_references(&proto);
+    let external_bytes = external::validate(&refs, &base_dir, path)?;
+    Ok(LoadedModel {
+        proto,
+        path: path.to_path_buf(),
+        base_dir,
+        file_bytes: bytes.len() as u64,
+        external_bytes,
+    })
+}
+
+/// Decodes model bytes; `origin` is only used to name the file in errors.
+pub fn load_model_from_bytes(bytes: &[u8], origin: &Path) -> Result<ModelProto, OnnxError> {
+    if bytes.is_empty() {
+        return Err(OnnxError::Empty {
+            path: origin.to_path_buf(),
+        });
+    }
+    let proto = ModelProto::parse_from_bytes(bytes).map_err(|e| OnnxError::Decode {
+        path: origin.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    // Any byte string that happens to decode is a "valid protobuf"; a model
+    // must at least say which IR it follows and carry a graph.
+    let not_a_model = |reason: &str| OnnxError::NotAModel {
+        path: origin.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    match proto.ir_version {
+        None => return Err(not_a_model("no ir_version field")),
+        Some(v) if v <= 0 => return Err(not_a_model(&format!("invalid ir_version {v}"))),
+        Some(_) => {}
+    }
+    if proto.graph.is_none() {
+        return Err(not_a_model("no graph"));
+    }
+    Ok(proto)
+}
+
+/// Encodes `model` and writes it to `out` atomically. When the model refers to
+/// external data and `source_dir` (where those files live now) differs from
+/// the output folder, the referenced files are copied along so the written
+/// model is self-contained.
+pub fn save_model(model: &ModelProto, out: &Path, source_dir: Option<&Path>) -> Result<(), OnnxError> {
+    let bytes = model.write_to_bytes().map_err(|e| OnnxError::Encode {
+        path: out.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if let Some(source_dir) = source_dir {
+        let refs = external::collect_references(model);
+        external::copy_files(&refs, source_dir, output_dir(out), out)?;
+    }
+    write_atomically(out, &bytes)
+}
+
+fn output_dir(out: &Path) -> &Path {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, then renames it over
+/// `path`, so readers never see a half-written file and a failure leaves any
+/// previous file untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OnnxError> {
+    let write_err = |source| OnnxError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eexc-")
+        .suffix(".tmp")
+        .tempfile_in(output_dir(path))
+        .map_err(write_err)?;
+    tmp.write_all(bytes).map_err(write_err)?;
+    tmp.as_file().sync_all().map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_input_is_named_as_such() {
+        let err = load_model_from_bytes(&[], Path::new("x.onnx")).unwrap_err();
+        assert_eq!(err.to_string(), "x.onnx: empty file, not an ONNX model");
+    }
+
+    #[test]
+    fn protobuf_without_graph_is_not_a_model() {
+        let mut m = ModelProto::new();
+        m.set_ir_version(8);
+        let bytes = m.write_to_bytes().unwrap();
+        let err = load_model_from_bytes(&bytes, Path::new("m.onnx")).unwrap_err();
+        assert!(matches!(err, OnnxError::NotAModel { .. }), "{err}");
+        assert!(err.to_string().contains("no graph"));
+    }
+
+    #[test]
+    fn truncated_bytes_fail_to_decode() {
+        let mut m = ModelProto::new();
+        m.set_ir_version(8);
+        m.set_producer_name("a fairly long producer name".into());
+        let bytes = m.write_to_bytes().unwrap();
+        let err = load_model_from_bytes(&bytes[..bytes.len() - 4], Path::new("t.onnx")).unwrap_err();
+        assert!(matches!(err, OnnxError::Decode { .. }), "{err}");
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        write_atomically(&p, b"first version").unwrap();
+        write_atomically(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+    }
+}
