@@ -1,0 +1,113 @@
+//! Value types: element type plus a shape whose dimensions may be symbolic.
+
+use crate::onnx::dtype::ElemType;
+use crate::onnx::proto::{TypeProto, tensor_shape_proto, type_proto};
+
+/// One dimension: a number, a named symbol such as `batch`, or unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dim {
+    Known(i64),
+    Sym(String),
+    Unknown,
+}
+
+impl Dim {
+    pub fn known(&self) -> Option<i64> {
+        match self {
+            Dim::Known(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Dim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dim::Known(v) => write!(f, "{v}"),
+            Dim::Sym(s) => f.write_str(s),
+            Dim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// A tensor type. `shape: None` means the rank itself is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorType {
+    pub elem: ElemType,
+    pub shape: Option<Vec<Dim>>,
+}
+
+impl TensorType {
+    pub fn new(elem: ElemType, shape: Vec<Dim>) -> Self {
+        TensorType {
+            elem,
+            shape: Some(shape),
+        }
+    }
+
+    pub fn known_dims(elem: ElemType, dims: &[i64]) -> Self {
+        TensorType::new(elem, dims.iter().map(|&d| Dim::Known(d)).collect())
+    }
+
+    pub fn rank(&self) -> Option<usize> {
+        self.shape.as_ref().map(Vec::len)
+    }
+
+    /// Element count when every dimension is known.
+    pub fn num_elements(&self) -> Option<u64> {
+        let shape = self.shape.as_ref()?;
+        shape
+            .iter()
+            .try_fold(1u64, |acc, d| d.known().and_then(|v| u64::try_from(v).ok()).map(|v| acc.saturating_mul(v)))
+    }
+
+    /// Element count with symbolic dimensions taken as 1 (a batch of one):
+    /// the convention the cost model reports per sample.
+    pub fn num_elements_per_sample(&self) -> Option<u64> {
+        let shape = self.shape.as_ref()?;
+        shape.iter().try_fold(1u64, |acc, d| match d {
+            Dim::Known(v) => u64::try_from(*v).ok().map(|v| acc.saturating_mul(v)),
+            Dim::Sym(_) => Some(acc),
+            Dim::Unknown => None,
+        })
+    }
+
+    pub fn bytes_per_sample(&self) -> Option<u64> {
+        self.elem.bytes_for(self.num_elements_per_sample()?)
+    }
+
+    /// Reads a `TypeProto`; `None` for non-tensor types (sequence, map, ...).
+    pub fn from_proto(t: &TypeProto) -> Option<TensorType> {
+        let tensor = match t.value.as_ref()? {
+            type_proto::Value::TensorType(tt) => tt,
+            _ => return None,
+        };
+        let shape = tensor.shape.as_ref().map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(tensor_shape_proto::dimension::Value::DimValue(v)) => Dim::Known(*v),
+                    Some(tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => Dim::Sym(p.clone()),
+                    _ => Dim::Unknown,
+                })
+                .collect()
+        });
+        Some(TensorType {
+            elem: ElemType(tensor.elem_type()),
+            shape,
+        })
+    }
+}
+
+impl std::fmt::Display for TensorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.elem)?;
+        match &self.shape {
+            None => f.write_str("[...]"),
+            Some(dims) => {
+                let dims: Vec<String> = dims.iter().map(Dim::to_string).collect();
+                write!(f, "[{}]", dims.join(","))
+            }
+        }
+    }
+}
