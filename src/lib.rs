@@ -5,6 +5,9 @@
 //! candidates, [`report`] turns results into tables and JSON.
 
 pub mod analysis;
+mod error;
 pub mod ir;
 pub mod onnx;
 pub mod report;
+
+pub use error::Error;

@@ -1,1 +1,3 @@
+pub mod cost;
+pub mod cuts;
 pub mod shapes;

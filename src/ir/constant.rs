@@ -65,16 +65,32 @@ pub fn decode(t: &TensorProto) -> Option<Folded> {
     let ints = |v: Vec<i64>| (v.len() == n).then(|| Folded::Ints(v.into_iter().map(Dim::Known).collect()));
     let floats = |v: Vec<f64>| (v.len() == n).then_some(Folded::Floats(v));
     match (ty.elem.0, raw) {
-        (7, Some(r)) => ints(r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect()),
+        (7, Some(r)) => ints(
+            r.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        ),
         (7, None) => ints(t.int64_data.clone()),
-        (6, Some(r)) => ints(r.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect()),
+        (6, Some(r)) => ints(
+            r.chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as i64)
+                .collect(),
+        ),
         // int32, int16, int8, uint16, uint8, bool all live in int32_data.
         (2..=6 | 9, None) => ints(t.int32_data.iter().map(|&v| v as i64).collect()),
         (2 | 9, Some(r)) => ints(r.iter().map(|&b| b as i64).collect()),
         (3, Some(r)) => ints(r.iter().map(|&b| b as i8 as i64).collect()),
-        (1, Some(r)) => floats(r.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()),
+        (1, Some(r)) => floats(
+            r.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()) as f64)
+                .collect(),
+        ),
         (1, None) => floats(t.float_data.iter().map(|&v| v as f64).collect()),
-        (11, Some(r)) => floats(r.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect()),
+        (11, Some(r)) => floats(
+            r.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        ),
         (11, None) => floats(t.double_data.clone()),
         _ => None,
     }

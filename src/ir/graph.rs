@@ -2,8 +2,8 @@
 //! `DiGraph`, a deterministic topological order, and subgraphs (If/Loop/Scan
 //! bodies) with their outer-scope captures resolved.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -51,8 +51,13 @@ pub enum ValueKind {
     Input,
     /// Stored tensor; `overridable` when it is also listed as a graph input
     /// (IR < 4 style, or a knob such as an exit threshold).
-    Initializer { overridable: bool },
-    NodeOutput { node: NodeId, index: usize },
+    Initializer {
+        overridable: bool,
+    },
+    NodeOutput {
+        node: NodeId,
+        index: usize,
+    },
     /// Defined by an enclosing graph and used here (subgraphs only).
     OuterScope,
 }
@@ -100,15 +105,21 @@ impl Node {
     }
 
     pub fn attr_int(&self, name: &str) -> Option<i64> {
-        self.attr(name).filter(|a| a.type_() == attribute_proto::AttributeType::INT).map(|a| a.i())
+        self.attr(name)
+            .filter(|a| a.type_() == attribute_proto::AttributeType::INT)
+            .map(|a| a.i())
     }
 
     pub fn attr_ints(&self, name: &str) -> Option<&[i64]> {
-        self.attr(name).filter(|a| a.type_() == attribute_proto::AttributeType::INTS).map(|a| a.ints.as_slice())
+        self.attr(name)
+            .filter(|a| a.type_() == attribute_proto::AttributeType::INTS)
+            .map(|a| a.ints.as_slice())
     }
 
     pub fn attr_float(&self, name: &str) -> Option<f32> {
-        self.attr(name).filter(|a| a.type_() == attribute_proto::AttributeType::FLOAT).map(|a| a.f())
+        self.attr(name)
+            .filter(|a| a.type_() == attribute_proto::AttributeType::FLOAT)
+            .map(|a| a.f())
     }
 
     pub fn attr_string(&self, name: &str) -> Option<String> {
@@ -222,18 +233,24 @@ impl Graph {
         // Initializers first, so inputs that share a name are seen as defaults.
         let input_names: HashSet<&str> = proto.input.iter().map(|v| v.name()).collect();
         for t in &proto.initializer {
-            let id = g.add_value(t.name(), ValueKind::Initializer {
-                overridable: input_names.contains(t.name()),
-            });
+            let id = g.add_value(
+                t.name(),
+                ValueKind::Initializer {
+                    overridable: input_names.contains(t.name()),
+                },
+            );
             let v = g.value_mut(id);
             v.ty = Some(constant::tensor_type(t));
             v.folded = constant::decode(t);
         }
         for s in &proto.sparse_initializer {
             let name = s.values.as_ref().map(|t| t.name()).unwrap_or_default();
-            let id = g.add_value(name, ValueKind::Initializer {
-                overridable: input_names.contains(name),
-            });
+            let id = g.add_value(
+                name,
+                ValueKind::Initializer {
+                    overridable: input_names.contains(name),
+                },
+            );
             let elem = s.values.as_ref().map(|t| t.data_type()).unwrap_or_default();
             g.value_mut(id).ty = Some(TensorType::known_dims(crate::onnx::dtype::ElemType(elem), &s.dims));
         }
@@ -283,10 +300,13 @@ impl Graph {
                         previous,
                     });
                 }
-                let id = g.add_value(out, ValueKind::NodeOutput {
-                    node: NodeId(i),
-                    index: k,
-                });
+                let id = g.add_value(
+                    out,
+                    ValueKind::NodeOutput {
+                        node: NodeId(i),
+                        index: k,
+                    },
+                );
                 g.nodes[i].outputs.push(Some(id));
             }
         }
@@ -366,7 +386,10 @@ impl Graph {
             }
         }
         for vi in &proto.value_info {
-            if let (Some(id), Some(t)) = (g.value_id(vi.name()), vi.type_.as_ref().and_then(TensorType::from_proto)) {
+            if let (Some(id), Some(t)) = (
+                g.value_id(vi.name()),
+                vi.type_.as_ref().and_then(TensorType::from_proto),
+            ) {
                 g.value_mut(id).declared = Some(t);
             }
         }
@@ -435,13 +458,20 @@ impl Graph {
     fn topological_order(&self) -> Result<Vec<NodeId>, NodeId> {
         let n = self.nodes.len();
         let mut indegree: Vec<usize> = (0..n)
-            .map(|i| self.deps.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count())
+            .map(|i| {
+                self.deps
+                    .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+                    .count()
+            })
             .collect();
         let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(Reverse(i)) = ready.pop() {
             order.push(NodeId(i));
-            for s in self.deps.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing) {
+            for s in self
+                .deps
+                .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
+            {
                 indegree[s.index()] -= 1;
                 if indegree[s.index()] == 0 {
                     ready.push(Reverse(s.index()));

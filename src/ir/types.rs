@@ -56,9 +56,11 @@ impl TensorType {
     /// Element count when every dimension is known.
     pub fn num_elements(&self) -> Option<u64> {
         let shape = self.shape.as_ref()?;
-        shape
-            .iter()
-            .try_fold(1u64, |acc, d| d.known().and_then(|v| u64::try_from(v).ok()).map(|v| acc.saturating_mul(v)))
+        shape.iter().try_fold(1u64, |acc, d| {
+            d.known()
+                .and_then(|v| u64::try_from(v).ok())
+                .map(|v| acc.saturating_mul(v))
+        })
     }
 
     /// Element count with symbolic dimensions taken as 1 (a batch of one):
@@ -109,5 +111,28 @@ impl std::fmt::Display for TensorType {
                 write!(f, "[{}]", dims.join(","))
             }
         }
+    }
+}
+
+/// JSON form: a number, a symbol name, or null for unknown.
+impl serde::Serialize for Dim {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Dim::Known(v) => s.serialize_i64(*v),
+            Dim::Sym(name) => s.serialize_str(name),
+            Dim::Unknown => s.serialize_none(),
+        }
+    }
+}
+
+/// JSON form: `{"elem": "float", "shape": [1, "batch", null]}` (shape null
+/// when the rank is unknown).
+impl serde::Serialize for TensorType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TensorType", 2)?;
+        st.serialize_field("elem", &self.elem.name())?;
+        st.serialize_field("shape", &self.shape)?;
+        st.end()
     }
 }

@@ -115,8 +115,12 @@ fn checked_relative(location: &str) -> Result<PathBuf, String> {
         return Err("no 'location' entry".into());
     }
     let p = PathBuf::from(location);
-    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(format!("location '{location}' must be a relative path inside the model's folder"));
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "location '{location}' must be a relative path inside the model's folder"
+        ));
     }
     Ok(p)
 }
@@ -141,9 +145,7 @@ pub fn validate(refs: &[ExternalRef], base_dir: &Path, model_path: &Path) -> Res
         if r.offset == u64::MAX || length == u64::MAX || end > size {
             return Err(fail(format!(
                 "'{}' is {size} bytes but the tensor needs bytes {}..{}",
-                r.location,
-                r.offset,
-                end
+                r.location, r.offset, end
             )));
         }
         total += length;
@@ -158,7 +160,11 @@ pub fn copy_files(refs: &[ExternalRef], source_dir: &Path, dest_dir: &Path, out:
     for location in locations {
         let fail = |reason: String| OnnxError::ExternalData {
             path: out.to_path_buf(),
-            tensor: refs.iter().find(|r| r.location == location).map(|r| r.tensor.clone()).unwrap_or_default(),
+            tensor: refs
+                .iter()
+                .find(|r| r.location == location)
+                .map(|r| r.tensor.clone())
+                .unwrap_or_default(),
             reason,
         };
         let rel = checked_relative(location).map_err(fail)?;
@@ -228,6 +234,9 @@ mod tests {
         let err = validate(&[r("w.bin", 64, Some(64))], dir.path(), model).unwrap_err();
         assert!(err.to_string().contains("is 100 bytes"), "{err}");
         let err = validate(&[r("gone.bin", 0, None)], dir.path(), model).unwrap_err();
-        assert!(err.to_string().contains("tensor 'w'") && err.to_string().contains("gone.bin"), "{err}");
+        assert!(
+            err.to_string().contains("tensor 'w'") && err.to_string().contains("gone.bin"),
+            "{err}"
+        );
     }
 }

@@ -28,14 +28,26 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 
 def short(value, limit=60):
-    """A readable, bounded rendering of a field value."""
+    """A readable, bounded, single-line rendering of a field value."""
     if isinstance(value, bytes):
         text = repr(value[:limit]) + (f"... ({len(value)} bytes)" if len(value) > limit else "")
     elif hasattr(value, "ListFields"):
-        text = type(value).__name__ + "{" + str(value).replace("\n", " ")[:limit] + "}"
+        text = type(value).__name__ + "{" + " ".join(str(value).split())[:limit] + "}"
+    elif isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, str):
+        items = list(value)
+        first = f", first {short(items[0], limit // 2)}" if items else ""
+        text = f"{len(items)} element{'s' if len(items) != 1 else ''}{first}"
     else:
         text = repr(value)
     return text if len(text) <= limit + 20 else text[: limit + 20] + "..."
+
+
+def bytes_diff(x, y):
+    """Where two byte strings first differ, with a little context."""
+    i = next((k for k, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+    lo = max(0, i - 4)
+    return (f"first difference at byte {i} of {len(x)} (A) / {len(y)} (B): "
+            f"A[{lo}:{i + 8}]={x[lo:i + 8].hex()} B[{lo}:{i + 8}]={y[lo:i + 8].hex()}")
 
 
 def same_scalar(x, y, field):
@@ -48,12 +60,15 @@ def same_scalar(x, y, field):
 
 
 def label(msg, index):
-    """`[i]` plus the element's name/key if it has one, to make paths readable."""
-    for attr in ("name", "key", "tensor_name", "domain"):
-        if msg.DESCRIPTOR.fields_by_name.get(attr) is not None and getattr(msg, attr):
-            extra = f" op={msg.op_type}" if attr == "name" and hasattr(msg, "op_type") else ""
-            return f"[{index} {getattr(msg, attr)!r}{extra}]"
-    return f"[{index}]"
+    """`[i]` plus the element's name/key (and a node's op) to make paths readable."""
+    parts = [str(index)]
+    for attr in ("name", "key", "tensor_name"):
+        if attr in msg.DESCRIPTOR.fields_by_name and getattr(msg, attr):
+            parts.append(repr(getattr(msg, attr)))
+            break
+    if isinstance(msg, onnx.NodeProto):
+        parts.append(f"op={msg.domain + '::' if msg.domain else ''}{msg.op_type}")
+    return "[" + " ".join(parts) + "]"
 
 
 def first_diff(a, b, path):
@@ -69,7 +84,7 @@ def first_diff(a, b, path):
         _, vb = fb[num]
         sub = f"{path}.{f.name}"
         is_msg = f.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
-        if f.label == FieldDescriptor.LABEL_REPEATED:
+        if f.is_repeated:
             for i, (x, y) in enumerate(zip(va, vb)):
                 if is_msg:
                     d = first_diff(x, y, sub + label(x, i))
@@ -83,6 +98,8 @@ def first_diff(a, b, path):
             d = first_diff(va, vb, sub)
             if d:
                 return d
+        elif isinstance(va, bytes) and va != vb:
+            return f"{sub}: {bytes_diff(va, vb)}"
         elif not same_scalar(va, vb, f):
             return f"{sub}: {short(va)} != {short(vb)}"
     ua = [(u.field_number, u.wire_type, u.data) for u in UnknownFieldSet(a)]
@@ -144,7 +161,7 @@ def main():
             return 2
         d = compare(a, b)
         if d:
-            print(f"models differ ({what}): {d}"[:400], file=sys.stderr)
+            print(" ".join(f"models differ ({what}): {d}".split())[:500], file=sys.stderr)
             return 1
     same_file_bytes = open(args.a, "rb").read() == open(args.b, "rb").read()
     print("equal" + ("" if same_file_bytes else " (files are not byte-identical)"))

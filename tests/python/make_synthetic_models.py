@@ -10,8 +10,8 @@ Files (all deterministic: fixed seeds, no uuids, no timestamps):
                       (float_data, int32_data, int64_data, string_data, double_data,
                       uint64_data); special values (NaN, -0.0, inf, int64/uint64
                       extremes), 0-D and empty tensors, sparse initializers (linear
-                      and COO indices), doc strings and metadata_props everywhere the
-                      IR-10 schema has them, value_info with dim_param, unknown dims,
+                      and COO indices), doc strings and metadata_props on model,
+                      graph, node, value_info and tensor, value_info with dim_param, unknown dims,
                       unknown rank, denotations, sequence and optional types, a
                       quantization annotation. Runs in onnxruntime.
   all_attrs.onnx      every AttributeProto kind (on a custom-domain node, and on the
@@ -24,7 +24,25 @@ Files (all deterministic: fixed seeds, no uuids, no timestamps):
                       with an attribute reference), an ai.onnx.ml op, several opset
                       domains, model metadata, producer fields, doc strings and
                       training_info (initialization + algorithm graphs with bindings).
-  newer_fields.onnx   runnable; carries fields newer than IR 10 (see NEWER_FIELDS).
+  newer_fields.onnx   runnable; carries every field of the installed onnx.proto that
+                      the IR-10 schema (onnx 1.17.0's onnx-ml.proto) lacks, found by
+                      diffing the two files:
+        ModelProto.configuration (26): DeviceConfigurationProto {name, num_devices,
+            device}, two entries                                            [IR 11]
+        NodeProto.device_configurations (10): NodeDeviceConfigurationProto
+            {configuration_id, sharding_spec, pipeline_stage}, on main-graph nodes
+            (two on one node), on a node in an If branch and on a node in a
+            FunctionProto body                                              [IR 11]
+        ShardingSpecProto {tensor_name, device, index_to_device_group_map,
+            sharded_dim}; IntIntListEntryProto {key, value}; ShardedDimProto
+            {axis, simple_sharding}; SimpleShardedDimProto {dim_value | dim_param,
+            num_shards}                                                     [IR 11]
+        TensorProto.DataType FLOAT4E2M1=23 [IR 11], FLOAT8E8M0=24 [IR 12], UINT2=25,
+            INT2=26 [IR 13], FLOAT6E2M3=27, FLOAT6E3M2=28 [IR 14]: initializers in
+            raw_data and int32_data, and value_info elem_types of those types.
+      An IR-10 reader sees the first two as unknown fields (6 occurrences); the data
+      types are only new values of an int32 field. (ValueInfoProto/GraphProto/
+      FunctionProto value_info and metadata_props already exist in IR 10.)
   future_fields.onnx  runnable; carries protobuf fields unknown even to the installed
                       onnx (field numbers >= 1000, all four wire types) on many
                       message kinds, nested inside subgraphs and functions too.
@@ -54,23 +72,6 @@ IR_STABLE = 10
 IR_NEWEST = onnx.IR_VERSION
 ML_OPSET = 3
 
-# Fields in the installed onnx.proto that the IR-10 schema (onnx 1.17) lacks, found by
-# diffing onnx-ml.proto of onnx 1.17.0 (IR 10) against the installed one. newer_fields.onnx
-# sets every one of them. Data-type values are only new enum values of an int32 field, so
-# an IR-10 reader sees them as plain ints, not unknown fields.
-NEWER_FIELDS = """\
-ModelProto.configuration (26) -> DeviceConfigurationProto {name, num_devices, device}   [IR 11]
-NodeProto.device_configurations (10) -> NodeDeviceConfigurationProto                   [IR 11]
-    {configuration_id, sharding_spec, pipeline_stage}, set on main-graph nodes, on a node
-    inside an If branch and on a node inside a FunctionProto body
-ShardingSpecProto {tensor_name, device, index_to_device_group_map, sharded_dim}        [IR 11]
-IntIntListEntryProto {key, value}                                                       [IR 11]
-ShardedDimProto {axis, simple_sharding}                                                 [IR 11]
-SimpleShardedDimProto {dim_value | dim_param (oneof), num_shards}                       [IR 11]
-TensorProto.DataType FLOAT4E2M1=23 [IR 11], FLOAT8E8M0=24 [IR 12], UINT2=25, INT2=26 [IR 13],
-    FLOAT6E2M3=27, FLOAT6E3M2=28 [IR 14]: initializers (raw_data and int32_data) and
-    value_info elem_types of those types
-"""
 
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64
@@ -139,10 +140,6 @@ def tensor_vi(name, elem, shape, doc=None, denotation=None):
     if denotation:
         vi.type.denotation = denotation
     return vi
-
-
-def small_model_checks(model):
-    onnx.checker.check_model(model, full_check=True)
 
 
 # --------------------------------------------------------------------------- all_dtypes
@@ -459,8 +456,7 @@ def make_subgraphs():
 
 # ------------------------------------------------------------------------- newer_fields
 def newer_dtypes():
-    """Data types the installed onnx has beyond IR 10's last one (FLOAT8E5M2FNUZ, 20) and
-    UINT4/INT4 (21, 22, also IR 10)."""
+    """Data types added after IR 10, whose newest types are UINT4/INT4 (21, 22)."""
     return [v for k, v in TensorProto.DataType.items() if v > TensorProto.INT4]
 
 
@@ -513,7 +509,8 @@ def make_newer_fields():
         initializer=inits, value_info=dtype_vis)
     model = helper.make_model(
         graph, ir_version=IR_NEWEST, opset_imports=opsets((fn_dom, 1)), functions=[fn],
-        producer_name="eexc-tests", doc_string="fields newer than IR 10:\n" + NEWER_FIELDS)
+        producer_name="eexc-tests",
+        doc_string="fields newer than IR 10 (list in tests/python/make_synthetic_models.py)")
     model.configuration.add(name="mesh2", num_devices=2, device=["cuda:0", "cuda:1"])
     model.configuration.add(name="single", num_devices=1, device=["cpu"])
     return model
@@ -615,6 +612,8 @@ def make_external(outdir):
     path = os.path.join(ext_dir, "external.onnx")
     onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
               location="data/weights.bin", size_threshold=1024, convert_attribute=True)
+    # onnx creates the data file 0600; make it as readable as the files we write ourselves.
+    os.chmod(os.path.join(ext_dir, "data", "weights.bin"), 0o644)
     onnx.checker.check_model(path, full_check=True)
     return [path, os.path.join(ext_dir, "data", "weights.bin"), os.path.join(ext_dir, location)]
 

@@ -1,0 +1,336 @@
+//! Cost model: per node MACs, FLOPs, parameters, weight bytes read and
+//! activation bytes written, for one sample (symbolic dims such as `batch`
+//! count as 1). The convention for every op is in docs/cost-model.md; keep the
+//! two in step.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use crate::ir::{Graph, Node, NodeId, TensorType, ValueId};
+
+/// How a node's numbers were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostStatus {
+    /// Counted by a rule.
+    Counted,
+    /// Computes only from constants (weights built by ConstantOfShape, shape
+    /// arithmetic): done once at load time, no per-sample cost.
+    Constant,
+    /// No rule for this op: flagged, never silently zero.
+    NoRule,
+    /// The op has a rule but a needed shape is unknown.
+    UnknownShape,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Cost {
+    pub macs: u64,
+    pub flops: u64,
+    /// Elements of float constant inputs (weights) the node reads.
+    pub params: u64,
+    pub weight_bytes: u64,
+    pub activation_bytes: u64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        self.macs += o.macs;
+        self.flops += o.flops;
+        self.params += o.params;
+        self.weight_bytes += o.weight_bytes;
+        self.activation_bytes += o.activation_bytes;
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeCost {
+    pub cost: Cost,
+    pub status: CostStatus,
+}
+
+/// Costs of a whole graph.
+#[derive(Debug, Clone)]
+pub struct GraphCost {
+    /// Indexed by `NodeId`.
+    pub nodes: Vec<NodeCost>,
+    pub total: Cost,
+    /// Parameters counted once per distinct weight tensor (a weight read by
+    /// two nodes is two reads but one parameter tensor).
+    pub unique_params: u64,
+    /// Op type → number of nodes that could not be costed.
+    pub uncosted: BTreeMap<String, usize>,
+}
+
+impl GraphCost {
+    pub fn node(&self, id: NodeId) -> &NodeCost {
+        &self.nodes[id.0]
+    }
+}
+
+/// Costs every node of `graph` (shapes must have been inferred).
+pub fn graph_cost(graph: &Graph) -> GraphCost {
+    let mut nodes = Vec::with_capacity(graph.nodes.len());
+    let mut total = Cost::default();
+    let mut uncosted = BTreeMap::new();
+    let mut weights_seen: HashSet<ValueId> = HashSet::new();
+    let mut unique_params = 0;
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let nc = node_cost(graph, node);
+        if matches!(nc.status, CostStatus::NoRule | CostStatus::UnknownShape) {
+            *uncosted.entry(node.op_type.clone()).or_insert(0) += 1;
+        }
+        if nc.status != CostStatus::Constant {
+            for v in weight_inputs(graph, node) {
+                if weights_seen.insert(v) {
+                    unique_params += graph
+                        .value(v)
+                        .ty
+                        .as_ref()
+                        .and_then(TensorType::num_elements)
+                        .unwrap_or(0);
+                }
+            }
+        }
+        total += nc.cost;
+        debug_assert_eq!(nodes.len(), i);
+        nodes.push(nc);
+    }
+    GraphCost {
+        nodes,
+        total,
+        unique_params,
+        uncosted,
+    }
+}
+
+/// Float constant inputs: the node's weights (integer constants are shape or
+/// index arguments, not parameters).
+fn weight_inputs<'a>(graph: &'a Graph, node: &'a Node) -> impl Iterator<Item = ValueId> + 'a {
+    node.inputs.iter().flatten().copied().filter(move |&v| {
+        let val = graph.value(v);
+        val.is_constant && val.ty.as_ref().is_some_and(|t| t.elem.is_float())
+    })
+}
+
+fn node_cost(graph: &Graph, node: &Node) -> NodeCost {
+    let ty = |v: Option<&Option<ValueId>>| v.copied().flatten().and_then(|id| graph.value(id).ty.as_ref());
+    let outputs_const = node.outputs.iter().flatten().all(|&o| graph.value(o).is_constant);
+    if outputs_const && !node.outputs.is_empty() {
+        return NodeCost {
+            cost: Cost::default(),
+            status: CostStatus::Constant,
+        };
+    }
+    let mut cost = Cost::default();
+    for v in weight_inputs(graph, node) {
+        let t = graph.value(v).ty.as_ref();
+        let n = t.and_then(TensorType::num_elements).unwrap_or(0);
+        cost.params += n;
+        cost.weight_bytes += t.and_then(|t| t.elem.bytes_for(n)).unwrap_or(0);
+    }
+    for &o in node.outputs.iter().flatten() {
+        cost.activation_bytes += graph
+            .value(o)
+            .ty
+            .as_ref()
+            .and_then(TensorType::bytes_per_sample)
+            .unwrap_or(0);
+    }
+    let out_elems = ty(node.outputs.first()).and_then(TensorType::num_elements_per_sample);
+    let in_elems = ty(node.inputs.first()).and_then(TensorType::num_elements_per_sample);
+    let status = match compute(graph, node, out_elems, in_elems) {
+        Ok((macs, flops)) => {
+            cost.macs = macs;
+            cost.flops = flops;
+            CostStatus::Counted
+        }
+        Err(status) => status,
+    };
+    NodeCost { cost, status }
+}
+
+/// Floating-point work per element for element-wise ops. Transcendentals
+/// (Exp, Tanh, Erf, ...) count as one operation, like everyone's tables.
+fn elementwise_flops(op: &str) -> Option<u64> {
+    Some(match op {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Mean" | "Sum" | "Relu" | "LeakyRelu" | "PRelu"
+        | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Sqrt" | "Neg" | "Abs" | "Reciprocal" | "Erf" | "Elu" | "Selu"
+        | "Softplus" | "Softsign" | "Floor" | "Ceil" | "Round" | "Sign" | "Clip" | "Equal" | "Less" | "Greater"
+        | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "Where" | "Sin" | "Cos" => 1,
+        "HardSigmoid" | "ThresholdedRelu" | "Celu" | "Mish" => 2,
+        "HardSwish" => 3,
+        // Inference BatchNormalization: one scale and one shift per element
+        // (the constants are folded at load time).
+        "BatchNormalization" => 2,
+        // Erf-based GELU ≈ 0.5·x·(1+erf(x/√2)): div, erf, add, mul, mul.
+        "Gelu" => 5,
+        // mean, subtract, square, mean, normalise, scale, shift.
+        "LayerNormalization" | "InstanceNormalization" | "GroupNormalization" => 7,
+        // exp, running sum, divide (max-subtraction ignored).
+        "Softmax" | "LogSoftmax" => 3,
+        _ => return None,
+    })
+}
+
+/// Ops that only move or reinterpret data, or read metadata: no arithmetic.
+fn is_data_movement(op: &str) -> bool {
+    matches!(
+        op,
+        "Reshape"
+            | "Flatten"
+            | "Squeeze"
+            | "Unsqueeze"
+            | "Transpose"
+            | "Concat"
+            | "Split"
+            | "Slice"
+            | "Gather"
+            | "GatherElements"
+            | "GatherND"
+            | "Pad"
+            | "Expand"
+            | "Tile"
+            | "Identity"
+            | "Dropout"
+            | "Cast"
+            | "Shape"
+            | "Size"
+            | "Constant"
+            | "ConstantOfShape"
+            | "Range"
+            | "DepthToSpace"
+            | "SpaceToDepth"
+            | "ScatterND"
+            | "ScatterElements"
+            | "NonZero"
+            | "Compress"
+            | "OneHot"
+            | "EyeLike"
+            | "CastLike"
+    )
+}
+
+/// (MACs, FLOPs) of one non-constant node, or why it cannot be counted.
+fn compute(
+    graph: &Graph,
+    node: &Node,
+    out_elems: Option<u64>,
+    in_elems: Option<u64>,
+) -> Result<(u64, u64), CostStatus> {
+    let shape_of = |i: usize| {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| graph.value(v).ty.as_ref())
+            .and_then(|t| t.shape.as_deref())
+    };
+    let per_sample = |d: &crate::ir::Dim| match d {
+        crate::ir::Dim::Known(v) => u64::try_from(*v).ok(),
+        crate::ir::Dim::Sym(_) => Some(1),
+        crate::ir::Dim::Unknown => None,
+    };
+    let dims = |i: usize| -> Option<Vec<u64>> { shape_of(i)?.iter().map(per_sample).collect() };
+    let unknown = CostStatus::UnknownShape;
+    let op = node.op_type.as_str();
+    if !node.is_onnx_domain() {
+        return Err(CostStatus::NoRule);
+    }
+    let has_bias = |i: usize| node.inputs.get(i).is_some_and(Option::is_some);
+    match op {
+        "Conv" => {
+            // MACs = output elements × (Cin / group) × kernel area.
+            let w = dims(1).ok_or(unknown)?;
+            let out = out_elems.ok_or(unknown)?;
+            let per_output: u64 = w.iter().skip(1).product();
+            let macs = out * per_output;
+            Ok((macs, 2 * macs + if has_bias(2) { out } else { 0 }))
+        }
+        "ConvTranspose" => {
+            // Every input element is scattered through Cout/group × kernel.
+            let w = dims(1).ok_or(unknown)?;
+            let inp = in_elems.ok_or(unknown)?;
+            let per_input: u64 = w.iter().skip(1).product();
+            let macs = inp * per_input;
+            let out = out_elems.ok_or(unknown)?;
+            Ok((macs, 2 * macs + if has_bias(2) { out } else { 0 }))
+        }
+        "Gemm" => {
+            let a = dims(0).ok_or(unknown)?;
+            let trans_a = node.attr_int("transA").unwrap_or(0) != 0;
+            let k = if trans_a { a.first() } else { a.get(1) }.copied().ok_or(unknown)?;
+            let out = out_elems.ok_or(unknown)?;
+            let macs = out * k;
+            Ok((macs, 2 * macs + if has_bias(2) { out } else { 0 }))
+        }
+        "MatMul" => {
+            let a = dims(0).ok_or(unknown)?;
+            let k = a.last().copied().ok_or(unknown)?;
+            let macs = out_elems.ok_or(unknown)? * k;
+            Ok((macs, 2 * macs))
+        }
+        "Einsum" => einsum_macs(node, &dims).map(|m| (m, 2 * m)).ok_or(unknown),
+        "MaxPool" | "AveragePool" | "LpPool" => {
+            // One comparison or addition per window element per output.
+            let window: u64 = node
+                .attr_ints("kernel_shape")
+                .ok_or(unknown)?
+                .iter()
+                .map(|&k| k.max(0) as u64)
+                .product();
+            let out = out_elems.ok_or(unknown)?;
+            Ok((0, out * window))
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => Ok((0, in_elems.ok_or(unknown)?)),
+        "LRN" => {
+            // Sum of squares over `size` channels, then scale and power.
+            let size = node.attr_int("size").unwrap_or(1).max(1) as u64;
+            Ok((0, out_elems.ok_or(unknown)? * (size + 3)))
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" | "ArgMax" | "ArgMin" | "CumSum" => {
+            Ok((0, in_elems.ok_or(unknown)?))
+        }
+        "TopK" => Ok((0, in_elems.ok_or(unknown)?)),
+        "Resize" | "Upsample" => Ok((0, out_elems.ok_or(unknown)?)),
+        _ if is_data_movement(op) => Ok((0, 0)),
+        _ => match elementwise_flops(op) {
+            Some(f) => Ok((0, f * out_elems.ok_or(unknown)?)),
+            None => Err(CostStatus::NoRule),
+        },
+    }
+}
+
+/// MACs of an Einsum: the product of the sizes of all distinct index letters
+/// (each output element sums over the contracted letters).
+fn einsum_macs(node: &Node, dims: &dyn Fn(usize) -> Option<Vec<u64>>) -> Option<u64> {
+    let eq = node.attr_string("equation")?.replace(' ', "");
+    let lhs = eq.split("->").next()?;
+    let mut sizes: BTreeMap<char, u64> = BTreeMap::new();
+    for (i, term) in lhs.split(',').enumerate() {
+        let d = dims(i)?;
+        // Ellipsis terms: only count when there is none (rare in classifiers).
+        if term.contains("...") || term.len() != d.len() {
+            return None;
+        }
+        for (c, n) in term.chars().zip(d) {
+            sizes.insert(c, n);
+        }
+    }
+    Some(sizes.values().product())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elementwise_table_has_no_movement_ops() {
+        for op in ["Reshape", "Concat", "Gather", "Identity"] {
+            assert!(elementwise_flops(op).is_none(), "{op}");
+            assert!(is_data_movement(op));
+        }
+    }
+}
