@@ -3,9 +3,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use protobuf::Message;
+use protobuf::{Message, MessageFull};
 
 use super::OnnxError;
+use super::canonical;
 use super::external;
 use super::proto::ModelProto;
 
@@ -78,10 +79,11 @@ pub fn load_model_from_bytes(bytes: &[u8], origin: &Path) -> Result<ModelProto, 
 /// the output folder, the referenced files are copied along so the written
 /// model is self-contained.
 pub fn save_model(model: &ModelProto, out: &Path, source_dir: Option<&Path>) -> Result<(), OnnxError> {
-    let bytes = model.write_to_bytes().map_err(|e| OnnxError::Encode {
+    let mut bytes = model.write_to_bytes().map_err(|e| OnnxError::Encode {
         path: out.to_path_buf(),
         reason: e.to_string(),
     })?;
+    canonical::sort_unknown_fields(&mut bytes, &ModelProto::descriptor());
     if let Some(source_dir) = source_dir {
         let refs = external::collect_references(model);
         external::copy_files(&refs, source_dir, output_dir(out), out)?;

@@ -4,6 +4,7 @@
 //! Messages come from [`proto`], generated from our proto2 schema, not from a
 //! third-party crate: see docs/protobuf-layer.md for why.
 
+mod canonical;
 pub mod dtype;
 mod error;
 pub mod external;

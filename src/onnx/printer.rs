@@ -586,19 +586,22 @@ impl Number for f64 {
 /// `f32` as `std::to_chars(float)`: the shortest digits that read back as
 /// the same `f32`, in fixed or scientific notation, whichever is shorter.
 fn format_f32(x: f32) -> String {
-    if x.is_nan() || x.is_infinite() {
+    if !x.is_finite() {
         return non_finite(x.is_nan(), x.is_sign_negative());
     }
-    // Integral whenever fixed notation has no fraction (see `shortest`).
-    shortest(&format!("{x:e}"), || abs_as_u128(f64::from(x)))
+    let decimal = Decimal::shortest(&format!("{x:e}"), f64::from(x), |s| {
+        s.parse::<f32>().ok() == Some(x.abs())
+    });
+    decimal.render(|| abs_as_u128(f64::from(x)))
 }
 
 /// `f64` as `std::to_chars(double)`; see [`format_f32`].
 fn format_f64(x: f64) -> String {
-    if x.is_nan() || x.is_infinite() {
+    if !x.is_finite() {
         return non_finite(x.is_nan(), x.is_sign_negative());
     }
-    shortest(&format!("{x:e}"), || abs_as_u128(x))
+    let decimal = Decimal::shortest(&format!("{x:e}"), x, |s| s.parse::<f64>().ok() == Some(x.abs()));
+    decimal.render(|| abs_as_u128(x))
 }
 
 /// NaN keeps its sign, as the reference prints it (`nan`, `-nan`).
@@ -614,66 +617,186 @@ fn abs_as_u128(x: f64) -> Option<u128> {
     (a.fract() == 0.0 && a < 2f64.powi(128)).then_some(a as u128)
 }
 
-/// Chooses the notation for a finite value, from Rust's shortest round-trip
-/// scientific form (`-1.2345e-7`): `std::to_chars` picks whichever of fixed
-/// and scientific (`%e` style, two-digit exponent minimum) is shorter, fixed
-/// on a tie. Fixed notation of a large integral value prints its exact
-/// digits (like `%.0f`: 2^32 as f32 is `4294967296`, not the shortest
-/// `4294967300`); `exact` supplies them.
-fn shortest(sci: &str, exact: impl FnOnce() -> Option<u128>) -> String {
-    let (negative, sci) = match sci.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, sci),
-    };
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
-    let exp: i64 = exponent.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let n = i64::try_from(digits.len()).unwrap_or(i64::MAX);
+/// A finite value as `±d.ddd × 10^exp`: ASCII digits without trailing zeros
+/// (except a lone `0`).
+#[derive(Debug, Clone, PartialEq)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exp: i64,
+}
 
-    let exp_digits = if exp.abs() >= 100 { 3 } else { 2 };
-    let sci_len = n + i64::from(n > 1) + 2 + exp_digits;
-    let fixed_len = if exp >= 0 {
-        if n <= exp + 1 { exp + 1 } else { n + 1 }
-    } else {
-        n + 1 - exp
-    };
-
-    let mut s = String::new();
-    if negative {
-        s.push('-');
+impl Decimal {
+    /// From Rust's shortest round-trip form (`{:e}`, e.g. `-1.2345e-7`) of a
+    /// value whose exact magnitude is `|exact|`; `round_trips` says whether
+    /// a decimal string reads back as that magnitude in the value's type.
+    ///
+    /// Rust and `std::to_chars` agree on the shortest digit count and on
+    /// taking the candidate closest to the value, but not on exact ties:
+    /// Rust rounds half up (f32 1762400.25 gives `1762400.3`), to_chars
+    /// (Ryu) half to even (`1762400.2`). We redo the tie the Ryu way.
+    fn shortest(sci: &str, exact: f64, round_trips: impl Fn(&str) -> bool) -> Decimal {
+        let (negative, sci) = match sci.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, sci),
+        };
+        let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
+        let mut decimal = Decimal {
+            negative,
+            digits: mantissa.bytes().filter(u8::is_ascii_digit).collect(),
+            exp: exponent.parse().unwrap_or(0),
+        };
+        decimal.trim();
+        decimal.round_tie_to_even(exact.abs(), round_trips);
+        decimal
     }
-    if sci_len < fixed_len {
+
+    fn trim(&mut self) {
+        while self.digits.len() > 1 && self.digits.last() == Some(&b'0') {
+            self.digits.pop();
+        }
+        if self.digits.is_empty() {
+            self.digits.push(b'0');
+        }
+    }
+
+    /// Unsigned `digits × 10^exp` in scientific form for `str::parse`.
+    fn magnitude(&self) -> String {
+        let digits = String::from_utf8_lossy(&self.digits);
         let (first, rest) = digits.split_at(1.min(digits.len()));
-        s.push_str(first);
-        if !rest.is_empty() {
-            s.push('.');
-            s.push_str(rest);
-        }
-        s.push('e');
-        s.push(if exp < 0 { '-' } else { '+' });
-        s.push_str(&format!("{:02}", exp.unsigned_abs()));
-    } else if exp >= 0 && n <= exp + 1 {
-        match exact() {
-            Some(v) => s.push_str(&v.to_string()),
-            // Unreachable for finite floats; pad the digits as a fallback.
-            None => {
-                s.push_str(&digits);
-                s.extend(std::iter::repeat_n('0', usize::try_from(exp + 1 - n).unwrap_or(0)));
-            }
-        }
-    } else if exp >= 0 {
-        // Here exp + 1 < n, so the point falls inside the digits.
-        let point = usize::try_from(exp + 1).unwrap_or(0).min(digits.len());
-        let (int, frac) = digits.split_at(point);
-        s.push_str(int);
-        s.push('.');
-        s.push_str(frac);
-    } else {
-        s.push_str("0.");
-        s.extend(std::iter::repeat_n('0', usize::try_from(-exp - 1).unwrap_or(0)));
-        s.push_str(&digits);
+        format!("{first}.{rest}0e{}", self.exp)
     }
-    s
+
+    /// If the value lies exactly halfway between our odd last digit and a
+    /// neighbour that also round-trips, take the neighbour (it is even).
+    fn round_tie_to_even(&mut self, magnitude: f64, round_trips: impl Fn(&str) -> bool) {
+        let Some(&last) = self.digits.last() else {
+            return;
+        };
+        if (last - b'0') % 2 == 0 {
+            return;
+        }
+        for up in [false, true] {
+            // Halfway point: the lower of the two candidates followed by a 5.
+            let mut half = if up { self.clone() } else { self.step(false) };
+            if half.digits.len() < self.digits.len() {
+                continue; // stepping down reached zero or lost a digit
+            }
+            half.digits.push(b'5');
+            if !half.is_exactly(magnitude) {
+                continue;
+            }
+            let neighbour = self.step(up);
+            if neighbour.digits != [b'0'] && round_trips(&neighbour.magnitude()) {
+                self.digits = neighbour.digits;
+                self.exp = neighbour.exp;
+            }
+            return;
+        }
+    }
+
+    /// The next decimal with as many digits, one unit in the last place up
+    /// or down, without trailing zeros (our last digit is odd, so going
+    /// down never borrows).
+    fn step(&self, up: bool) -> Decimal {
+        let mut next = self.clone();
+        if up {
+            let mut carry = true;
+            for d in next.digits.iter_mut().rev() {
+                if *d == b'9' {
+                    *d = b'0';
+                } else {
+                    *d += 1;
+                    carry = false;
+                    break;
+                }
+            }
+            if carry {
+                next.digits.insert(0, b'1');
+                next.exp += 1;
+            }
+        } else if let Some(d) = next.digits.last_mut() {
+            *d = d.saturating_sub(1).max(b'0');
+        }
+        next.trim();
+        next
+    }
+
+    /// Whether `digits × 10^exp` (not trimmed) is exactly `magnitude`: its
+    /// full expansion (at most 767 significant digits for an f64) must be
+    /// our digits then zeros.
+    fn is_exactly(&self, magnitude: f64) -> bool {
+        // Cheap necessary condition first: it must at least read back as it.
+        if self.magnitude().parse::<f64>().ok() != Some(magnitude) {
+            return false;
+        }
+        let full = format!("{magnitude:.800e}");
+        let (mantissa, exponent) = full.split_once('e').unwrap_or((&full, "0"));
+        let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+        exponent.parse::<i64>().ok() == Some(self.exp)
+            && digits.starts_with(&self.digits)
+            && digits.iter().skip(self.digits.len()).all(|&d| d == b'0')
+    }
+
+    /// `std::to_chars` layout: whichever of fixed and scientific (`%e`
+    /// style, two-digit exponent minimum) is shorter, fixed on a tie. Fixed
+    /// notation of a large integral value prints its exact digits, like
+    /// `%.0f` (2^32 as f32 is `4294967296`, not the shortest `4294967300`);
+    /// `exact_integer` supplies them.
+    fn render(&self, exact_integer: impl FnOnce() -> Option<u128>) -> String {
+        let digits = String::from_utf8_lossy(&self.digits);
+        let n = i64::try_from(digits.len()).unwrap_or(i64::MAX);
+        let exp = self.exp;
+        let exp_digits = if exp.abs() >= 100 { 3 } else { 2 };
+        let sci_len = n + i64::from(n > 1) + 2 + exp_digits;
+        let integral = exp >= 0 && n <= exp + 1;
+        let fixed_len = if integral {
+            exp + 1
+        } else if exp >= 0 {
+            n + 1
+        } else {
+            n + 1 - exp
+        };
+
+        let mut s = String::new();
+        if self.negative {
+            s.push('-');
+        }
+        if sci_len < fixed_len {
+            let (first, rest) = digits.split_at(1.min(digits.len()));
+            s.push_str(first);
+            if !rest.is_empty() {
+                s.push('.');
+                s.push_str(rest);
+            }
+            s.push('e');
+            s.push(if exp < 0 { '-' } else { '+' });
+            s.push_str(&format!("{:02}", exp.unsigned_abs()));
+        } else if integral {
+            match exact_integer() {
+                Some(v) => s.push_str(&v.to_string()),
+                // Unreachable for finite floats; pad the digits instead.
+                None => {
+                    s.push_str(&digits);
+                    let zeros = usize::try_from(exp + 1 - n).unwrap_or(0);
+                    s.extend(std::iter::repeat_n('0', zeros));
+                }
+            }
+        } else if exp >= 0 {
+            // Here exp + 1 < n, so the point falls inside the digits.
+            let point = usize::try_from(exp + 1).unwrap_or(0).min(digits.len());
+            let (int, frac) = digits.split_at(point);
+            s.push_str(int);
+            s.push('.');
+            s.push_str(frac);
+        } else {
+            s.push_str("0.");
+            let zeros = usize::try_from(-exp - 1).unwrap_or(0);
+            s.extend(std::iter::repeat_n('0', zeros));
+            s.push_str(&digits);
+        }
+        s
+    }
 }
 
 #[cfg(test)]
