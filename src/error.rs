@@ -13,6 +13,6 @@ pub enum Error {
     Ir {
         path: PathBuf,
         #[source]
-        source: IrError,
+        source: Box<IrError>,
     },
 }

@@ -141,7 +141,7 @@ pub fn validate(refs: &[ExternalRef], base_dir: &Path, model_path: &Path) -> Res
             .map_err(|e| fail(format!("cannot open '{}': {e}", file.display())))?
             .len();
         let length = r.length.unwrap_or(size.saturating_sub(r.offset));
-        let end = r.offset.checked_add(length).unwrap_or(u64::MAX);
+        let end = r.offset.saturating_add(length);
         if r.offset == u64::MAX || length == u64::MAX || end > size {
             return Err(fail(format!(
                 "'{}' is {size} bytes but the tensor needs bytes {}..{}",

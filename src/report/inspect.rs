@@ -86,7 +86,7 @@ pub fn inspect(path: &Path) -> Result<InspectReport, Error> {
     let loaded = load_model(path)?;
     let mut model = Model::from_proto(&loaded.proto).map_err(|source| Error::Ir {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
     let shapes = infer_model(&mut model);
     let graph = &model.graph;

@@ -1,0 +1,152 @@
+//! Bad input never panics: each case gives one line naming the file and the
+//! problem on stderr, exit code 2, and nothing on stdout.
+
+mod common;
+
+use std::path::Path;
+
+use common::{eexc, synthetic_models, testdata};
+use eexc::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+use protobuf::Message;
+
+/// Runs `eexc inspect` and `eexc print` on `path` and checks both fail cleanly
+/// with a message containing every one of `needles`.
+fn assert_clean_failure(path: &Path, needles: &[&str]) {
+    assert_commands_fail(&["inspect", "print"], path, needles);
+}
+
+/// A malformed graph still decodes, so `print` shows it (that is how users
+/// debug it); the commands that analyse the graph must refuse it.
+fn assert_graph_rejected(path: &Path, needles: &[&str]) {
+    assert_commands_fail(&["inspect"], path, needles);
+    assert!(eexc(&["print", path.to_str().unwrap()]).status.success());
+}
+
+fn assert_commands_fail(commands: &[&str], path: &Path, needles: &[&str]) {
+    for &cmd in commands {
+        let out = eexc(&[cmd, path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: status {:?}, stderr: {stderr}", out.status);
+        assert!(out.stdout.is_empty(), "{cmd}: wrote to stdout");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{cmd}: not one line: {stderr}");
+        assert!(!stderr.contains("panicked"), "{cmd}: {stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{cmd}: file not named: {stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "{cmd}: expected '{n}' in: {stderr}");
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_clean_failure(&write(dir.path(), "empty.onnx", b""), &["empty file"]);
+}
+
+#[test]
+fn truncated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(testdata("models/resnet50.onnx")).unwrap();
+    let p = write(dir.path(), "truncated.onnx", &full[..full.len() / 2]);
+    assert_clean_failure(&p, &["not an ONNX model"]);
+}
+
+#[test]
+fn random_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Several seeds of a fixed generator, so failures reproduce.
+    for seed in 1u64..=8 {
+        let mut x = seed;
+        let bytes: Vec<u8> = (0..4096)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let p = write(dir.path(), &format!("random{seed}.onnx"), &bytes);
+        assert_clean_failure(&p, &["not an ONNX model"]);
+    }
+}
+
+#[test]
+fn valid_protobuf_that_is_not_a_model() {
+    assert_clean_failure(&testdata("not_a_model_tensor.pb"), &["not an ONNX model"]);
+}
+
+#[test]
+fn missing_file() {
+    assert_clean_failure(Path::new("/nonexistent/model.onnx"), &["cannot read"]);
+}
+
+#[test]
+fn missing_external_data_file() {
+    // The model file alone, without the side files it refers to.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("external.onnx");
+    std::fs::copy(synthetic_models().join("external/external.onnx"), &p).unwrap();
+    assert_clean_failure(&p, &["external data", "cannot open"]);
+}
+
+fn value(name: &str) -> ValueInfoProto {
+    let mut v = ValueInfoProto::new();
+    v.set_name(name.into());
+    v
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.set_name(name.into());
+    n.set_op_type(op.into());
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = outputs.iter().map(|s| s.to_string()).collect();
+    n
+}
+
+fn model_with(nodes: Vec<NodeProto>) -> Vec<u8> {
+    let mut g = GraphProto::new();
+    g.set_name("g".into());
+    g.input.push(value("x"));
+    g.output.push(value("y"));
+    g.node = nodes;
+    let mut m = ModelProto::new();
+    m.set_ir_version(8);
+    let mut op = OperatorSetIdProto::new();
+    op.set_version(17);
+    m.opset_import.push(op);
+    m.graph = Some(g).into();
+    m.write_to_bytes().unwrap()
+}
+
+#[test]
+fn cyclic_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = model_with(vec![
+        node("a", "Add", &["x", "c"], &["b"]),
+        node("relu_b", "Relu", &["b"], &["c"]),
+        node("out", "Identity", &["c"], &["y"]),
+    ]);
+    let p = write(dir.path(), "cycle.onnx", &bytes);
+    assert_graph_rejected(&p, &["cycle"]);
+}
+
+#[test]
+fn value_produced_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = model_with(vec![node("first", "Relu", &["x"], &["y"]), node("second", "Relu", &["x"], &["y"])]);
+    let p = write(dir.path(), "twice.onnx", &bytes);
+    assert_graph_rejected(&p, &["'second'", "'first'", "already produced"]);
+}
+
+#[test]
+fn input_never_defined() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = model_with(vec![node("adder", "Add", &["x", "ghost"], &["y"])]);
+    let p = write(dir.path(), "undefined.onnx", &bytes);
+    assert_graph_rejected(&p, &["'adder'", "'ghost'", "never defined"]);
+}
