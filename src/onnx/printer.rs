@@ -617,6 +617,19 @@ fn abs_as_u128(x: f64) -> Option<u128> {
     (a.fract() == 0.0 && a < 2f64.powi(128)).then_some(a as u128)
 }
 
+/// A finite nonzero `|x|` as `m × 2^e` with integer `m`.
+fn binary_parts(x: f64) -> Option<(u128, i64)> {
+    let bits = x.abs().to_bits();
+    let fraction = u128::from(bits & ((1 << 52) - 1));
+    let biased = i64::try_from(bits >> 52).unwrap_or(0);
+    let (m, e) = match biased {
+        0 => (fraction, -1074),
+        0x7ff => return None,
+        _ => (fraction | (1 << 52), biased - 1075),
+    };
+    (m != 0).then_some((m, e))
+}
+
 /// A finite value as `±d.ddd × 10^exp`: ASCII digits without trailing zeros
 /// (except a lone `0`).
 #[derive(Debug, Clone, PartialEq)]
@@ -722,20 +735,32 @@ impl Decimal {
         next
     }
 
-    /// Whether `digits × 10^exp` (not trimmed) is exactly `magnitude`: its
-    /// full expansion (at most 767 significant digits for an f64) must be
-    /// our digits then zeros.
+    /// Whether `digits × 10^exp` (not trimmed) is exactly `magnitude`, in
+    /// integer arithmetic: `m × 2^e` equals `K × 10^j` iff the odd parts
+    /// and the powers of two match once the 5^|j| is moved to one side.
     fn is_exactly(&self, magnitude: f64) -> bool {
-        // Cheap necessary condition first: it must at least read back as it.
-        if self.magnitude().parse::<f64>().ok() != Some(magnitude) {
+        let Some((m, e)) = binary_parts(magnitude) else {
             return false;
+        };
+        let Some(k) = std::str::from_utf8(&self.digits)
+            .ok()
+            .and_then(|d| d.parse::<u128>().ok())
+            .filter(|&k| k != 0)
+        else {
+            return false;
+        };
+        let n = i64::try_from(self.digits.len()).unwrap_or(i64::MAX);
+        let j = self.exp.saturating_sub(n - 1);
+        let (m_odd, m_twos) = (m >> m.trailing_zeros(), e + i64::from(m.trailing_zeros()));
+        let (k_odd, k_twos) = (k >> k.trailing_zeros(), i64::from(k.trailing_zeros()));
+        let five_pow = |p: i64| u32::try_from(p.unsigned_abs()).ok().and_then(|p| 5u128.checked_pow(p));
+        if j >= 0 {
+            // m_odd × 2^m_twos = k_odd × 5^j × 2^(k_twos + j)
+            five_pow(j).and_then(|f| k_odd.checked_mul(f)) == Some(m_odd) && m_twos == k_twos + j
+        } else {
+            // m_odd × 5^-j × 2^(m_twos - j) = k_odd × 2^k_twos
+            five_pow(j).and_then(|f| m_odd.checked_mul(f)) == Some(k_odd) && m_twos - j == k_twos
         }
-        let full = format!("{magnitude:.800e}");
-        let (mantissa, exponent) = full.split_once('e').unwrap_or((&full, "0"));
-        let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-        exponent.parse::<i64>().ok() == Some(self.exp)
-            && digits.starts_with(&self.digits)
-            && digits.iter().skip(self.digits.len()).all(|&d| d == b'0')
     }
 
     /// `std::to_chars` layout: whichever of fixed and scientific (`%e`
