@@ -545,3 +545,97 @@ impl Model {
         self.opsets.get("").copied().unwrap_or(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::ValueInfoProto;
+
+    fn vi(name: &str) -> ValueInfoProto {
+        let mut v = ValueInfoProto::new();
+        v.set_name(name.into());
+        v
+    }
+
+    fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+        let mut n = NodeProto::new();
+        n.set_name(name.into());
+        n.set_op_type(op.into());
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = outputs.iter().map(|s| s.to_string()).collect();
+        n
+    }
+
+    fn graph(name: &str, inputs: &[&str], outputs: &[&str], nodes: Vec<NodeProto>) -> GraphProto {
+        let mut g = GraphProto::new();
+        g.set_name(name.into());
+        g.input = inputs.iter().map(|s| vi(s)).collect();
+        g.output = outputs.iter().map(|s| vi(s)).collect();
+        g.node = nodes;
+        g
+    }
+
+    fn with_branch(mut n: NodeProto, attr: &str, body: GraphProto) -> NodeProto {
+        let mut a = AttributeProto::new();
+        a.set_name(attr.into());
+        a.set_type(attribute_proto::AttributeType::GRAPH);
+        a.g = Some(body).into();
+        n.attribute.push(a);
+        n
+    }
+
+    #[test]
+    fn topological_order_follows_file_order_when_possible() {
+        // Listed out of order: b consumes a's output.
+        let g = graph("g", &["x"], &["z"], vec![node("b", "Relu", &["y"], &["z"]), node("a", "Relu", &["x"], &["y"])]);
+        let ir = Graph::from_proto(&g).unwrap();
+        assert_eq!(ir.topo, vec![NodeId(1), NodeId(0)]);
+    }
+
+    #[test]
+    fn subgraph_captures_become_dependencies() {
+        let then_b = graph("then", &[], &["t"], vec![node("use_h", "Identity", &["h"], &["t"])]);
+        let else_b = graph("else", &[], &["e"], vec![node("use_x", "Identity", &["x"], &["e"])]);
+        let cond = node("cond", "Constant", &[], &["c"]);
+        let hidden = node("hidden", "Relu", &["x"], &["h"]);
+        let iff = with_branch(with_branch(node("if", "If", &["c"], &["y"]), "then_branch", then_b), "else_branch", else_b);
+        let g = graph("main", &["x"], &["y"], vec![iff, cond, hidden]);
+        let ir = Graph::from_proto(&g).unwrap();
+        let if_node = ir.node(NodeId(0));
+        let names: Vec<&str> = if_node.implicit_inputs.iter().map(|&v| ir.value(v).name.as_str()).collect();
+        assert_eq!(names, vec!["h", "x"]);
+        // `If` must come after `hidden`, which produces a captured value.
+        let pos = |n: usize| ir.topo.iter().position(|&t| t == NodeId(n)).unwrap();
+        assert!(pos(2) < pos(0));
+        assert_eq!(if_node.subgraphs[0].graph.captures.len(), 1);
+    }
+
+    #[test]
+    fn subgraph_reading_an_undefined_value_names_the_node() {
+        let body = graph("then", &[], &["t"], vec![node("ghostly", "Identity", &["ghost"], &["t"])]);
+        let iff = with_branch(node("branch", "If", &["x"], &["y"]), "then_branch", body);
+        let err = Graph::from_proto(&graph("main", &["x"], &["y"], vec![iff])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "graph 'main': node 'branch' (If): subgraph 'then' uses 'ghost', which no enclosing graph defines"
+        );
+    }
+
+    #[test]
+    fn constants_propagate_but_inputs_do_not() {
+        let g = graph(
+            "g",
+            &["x"],
+            &["y"],
+            vec![
+                node("shape", "Constant", &[], &["s"]),
+                node("w", "ConstantOfShape", &["s"], &["w"]),
+                node("mul", "Mul", &["x", "w"], &["y"]),
+            ],
+        );
+        let ir = Graph::from_proto(&g).unwrap();
+        let c = |n: &str| ir.value(ir.value_id(n).unwrap()).is_constant;
+        assert!(c("s") && c("w"));
+        assert!(!c("x") && !c("y"));
+    }
+}

@@ -79,13 +79,16 @@ def compare(text_file, model_file):
 
 # Values whose shortest round-trip form exercises every branch of the float
 # formatting: ties between fixed and scientific, exponents of 2 and 3 digits,
-# integers past 2^24 / 2^53 (printed exactly), subnormals, signed zero/NaN/inf.
+# integers past 2^24 / 2^53 (printed exactly), subnormals, signed zero/NaN/inf,
+# and exact ties between two shortest candidates (f32: 1762400.25, f64:
+# 2^49 + 0.25 and + 0.75), which to_chars rounds to even.
 SPECIAL_FLOATS = [
     0.0, -0.0, 1.0, -1.5, 0.1, 1 / 3, 1e-4, 1e-3, 1e-5, 1e4, 1e5, 123456.0,
     1.25e5, 1e6, 1e10, 1e13, 1.5e13, 1e14, 1e15, 1.23e12, 12345678.0,
     16777216.0, 16777217.0, 50331648.0, 4294967296.0, 99999999488.0, 2.5e-7,
     3.4028235e38, 1e-45, 1e-38, 1e-300, 5e-324, 1e300, 1.7976931348623157e308,
-    9007199254740993.0, 123456789012345678.0, float("inf"), float("-inf"),
+    9007199254740993.0, 123456789012345678.0, 1762400.25, -43286.0625,
+    562949953421312.25, 562949953421312.75, float("inf"), float("-inf"),
     float("nan"), -float("nan"),
 ]
 
