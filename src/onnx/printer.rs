@@ -13,6 +13,8 @@
 //! match the dims, negative dims) it raises; we print `...` there, so that
 //! any proto, however malformed, prints without a panic.
 
+use std::fmt::Write as _;
+
 use protobuf::Message as _;
 
 use crate::onnx::proto::tensor_proto::DataLocation;
@@ -443,16 +445,18 @@ impl Printer {
             p.numbers(" {", ",", "}", &values);
         }
         match t.data_type() {
-            3 => decode(self, t, raw, |b: [u8; 1]| i8::from_le_bytes(b)),
-            2 | 9 | 17..=20 | 24 => decode(self, t, raw, |b: [u8; 1]| b[0]),
-            5 => decode(self, t, raw, i16::from_le_bytes),
-            4 | 10 | 16 => decode(self, t, raw, u16::from_le_bytes),
-            6 => decode(self, t, raw, i32::from_le_bytes),
-            12 => decode(self, t, raw, u32::from_le_bytes),
-            7 => decode(self, t, raw, i64::from_le_bytes),
-            13 => decode(self, t, raw, u64::from_le_bytes),
-            1 => decode(self, t, raw, f32::from_le_bytes),
-            11 => decode(self, t, raw, f64::from_le_bytes),
+            dt::INT8 => decode(self, t, raw, |b: [u8; 1]| i8::from_le_bytes(b)),
+            dt::UINT8 | dt::BOOL | dt::FLOAT8E4M3FN..=dt::FLOAT8E5M2FNUZ | dt::FLOAT8E8M0 => {
+                decode(self, t, raw, |b: [u8; 1]| b[0])
+            }
+            dt::INT16 => decode(self, t, raw, i16::from_le_bytes),
+            dt::UINT16 | dt::FLOAT16 | dt::BFLOAT16 => decode(self, t, raw, u16::from_le_bytes),
+            dt::INT32 => decode(self, t, raw, i32::from_le_bytes),
+            dt::UINT32 => decode(self, t, raw, u32::from_le_bytes),
+            dt::INT64 => decode(self, t, raw, i64::from_le_bytes),
+            dt::UINT64 => decode(self, t, raw, u64::from_le_bytes),
+            dt::FLOAT => decode(self, t, raw, f32::from_le_bytes),
+            dt::DOUBLE => decode(self, t, raw, f64::from_le_bytes),
             // Packed sub-byte types, complex, string, unknown codes.
             _ => self.push("..."),
         }
@@ -460,14 +464,16 @@ impl Printer {
 
     fn typed_data(&mut self, t: &TensorProto) {
         match t.data_type() {
-            2..=6 | 9 | 10 | 16..=20 | 24 => self.numbers(" {", ",", "}", &t.int32_data),
-            7 => self.numbers(" {", ",", "}", &t.int64_data),
-            12 | 13 => self.numbers(" {", ",", "}", &t.uint64_data),
-            1 => self.numbers(" {", ",", "}", &t.float_data),
-            11 => self.numbers(" {", ",", "}", &t.double_data),
+            dt::UINT8..=dt::INT32 | dt::BOOL | dt::FLOAT16 | dt::BFLOAT16..=dt::FLOAT8E5M2FNUZ | dt::FLOAT8E8M0 => {
+                self.numbers(" {", ",", "}", &t.int32_data)
+            }
+            dt::INT64 => self.numbers(" {", ",", "}", &t.int64_data),
+            dt::UINT32 | dt::UINT64 => self.numbers(" {", ",", "}", &t.uint64_data),
+            dt::FLOAT => self.numbers(" {", ",", "}", &t.float_data),
+            dt::DOUBLE => self.numbers(" {", ",", "}", &t.double_data),
             // Quirk kept: no space before `{`, and no `{` at all when empty
             // (an empty string tensor prints just `}`).
-            8 => {
+            dt::STRING => {
                 for (i, s) in t.string_data.iter().enumerate() {
                     self.push(if i == 0 { "{" } else { ", " });
                     self.quoted_bytes(s);
@@ -497,41 +503,69 @@ fn is_identifier(s: &str) -> bool {
     bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Element type names of the textual syntax. Kept here rather than shared
-/// with `dtype` because the printer must spell unknown codes (and 0) as the
-/// reference does: `undefined`.
+/// `TensorProto.DataType` codes the data printing distinguishes (the field
+/// is a plain int32, so unknown codes arrive as numbers too).
+mod dt {
+    pub const FLOAT: i32 = 1;
+    pub const UINT8: i32 = 2;
+    pub const INT8: i32 = 3;
+    pub const UINT16: i32 = 4;
+    pub const INT16: i32 = 5;
+    pub const INT32: i32 = 6;
+    pub const INT64: i32 = 7;
+    pub const STRING: i32 = 8;
+    pub const BOOL: i32 = 9;
+    pub const FLOAT16: i32 = 10;
+    pub const DOUBLE: i32 = 11;
+    pub const UINT32: i32 = 12;
+    pub const UINT64: i32 = 13;
+    pub const BFLOAT16: i32 = 16;
+    pub const FLOAT8E4M3FN: i32 = 17;
+    pub const FLOAT8E5M2FNUZ: i32 = 20;
+    pub const FLOAT8E8M0: i32 = 24;
+}
+
+/// Element type names of the textual syntax, by code. Kept here rather than
+/// shared with `dtype` because the printer must spell unknown codes (and 0)
+/// as the reference does: `undefined`.
+const ELEM_TYPE_NAMES: [&str; 29] = [
+    "undefined",
+    "float",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "int32",
+    "int64",
+    "string",
+    "bool",
+    "float16",
+    "double",
+    "uint32",
+    "uint64",
+    "complex64",
+    "complex128",
+    "bfloat16",
+    "float8e4m3fn",
+    "float8e4m3fnuz",
+    "float8e5m2",
+    "float8e5m2fnuz",
+    "uint4",
+    "int4",
+    "float4e2m1",
+    "float8e8m0",
+    "uint2",
+    "int2",
+    "float6e2m3",
+    "float6e3m2",
+];
+
 fn elem_type_name(code: i32) -> &'static str {
-    match code {
-        1 => "float",
-        2 => "uint8",
-        3 => "int8",
-        4 => "uint16",
-        5 => "int16",
-        6 => "int32",
-        7 => "int64",
-        8 => "string",
-        9 => "bool",
-        10 => "float16",
-        11 => "double",
-        12 => "uint32",
-        13 => "uint64",
-        14 => "complex64",
-        15 => "complex128",
-        16 => "bfloat16",
-        17 => "float8e4m3fn",
-        18 => "float8e4m3fnuz",
-        19 => "float8e5m2",
-        20 => "float8e5m2fnuz",
-        21 => "uint4",
-        22 => "int4",
-        23 => "float4e2m1",
-        24 => "float8e8m0",
-        25 => "uint2",
-        26 => "int2",
-        27 => "float6e2m3",
-        28 => "float6e3m2",
-        _ => "undefined",
-    }
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| ELEM_TYPE_NAMES.get(i))
+        .copied()
+        .unwrap_or("undefined")
 }
 
 fn attribute_type_name(t: AttributeType) -> &'static str {
@@ -564,7 +598,8 @@ macro_rules! integer_number {
     ($($t:ty),*) => {$(
         impl Number for $t {
             fn write(self, out: &mut String) {
-                out.push_str(&self.to_string());
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{self}");
             }
         }
     )*};
@@ -686,7 +721,7 @@ impl Decimal {
         let Some(&last) = self.digits.last() else {
             return;
         };
-        if (last - b'0') % 2 == 0 {
+        if (last - b'0').is_multiple_of(2) {
             return;
         }
         for up in [false, true] {
@@ -826,7 +861,456 @@ impl Decimal {
 
 #[cfg(test)]
 mod tests {
+    use protobuf::MessageField;
+
     use super::*;
+    use crate::onnx::proto::tensor_shape_proto::Dimension;
+    use crate::onnx::proto::type_proto::{Map, Sequence, Tensor as TensorType};
+    use crate::onnx::proto::{FunctionProto, SparseTensorProto};
+
+    fn tensor_type(elem: i32, dims: Option<&[Option<&str>]>) -> TypeProto {
+        let shape = dims.map(|dims| TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|d| Dimension {
+                    value: d.map(|d| match d.parse() {
+                        Ok(v) => dimension::Value::DimValue(v),
+                        Err(_) => dimension::Value::DimParam(d.to_string()),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+        TypeProto {
+            value: Some(type_proto::Value::TensorType(TensorType {
+                elem_type: Some(elem),
+                shape: MessageField::from_option(shape),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn info(name: &str, tp: TypeProto) -> ValueInfoProto {
+        ValueInfoProto {
+            name: Some(name.into()),
+            type_: MessageField::some(tp),
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn attr(name: &str, kind: AttributeType) -> AttributeProto {
+        let mut a = AttributeProto {
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        a.set_type(kind);
+        a
+    }
+
+    fn tensor(name: &str, data_type: i32, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            data_type: Some(data_type),
+            dims: dims.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn graph(name: &str, nodes: Vec<NodeProto>) -> GraphProto {
+        GraphProto {
+            name: Some(name.into()),
+            node: nodes,
+            ..Default::default()
+        }
+    }
+
+    /// Graph `g` holding one node with every attribute kind but graphs.
+    fn every_attribute_graph() -> GraphProto {
+        use AttributeType as A;
+        let mut n = node("Everything", &["x", ""], &["y"]);
+        n.domain = Some("my.d".into());
+        let mut a = attr("f", A::FLOAT);
+        a.f = Some(0.5);
+        n.attribute.push(a);
+        let mut a = attr("i", A::INT);
+        a.i = Some(-3);
+        n.attribute.push(a);
+        let mut a = attr("s", A::STRING);
+        a.s = Some(b"a\"b\\ \xff".to_vec());
+        n.attribute.push(a);
+        let mut a = attr("t", A::TENSOR);
+        let mut t = tensor("c", 6, &[2]);
+        t.int32_data = vec![4, 5];
+        a.t = MessageField::some(t);
+        n.attribute.push(a);
+        let seq = TypeProto {
+            value: Some(type_proto::Value::SequenceType(Sequence {
+                elem_type: MessageField::some(tensor_type(1, Some(&[Some("N")]))),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let mut a = attr("tp", A::TYPE_PROTO);
+        a.tp = MessageField::some(seq);
+        n.attribute.push(a);
+        let mut a = attr("fs", A::FLOATS);
+        a.floats = vec![1.0, 2.5, -0.0];
+        n.attribute.push(a);
+        let mut a = attr("is", A::INTS);
+        a.ints = vec![1, -2];
+        n.attribute.push(a);
+        let mut a = attr("ss", A::STRINGS);
+        a.strings = vec![b"a".to_vec(), b"b c".to_vec()];
+        n.attribute.push(a);
+        let mut a = attr("ts", A::TENSORS);
+        let mut unnamed = tensor("", 1, &[]);
+        unnamed.float_data = vec![1.0];
+        let mut raw = tensor("u", 2, &[2]);
+        raw.raw_data = Some(vec![1, 255]);
+        a.tensors = vec![unnamed, raw];
+        n.attribute.push(a);
+        let sparse = SparseTensorProto {
+            dims: vec![4],
+            ..Default::default()
+        };
+        let mut a = attr("sp", A::SPARSE_TENSOR);
+        a.sparse_tensor = MessageField::some(sparse.clone());
+        n.attribute.push(a);
+        let mut a = attr("sps", A::SPARSE_TENSORS);
+        a.sparse_tensors = vec![sparse];
+        n.attribute.push(a);
+        let map = TypeProto {
+            value: Some(type_proto::Value::MapType(Map {
+                key_type: Some(7),
+                value_type: MessageField::some(tensor_type(1, None)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let mut a = attr("tps", A::TYPE_PROTOS);
+        a.type_protos = vec![map, tensor_type(9, Some(&[]))];
+        n.attribute.push(a);
+        let mut a = attr("r", A::FLOAT);
+        a.ref_attr_name = Some("alpha".into());
+        n.attribute.push(a);
+        n.attribute.push(AttributeProto {
+            name: Some("u".into()),
+            ..Default::default()
+        });
+        graph("g", vec![n])
+    }
+
+    #[test]
+    fn every_attribute_kind() {
+        let expected = concat!(
+            "g () => () {\n",
+            "   y = my.d.Everything <f: float = 0.5, i: int = -3, ",
+            "s: string = \"a\\\"b\\\\ \u{fffd}\", t: tensor = int32[2] c {4,5}, ",
+            "tp: type_proto = seq(float[N]), fs: floats = [1, 2.5, -0], ",
+            "is: ints = [1, -2], ss: strings = [\"a\", \"b c\"], ",
+            "ts: tensors = [float {1}, uint8[2] u {1,255}], sp: sparse_tensor = , ",
+            "sps: sparse_tensors = , tps: type_protos = [map(int64, float[]), bool], ",
+            "r: float = @alpha, u: undefined = > (x, \"\")\n",
+            "}",
+        );
+        assert_eq!(graph_to_text(&every_attribute_graph()), expected);
+    }
+
+    /// `main` with an If whose then-branch has an initializer and value_info
+    /// and whose else-branch nests another If.
+    fn if_graph() -> GraphProto {
+        let mut then = graph("then", vec![node("Mul", &["x", "k"], &["t"])]);
+        let mut k = tensor("k", 1, &[1]);
+        k.float_data = vec![2.0];
+        then.initializer.push(k);
+        then.value_info
+            .push(info("tmp 1", tensor_type(7, Some(&[Some("3"), None]))));
+        then.output.push(info("t", tensor_type(1, Some(&[Some("N")]))));
+        let mut inner = graph("inner", vec![node("Neg", &["x"], &["z"])]);
+        inner.output.push(info("z", tensor_type(1, None)));
+        let mut nested_if = node("If", &["c"], &["e"]);
+        for branch in ["then_branch", "else_branch"] {
+            let mut a = attr(branch, AttributeType::GRAPH);
+            a.g = MessageField::some(inner.clone());
+            nested_if.attribute.push(a);
+        }
+        let mut other = graph("else", vec![nested_if]);
+        other.output.push(info("e", tensor_type(1, Some(&[Some("N")]))));
+
+        let mut n = node("If", &["c"], &["y"]);
+        n.name = Some("if/0".into());
+        for (branch, g) in [("then_branch", then), ("else_branch", other)] {
+            let mut a = attr(branch, AttributeType::GRAPH);
+            a.g = MessageField::some(g);
+            n.attribute.push(a);
+        }
+        let mut main = graph("main", vec![n]);
+        main.input.push(info("c", tensor_type(9, Some(&[]))));
+        main.input.push(info("x", tensor_type(1, Some(&[Some("N"), None]))));
+        main.output.push(info("y", tensor_type(1, None)));
+        main
+    }
+
+    #[test]
+    fn graph_with_if_subgraphs() {
+        let expected = "\
+main (bool c, float[N,?] x) => (float[] y) {
+   [\"if/0\"] y = If (c) <then_branch: graph = then () => (float[N] t) 
+      <float[1] k =  {2}, int64[3,?] \"tmp 1\">
+{
+      t = Mul (x, k)
+   }, else_branch: graph = else () => (float[N] e) {
+      e = If (c) <then_branch: graph = inner () => (float[] z) {
+         z = Neg (x)
+      }, else_branch: graph = inner () => (float[] z) {
+         z = Neg (x)
+      }>
+   }>
+}";
+        assert_eq!(graph_to_text(&if_graph()), expected);
+    }
+
+    /// A model with header fields, metadata, a graph list attribute and two
+    /// local functions (one overloaded).
+    fn function_model() -> ModelProto {
+        let opset = |domain: &str, version| OperatorSetIdProto {
+            domain: Some(domain.into()),
+            version: Some(version),
+            ..Default::default()
+        };
+        let mut call = node("Square", &["x"], &["y"]);
+        call.domain = Some("local".into());
+        call.overload = Some("v2".into());
+        let mut loops = node("Branches", &["y"], &["z"]);
+        let mut a = attr("gs", AttributeType::GRAPHS);
+        a.graphs = vec![graph("a", vec![]), graph("b", vec![node("Neg", &["y"], &["w"])])];
+        loops.attribute.push(a);
+        let mut main = graph("main", vec![call, loops]);
+        main.input.push(info("x", tensor_type(1, Some(&[Some("2")]))));
+        main.output.push(info("z", tensor_type(1, Some(&[Some("2")]))));
+
+        let mut scaled = node("Scale", &["a"], &["c"]);
+        let mut a = attr("alpha", AttributeType::FLOAT);
+        a.ref_attr_name = Some("alpha".into());
+        scaled.attribute.push(a);
+        let square = FunctionProto {
+            name: Some("Square".into()),
+            domain: Some("local".into()),
+            overload: Some("v2".into()),
+            input: vec!["a".into()],
+            output: vec!["c".into()],
+            attribute: vec!["alpha".into(), "beta".into()],
+            node: vec![scaled],
+            opset_import: vec![opset("", 21), opset("local", 1)],
+            ..Default::default()
+        };
+        let plain = FunctionProto {
+            name: Some("Plain".into()),
+            domain: Some("local".into()),
+            node: vec![node("Identity", &["p"], &["q"])],
+            input: vec!["p".into()],
+            output: vec!["q".into()],
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: Some(10),
+            opset_import: vec![opset("", 21), opset("local", 1)],
+            producer_name: Some("eexc".into()),
+            domain: Some(String::new()),
+            model_version: Some(3),
+            doc_string: Some("two\nlines \"q\"".into()),
+            metadata_props: vec![StringStringEntryProto {
+                key: Some("k".into()),
+                value: Some("v".into()),
+                ..Default::default()
+            }],
+            graph: MessageField::some(main),
+            functions: vec![square, plain],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn model_header_and_functions() {
+        let expected = "\
+<
+   ir_version: 10,
+   opset_import: [\"\" : 21, \"local\" : 1],
+   producer_name: \"eexc\",
+   domain: \"\",
+   model_version: 3,
+   doc_string: \"two
+lines \\\"q\\\"\",
+   metadata_props: [\"k\": \"v\"]
+>
+main (float[2] x) => (float[2] z) {
+   y = local.Square:v2 (x)
+   z = Branches (y) <gs: graphs = [a () => () {
+   }, b () => () {
+      w = Neg (y)
+   }]>
+}
+<
+  domain: \"local\",
+  overload: \"v2\",
+  opset_import: [\"\" : 21,\"local\" : 1]
+>
+Square <alpha,beta>(a) => (c)
+{
+   c = Scale <alpha: float = @alpha> (a)
+}
+<
+  domain: \"local\",
+  opset_import: []
+>
+Plain (p) => (q)
+{
+   q = Identity (p)
+}";
+        assert_eq!(model_to_text(&function_model()), expected);
+    }
+
+    /// Initializers in each storage, the reference's failures included.
+    fn storage_graph() -> GraphProto {
+        let mut g = graph("storage", vec![]);
+        let mut push = |mut t: TensorProto, f: &dyn Fn(&mut TensorProto)| {
+            f(&mut t);
+            g.initializer.push(t);
+        };
+        push(tensor("i8", 3, &[2]), &|t| t.raw_data = Some(vec![0xff, 2]));
+        push(tensor("f16", 10, &[1]), &|t| t.raw_data = Some(vec![0x00, 0x3c]));
+        push(tensor("u32", 12, &[1]), &|t| t.raw_data = Some(vec![0xff; 4]));
+        push(tensor("f", 1, &[]), &|t| {
+            t.raw_data = Some(0.1f32.to_le_bytes().to_vec())
+        });
+        push(tensor("d", 11, &[1]), &|t| t.double_data = vec![1e100]);
+        push(tensor("b", 9, &[2]), &|t| t.int32_data = vec![1, 0]);
+        push(tensor("u64", 13, &[1]), &|t| t.uint64_data = vec![u64::MAX]);
+        push(tensor("s", 8, &[2]), &|t| {
+            t.string_data = vec![b"x".to_vec(), b"\"".to_vec()]
+        });
+        push(tensor("none", 8, &[0]), &|_| {});
+        push(tensor("i4", 22, &[2]), &|t| t.raw_data = Some(vec![0x21]));
+        push(tensor("c64", 14, &[1]), &|t| t.float_data = vec![1.0, 2.0]);
+        push(tensor("", 99, &[1]), &|t| t.int32_data = vec![1]);
+        push(tensor("ext", 1, &[2]), &|t| {
+            t.set_data_location(DataLocation::EXTERNAL);
+            t.external_data = vec![StringStringEntryProto {
+                key: Some("location".into()),
+                value: Some("w.bin".into()),
+                ..Default::default()
+            }];
+        });
+        g
+    }
+
+    #[test]
+    fn tensor_storage() {
+        let expected = concat!(
+            "storage () => () \n",
+            "   <int8[2] i8 =  {-1,2}, float16[1] f16 =  {15360}, ",
+            "uint32[1] u32 =  {4294967295}, float f =  {0.1}, double[1] d =  {1e+100}, ",
+            "bool[2] b =  {1,0}, uint64[1] u64 =  {18446744073709551615}, ",
+            "string[2] s = {\"x\", \"\\\"\"}, string[0] none = }, int4[2] i4 = ..., ",
+            "complex64[1] c64 = ..., undefined[1] = ..., ",
+            "float[2] ext = [\"location\": \"w.bin\"]>\n",
+            "{\n}",
+        );
+        assert_eq!(graph_to_text(&storage_graph()), expected);
+    }
+
+    #[test]
+    fn malformed_protos_still_print() {
+        assert_eq!(
+            model_to_text(&ModelProto::default()),
+            "<\n   ir_version: 0,\n   opset_import: []\n>\n\"\" () => () {\n}"
+        );
+        // Raw data of the wrong size and negative dims: onnx raises here.
+        let mut g = graph("bad", vec![]);
+        let mut short = tensor("short", 1, &[2]);
+        short.raw_data = Some(vec![0; 5]);
+        let mut negative = tensor("neg", 7, &[-1]);
+        negative.raw_data = Some(vec![]);
+        g.initializer = vec![short, negative];
+        // A graph-typed attribute without its graph, an int-typed one with
+        // a graph (it still moves the attributes after the inputs), an
+        // unnamed node with a present but empty name, a value without type.
+        let mut n = node("", &[""], &[]);
+        n.name = Some(String::new());
+        n.attribute.push(attr("g", AttributeType::GRAPH));
+        let mut a = attr("i", AttributeType::INT);
+        a.g = MessageField::some(GraphProto::default());
+        n.attribute.push(a);
+        g.node.push(n);
+        g.input.push(ValueInfoProto::default());
+        let expected = concat!(
+            "bad ( \"\") => () \n",
+            "   <float[2] short = ..., int64[-1] neg = ...>\n",
+            "{\n",
+            "   [\"\"]  =  (\"\") <g: graph = \"\" () => () {\n",
+            "   }, i: int = 0>\n",
+            "}",
+        );
+        assert_eq!(graph_to_text(&g), expected);
+    }
+
+    #[test]
+    // The exact ties (1762400.25 and the like) need all their digits.
+    #[allow(clippy::excessive_precision)]
+    fn floats_as_to_chars() {
+        let f32_cases: &[(f32, &str)] = &[
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.33333334"),
+            (1e-3, "0.001"),
+            (1e-4, "1e-04"),
+            (1e4, "10000"),
+            (1e5, "1e+05"),
+            (123456.0, "123456"),
+            (125000.0, "125000"),
+            (1.5e13, "1.5e+13"),
+            (4294967296.0, "4294967296"),
+            (16777217.0, "16777216"),
+            (1e-45, "1e-45"),
+            (f32::MAX, "3.4028235e+38"),
+            (1762400.25, "1762400.2"),
+            (-43286.0625, "-43286.062"),
+            (f32::INFINITY, "inf"),
+            (f32::NEG_INFINITY, "-inf"),
+            (f32::NAN, "nan"),
+            (-f32::NAN, "-nan"),
+        ];
+        for &(x, text) in f32_cases {
+            assert_eq!(format_f32(x), text, "f32 {x:e}");
+        }
+        let f64_cases: &[(f64, &str)] = &[
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (1e100, "1e+100"),
+            (5e-324, "5e-324"),
+            (99999999488.0, "99999999488"),
+            (123456789012345678.0, "123456789012345680"),
+            (562949953421312.25, "562949953421312.2"),
+            (562949953421312.75, "562949953421312.8"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ];
+        for &(x, text) in f64_cases {
+            assert_eq!(format_f64(x), text, "f64 {x:e}");
+        }
+    }
 
     #[test]
     fn identifiers() {

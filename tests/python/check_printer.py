@@ -6,8 +6,9 @@ Usage:
 
 The first form compares the file (the output of `eexc print MODEL.onnx`) byte for
 byte with `onnx.printer.to_text(onnx.load(MODEL.onnx))` (external data is not
-loaded: the printer shows only its location). Exit 0 when they match, 1 with a
-unified diff (reference first) when they differ.
+loaded: the printer shows only its location), allowing one trailing newline more.
+Exit 0 when they match, 1 with a unified diff (reference first) and the first
+differing position when they differ.
 
 onnx's printer cannot print a model with non-UTF-8 string attributes or string
 tensors (its output fails to decode); eexc replaces such bytes with U+FFFD, so for
@@ -37,6 +38,10 @@ from onnx import TensorProto, helper
 TEXT_BYTES_FIELDS = {"s", "strings", "string_data"}
 
 
+def _valid_utf8(data):
+    return data.decode("utf-8", "replace").encode("utf-8")
+
+
 def replace_invalid_utf8(message):
     """In place, in every nested message: invalid UTF-8 in text bytes -> U+FFFD."""
     for field, value in message.ListFields():
@@ -44,11 +49,10 @@ def replace_invalid_utf8(message):
             for item in value if field.is_repeated else [value]:
                 replace_invalid_utf8(item)
         elif field.type == field.TYPE_BYTES and field.name in TEXT_BYTES_FIELDS:
-            fix = lambda b: b.decode("utf-8", "replace").encode("utf-8")  # noqa: E731
             if field.is_repeated:
-                value[:] = [fix(b) for b in value]
+                value[:] = [_valid_utf8(b) for b in value]
             else:
-                setattr(message, field.name, fix(value))
+                setattr(message, field.name, _valid_utf8(value))
 
 
 def reference_text(model):
@@ -64,7 +68,8 @@ def compare(text_file, model_file):
         ours = f.read()
     model = onnx.load(model_file, load_external_data=False)
     reference = reference_text(model)
-    if ours == reference:
+    # to_text ends without a newline; a command printing it may add one.
+    if ours in (reference, reference + "\n"):
         return 0
     diff = difflib.unified_diff(
         reference.splitlines(keepends=True),
@@ -73,7 +78,18 @@ def compare(text_file, model_file):
         tofile=text_file,
     )
     sys.stdout.writelines(diff)
-    print(f"\nprinter output differs from onnx.printer for {model_file}", file=sys.stderr)
+    # Initializer lines can be megabytes long: point at the first difference.
+    pairs = enumerate(zip(reference, ours))
+    at = next((i for i, (a, b) in pairs if a != b), min(len(reference), len(ours)))
+    line = reference.count("\n", 0, at) + 1
+    column = at - (reference.rfind("\n", 0, at) + 1) + 1
+    context = slice(max(0, at - 40), at + 40)
+    print(
+        f"\nprinter output differs from onnx.printer for {model_file}, "
+        f"first at line {line} column {column}:\n"
+        f"  onnx: {reference[context]!r}\n  eexc: {ours[context]!r}",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -127,6 +143,17 @@ def float_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("test", 1)])
 
 
+# Element sizes of the data types whose raw_data the printer decodes (it prints
+# `...` for the others).
+RAW_ITEMSIZE = {
+    TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1, TensorProto.UINT16: 2,
+    TensorProto.INT16: 2, TensorProto.INT32: 4, TensorProto.INT64: 8, TensorProto.BOOL: 1,
+    TensorProto.FLOAT16: 2, TensorProto.DOUBLE: 8, TensorProto.UINT32: 4, TensorProto.UINT64: 8,
+    TensorProto.BFLOAT16: 2, TensorProto.FLOAT8E4M3FN: 1, TensorProto.FLOAT8E4M3FNUZ: 1,
+    TensorProto.FLOAT8E5M2: 1, TensorProto.FLOAT8E5M2FNUZ: 1, TensorProto.FLOAT8E8M0: 1,
+}
+
+
 def dtype_model():
     """Every data type code (plus unknown ones), raw and typed."""
     inits = []
@@ -134,12 +161,9 @@ def dtype_model():
     for name, code in sorted(TensorProto.DataType.items(), key=lambda kv: kv[1]):
         for size in (3, 16):  # an odd size for packed types
             raw = TensorProto(name=f"raw_{name}_{size}", data_type=code, dims=[size])
-            raw.raw_data = rng.integers(0, 256, size * 16, dtype=np.uint8).tobytes()
-            # Trim raw data to the exact size of its element type when known.
-            itemsize = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8,
-                        12: 4, 13: 8, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 24: 1}.get(code)
-            if itemsize:
-                raw.raw_data = raw.raw_data[: size * itemsize]
+            # onnx raises unless decoded raw data fits the dims exactly.
+            nbytes = size * RAW_ITEMSIZE.get(code, 1)
+            raw.raw_data = rng.integers(0, 256, nbytes, dtype=np.uint8).tobytes()
             inits.append(raw)
         typed = TensorProto(name=f"typed_{name}", data_type=code, dims=[2])
         typed.int32_data.extend([-7, 300])
@@ -175,17 +199,21 @@ def dtype_model():
 
 def subgraph_model():
     """Nested control flow, every attribute kind, functions, types, quoting."""
-    float_info = helper.make_tensor_value_info
+    T = TensorProto
+    info = helper.make_tensor_value_info
+    opset = helper.make_opsetid
     neg = helper.make_graph(
-        [helper.make_node("Neg", ["x"], ["z"])], "neg", [], [float_info("z", TensorProto.FLOAT, ["N"])]
+        [helper.make_node("Neg", ["x"], ["z"])], "neg", [], [info("z", T.FLOAT, ["N"])]
     )
+    inner_if = helper.make_node("If", ["c"], ["t"], then_branch=neg, else_branch=neg)
+    inner_if.name = ""  # present but empty: printed as [""]
     then = helper.make_graph(
-        [helper.make_node("If", ["c"], ["t"], name="", then_branch=neg, else_branch=neg)],
+        [inner_if],
         "then",
         [],
-        [float_info("t", TensorProto.FLOAT, ["N"])],
-        initializer=[helper.make_tensor("k", TensorProto.FLOAT, [2], [1.0, 2.0])],
-        value_info=[float_info("tmp 1", TensorProto.INT64, [3, "M", None])],
+        [info("t", T.FLOAT, ["N"])],
+        initializer=[helper.make_tensor("k", T.FLOAT, [2], [1.0, 2.0])],
+        value_info=[info("tmp 1", T.INT64, [3, "M", None])],
     )
     body = helper.make_graph(
         [
@@ -193,50 +221,65 @@ def subgraph_model():
             helper.make_node("Identity", ["cond_in"], ["cond_out"]),
         ],
         "loop body",
-        [float_info("i", TensorProto.INT64, []), float_info("cond_in", TensorProto.BOOL, [])],
-        [float_info("cond_out", TensorProto.BOOL, []), float_info("v", TensorProto.FLOAT, ["N"])],
+        [info("i", T.INT64, []), info("cond_in", T.BOOL, [])],
+        [info("cond_out", T.BOOL, []), info("v", T.FLOAT, ["N"])],
     )
     sparse = helper.make_sparse_tensor(
-        helper.make_tensor("vals", TensorProto.FLOAT, [2], [1.0, 2.0]),
-        helper.make_tensor("idx", TensorProto.INT64, [2], [0, 3]),
+        helper.make_tensor("vals", T.FLOAT, [2], [1.0, 2.0]),
+        helper.make_tensor("idx", T.INT64, [2], [0, 3]),
         [5],
     )
-    seq_type = helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, ["a", 2]))
-    attrs = dict(
-        f=0.5,
-        i=-3,
-        s=b'quote " and \\ backslash\nnewline',
-        t=helper.make_tensor("cst", TensorProto.INT32, [2, 1], [4, 5]),
-        g=neg,
-        sp=sparse,
-        tp=seq_type,
-        fs=[1.0, 2.5],
-        is_=[1, -2, 3],
-        ss=[b"a", b"b c"],
-        ts=[helper.make_tensor("", TensorProto.FLOAT, [], [1.0]),
-            helper.make_tensor("u", TensorProto.UINT8, [2], b"\x01\xff", raw=True)],
-        gs=[neg, body],
-        sps=[sparse],
-        tps=[seq_type, helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, None))],
-        empty_ints=helper.make_attribute("empty_ints", [], attr_type=onnx.AttributeProto.INTS),
+    seq_type = helper.make_sequence_type_proto(helper.make_tensor_type_proto(T.FLOAT, ["a", 2]))
+    map_type = helper.make_map_type_proto(T.INT64, helper.make_tensor_type_proto(T.FLOAT, None))
+    attrs = [
+        helper.make_attribute(name, value)
+        for name, value in [
+            ("f", 0.5),
+            ("i", -3),
+            ("s", b'quote " and \\ backslash\nnewline'),
+            ("t", helper.make_tensor("cst", T.INT32, [2, 1], [4, 5])),
+            ("g", neg),
+            ("sp", sparse),
+            ("tp", seq_type),
+            ("fs", [1.0, 2.5]),
+            ("is", [1, -2, 3]),
+            ("ss", [b"a", b"b c"]),
+            ("ts", [helper.make_tensor("", T.FLOAT, [], [1.0]),
+                    helper.make_tensor("u", T.UINT8, [2], b"\x01\xff", raw=True)]),
+            ("gs", [neg, body]),
+            ("sps", [sparse]),
+            ("tps", [seq_type, map_type]),
+        ]
+    ]
+    attrs.append(helper.make_attribute("empty_ints", [], attr_type=onnx.AttributeProto.INTS))
+    attrs.append(onnx.AttributeProto(name="undef"))  # no type at all
+    custom = helper.make_node(
+        "Everything", ["x", "", "x"], ["e1", "e 2"], domain="my.domain", name="every thing"
     )
-    custom = helper.make_node("Everything", ["x", "", "x"], ["e1", "e 2"], domain="my.domain", name="every thing")
-    for key, value in attrs.items():
-        custom.attribute.append(value if isinstance(value, onnx.AttributeProto) else helper.make_attribute(key, value))
-    undefined = onnx.AttributeProto(name="undef")  # no type at all
-    custom.attribute.append(undefined)
+    custom.attribute.extend(attrs)
 
-    fn_node = helper.make_node("Mul", ["a", "a"], ["b"])
     ref = helper.make_node("Scaled", ["b"], ["c"], domain="local")
-    ref.attribute.append(onnx.AttributeProto(name="alpha", type=onnx.AttributeProto.FLOAT, ref_attr_name="alpha"))
-    function = helper.make_function(
-        "local", "Square", ["a"], ["c"], [fn_node, ref],
-        [helper.make_opsetid("", 21), helper.make_opsetid("local", 1)], attributes=["alpha", "beta"],
+    ref.attribute.append(
+        onnx.AttributeProto(name="alpha", type=onnx.AttributeProto.FLOAT, ref_attr_name="alpha")
     )
-    function.attribute_proto.append(helper.make_attribute("gamma", 2.0))
+    function = helper.make_function(
+        "local",
+        "Square",
+        ["a"],
+        ["c"],
+        [helper.make_node("Mul", ["a", "a"], ["b"]), ref],
+        [opset("", 21), opset("local", 1)],
+        attributes=["alpha", "beta"],
+    )
+    function.attribute_proto.append(helper.make_attribute("gamma", 2.0))  # not printed
     overloaded = helper.make_function(
-        "local", "Scaled", ["x"], ["y"], [helper.make_node("Identity", ["x"], ["y"])],
-        [helper.make_opsetid("", 21)], overload="v2",
+        "local",
+        "Scaled",
+        ["x"],
+        ["y"],
+        [helper.make_node("Identity", ["x"], ["y"])],
+        [opset("", 21)],
+        overload="v2",
     )
     call = helper.make_node("Square", ["x"], ["sq"], domain="local")
     call.overload = "v2"
@@ -245,27 +288,32 @@ def subgraph_model():
         helper.make_node("Loop", ["trip", "cond"], ["loop_out"], name="loop/0", body=body),
         custom,
         call,
-        helper.make_node("Cast", ["x"], ["xc"], to=TensorProto.DOUBLE),
+        helper.make_node("Cast", ["x"], ["xc"], to=T.DOUBLE),
     ]
-    opt_type = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [1]))
+    Type = onnx.TypeProto
     inputs = [
-        float_info("trip", TensorProto.INT64, []),
-        float_info("cond", TensorProto.BOOL, []),
-        float_info("x", TensorProto.FLOAT, ["N", "my dim", None, 4]),
-        helper.make_value_info("opt", opt_type),
-        helper.make_value_info("notype", onnx.TypeProto()),
-        helper.make_value_info("sp", onnx.TypeProto(sparse_tensor_type=onnx.TypeProto.SparseTensor(elem_type=1))),
-        helper.make_value_info("op", onnx.TypeProto(opaque_type=onnx.TypeProto.Opaque(domain="d", name="n"))),
-        helper.make_value_info("op2", onnx.TypeProto(opaque_type=onnx.TypeProto.Opaque(name="n"))),
+        info("trip", T.INT64, []),
+        info("cond", T.BOOL, []),
+        info("x", T.FLOAT, ["N", "my dim", None, 4]),
+        helper.make_value_info(
+            "opt", helper.make_optional_type_proto(helper.make_tensor_type_proto(T.FLOAT, [1]))
+        ),
+        helper.make_value_info("notype", Type()),
+        helper.make_value_info("sp", Type(sparse_tensor_type=Type.SparseTensor(elem_type=1))),
+        helper.make_value_info("op", Type(opaque_type=Type.Opaque(domain="d", name="n"))),
+        helper.make_value_info("op2", Type(opaque_type=Type.Opaque(name="n"))),
         helper.make_value_info("seq", seq_type),
     ]
     graph = helper.make_graph(
-        nodes, "main", inputs, [float_info("loop_out", TensorProto.FLOAT, None)],
-        sparse_initializer=[sparse],
+        nodes,
+        "main",
+        inputs,
+        [info("loop_out", T.FLOAT, None)],
+        sparse_initializer=[sparse],  # not printed
     )
     model = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("local", 1), helper.make_opsetid("my.domain", 3)],
+        opset_imports=[opset("", 21), opset("local", 1), opset("my.domain", 3)],
         functions=[function, overloaded],
         producer_name="check_printer",
         producer_version='1.0 "beta"',
@@ -277,19 +325,22 @@ def subgraph_model():
     return model
 
 
-def bare_model():
+def bare_models():
     """Almost nothing set: no graph, empty names, present-but-empty fields."""
-    model = onnx.ModelProto(ir_version=0)
+    bare = onnx.ModelProto(ir_version=0)
     empty = onnx.ModelProto(ir_version=10, producer_name="", graph=onnx.GraphProto())
-    empty.graph.node.add(op_type="")
-    return {"bare": model, "empty_fields": empty}
+    empty.graph.node.add(op_type="", name="", input=[""])
+    return {"bare": bare, "empty_fields": empty}
 
 
 def write_models(outdir):
     os.makedirs(outdir, exist_ok=True)
-    models = {"printer_floats": float_model(), "printer_dtypes": dtype_model(),
-              "printer_subgraphs": subgraph_model()}
-    models.update({f"printer_{k}": v for k, v in bare_model().items()})
+    models = {
+        "printer_floats": float_model(),
+        "printer_dtypes": dtype_model(),
+        "printer_subgraphs": subgraph_model(),
+        **{f"printer_{name}": model for name, model in bare_models().items()},
+    }
     for name, model in models.items():
         path = os.path.join(outdir, f"{name}.onnx")
         onnx.save(model, path)
