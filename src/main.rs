@@ -41,7 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Print { model } => {
-            let loaded = eexc::onnx::load_model(&model)?;
+            // Shown as stored: external-data files are not needed to print.
+            let loaded = eexc::onnx::read_model(&model)?;
             print!("{}", eexc::onnx::printer::model_to_text(&loaded.proto));
         }
     }

@@ -12,7 +12,12 @@ use eexc::report::inspect::inspect;
 fn macs_equal_the_independent_reference_count() {
     for m in zoo_models() {
         let report = inspect(&m).unwrap();
-        assert!(report.uncosted_ops.is_empty(), "{}: uncosted {:?}", m.display(), report.uncosted_ops);
+        assert!(
+            report.uncosted_ops.is_empty(),
+            "{}: uncosted {:?}",
+            m.display(),
+            report.uncosted_ops
+        );
         assert!(report.nodes.iter().all(|n| n.status == CostStatus::Counted));
         let reference: serde_json::Value = serde_json::from_str(&py("reference_macs.py", &[&m])).unwrap();
         assert_eq!(
@@ -58,7 +63,11 @@ fn flops_follow_the_two_per_mac_convention() {
         if n.op_type == "Conv" || n.op_type == "Gemm" {
             // 2 per MAC plus one bias add per output element.
             assert!(n.cost.flops >= 2 * n.cost.macs, "{}", n.name);
-            assert!(n.cost.flops <= 2 * n.cost.macs + n.cost.activation_bytes / 4, "{}", n.name);
+            assert!(
+                n.cost.flops <= 2 * n.cost.macs + n.cost.activation_bytes / 4,
+                "{}",
+                n.name
+            );
         }
     }
 }

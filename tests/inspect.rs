@@ -38,9 +38,16 @@ fn resnet50_exit_candidates_are_the_block_outputs() {
     // Narrow cuts inside ResNet-50: the 16 bottleneck outputs (after the
     // residual Sum + Relu) and the stem, plus the linear tail.
     let after_sum: Vec<_> = report.exit_candidates.iter().filter(|c| c.op_type == "Relu").collect();
-    assert!(after_sum.len() >= 16, "{:?}", report.exit_candidates.iter().map(|c| &c.tensor).collect::<Vec<_>>());
+    assert!(
+        after_sum.len() >= 16,
+        "{:?}",
+        report.exit_candidates.iter().map(|c| &c.tensor).collect::<Vec<_>>()
+    );
     let shares: Vec<f64> = report.exit_candidates.iter().map(|c| c.flop_share).collect();
-    assert!(shares.windows(2).all(|w| w[0] <= w[1]), "FLOP share must grow along the graph");
+    assert!(
+        shares.windows(2).all(|w| w[0] <= w[1]),
+        "FLOP share must grow along the graph"
+    );
     assert!(shares.iter().all(|&s| (0.0..=1.0).contains(&s)));
 }
 

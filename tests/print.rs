@@ -26,7 +26,14 @@ fn zoo_models_print_like_onnx_printer() {
 
 #[test]
 fn synthetic_models_print_like_onnx_printer() {
-    for name in ["all_dtypes", "all_attrs", "subgraphs", "newer_fields", "future_fields", "external/external"] {
+    for name in [
+        "all_dtypes",
+        "all_attrs",
+        "subgraphs",
+        "newer_fields",
+        "future_fields",
+        "external/external",
+    ] {
         print_matches_reference(&synthetic_models().join(format!("{name}.onnx")));
     }
 }

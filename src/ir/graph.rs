@@ -587,7 +587,12 @@ mod tests {
     #[test]
     fn topological_order_follows_file_order_when_possible() {
         // Listed out of order: b consumes a's output.
-        let g = graph("g", &["x"], &["z"], vec![node("b", "Relu", &["y"], &["z"]), node("a", "Relu", &["x"], &["y"])]);
+        let g = graph(
+            "g",
+            &["x"],
+            &["z"],
+            vec![node("b", "Relu", &["y"], &["z"]), node("a", "Relu", &["x"], &["y"])],
+        );
         let ir = Graph::from_proto(&g).unwrap();
         assert_eq!(ir.topo, vec![NodeId(1), NodeId(0)]);
     }
@@ -598,11 +603,19 @@ mod tests {
         let else_b = graph("else", &[], &["e"], vec![node("use_x", "Identity", &["x"], &["e"])]);
         let cond = node("cond", "Constant", &[], &["c"]);
         let hidden = node("hidden", "Relu", &["x"], &["h"]);
-        let iff = with_branch(with_branch(node("if", "If", &["c"], &["y"]), "then_branch", then_b), "else_branch", else_b);
+        let iff = with_branch(
+            with_branch(node("if", "If", &["c"], &["y"]), "then_branch", then_b),
+            "else_branch",
+            else_b,
+        );
         let g = graph("main", &["x"], &["y"], vec![iff, cond, hidden]);
         let ir = Graph::from_proto(&g).unwrap();
         let if_node = ir.node(NodeId(0));
-        let names: Vec<&str> = if_node.implicit_inputs.iter().map(|&v| ir.value(v).name.as_str()).collect();
+        let names: Vec<&str> = if_node
+            .implicit_inputs
+            .iter()
+            .map(|&v| ir.value(v).name.as_str())
+            .collect();
         assert_eq!(names, vec!["h", "x"]);
         // `If` must come after `hidden`, which produces a captured value.
         let pos = |n: usize| ir.topo.iter().position(|&t| t == NodeId(n)).unwrap();
@@ -612,7 +625,12 @@ mod tests {
 
     #[test]
     fn subgraph_reading_an_undefined_value_names_the_node() {
-        let body = graph("then", &[], &["t"], vec![node("ghostly", "Identity", &["ghost"], &["t"])]);
+        let body = graph(
+            "then",
+            &[],
+            &["t"],
+            vec![node("ghostly", "Identity", &["ghost"], &["t"])],
+        );
         let iff = with_branch(node("branch", "If", &["x"], &["y"]), "then_branch", body);
         let err = Graph::from_proto(&graph("main", &["x"], &["y"], vec![iff])).unwrap_err();
         assert_eq!(

@@ -26,6 +26,16 @@ pub struct LoadedModel {
 /// Reads and decodes a model file, and checks that every external-data
 /// reference points inside an existing file (without reading the weights).
 pub fn load_model(path: &Path) -> Result<LoadedModel, OnnxError> {
+    let mut loaded = read_model(path)?;
+    let refs = external::collect_references(&loaded.proto);
+    loaded.external_bytes = external::validate(&refs, &loaded.base_dir, path)?;
+    Ok(loaded)
+}
+
+/// Reads and decodes a model file without looking at its external-data
+/// files (`external_bytes` stays 0): for tools that only show the model as
+/// stored, such as the printer.
+pub fn read_model(path: &Path) -> Result<LoadedModel, OnnxError> {
     let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
         path: path.to_path_buf(),
         source,
@@ -35,14 +45,12 @@ pub fn load_model(path: &Path) -> Result<LoadedModel, OnnxError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let refs = external::collect_references(&proto);
-    let external_bytes = external::validate(&refs, &base_dir, path)?;
     Ok(LoadedModel {
         proto,
         path: path.to_path_buf(),
         base_dir,
         file_bytes: bytes.len() as u64,
-        external_bytes,
+        external_bytes: 0,
     })
 }
 

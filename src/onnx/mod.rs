@@ -13,4 +13,4 @@ pub mod printer;
 pub mod proto;
 
 pub use error::OnnxError;
-pub use io::{LoadedModel, load_model, load_model_from_bytes, save_model, write_atomically};
+pub use io::{LoadedModel, load_model, load_model_from_bytes, read_model, save_model, write_atomically};
