@@ -5,9 +5,11 @@
 //! candidates, [`report`] turns results into tables and JSON.
 
 pub mod analysis;
+pub mod exits;
 mod error;
 pub mod ir;
 pub mod onnx;
 pub mod report;
+pub mod transform;
 
 pub use error::Error;

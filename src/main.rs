@@ -25,6 +25,129 @@ enum Command {
     },
     /// Print the model in ONNX textual syntax (as onnx.printer.to_text).
     Print { model: PathBuf },
+    /// Insert exit heads and emit an early-exit (or multi-output) model.
+    InsertExits(InsertArgs),
+    /// Recompute the cost report of an eexc-produced model for an exit distribution.
+    Cost {
+        model: PathBuf,
+        /// Fraction of samples leaving at each exit, e.g. 0.3,0.2,0.1.
+        #[arg(long, value_delimiter = ',')]
+        exit_dist: Option<Vec<f64>>,
+        /// Print the JSON report instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["at", "auto"])))]
+#[command(group(clap::ArgGroup::new("source").args(["weights", "weights_from"])))]
+struct InsertArgs {
+    model: PathBuf,
+    /// Exit tensors (or node names), in any order.
+    #[arg(long, value_delimiter = ',')]
+    at: Vec<String>,
+    /// Pick K narrow cuts spread over the model's FLOPs.
+    #[arg(long, value_name = "K")]
+    auto: Option<usize>,
+    #[arg(long, value_enum, default_value = "if")]
+    mode: eexc::exits::Mode,
+    #[arg(long, value_enum, default_value = "auto")]
+    head: eexc::exits::HeadKind,
+    /// Head weights: safetensors or npz with keys exit{k}.weight / exit{k}.bias.
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Head weights from a multi-output model trained elsewhere.
+    #[arg(long, value_name = "TRAINED.onnx")]
+    weights_from: Option<PathBuf>,
+    /// Seed of the initialiser used when no weights are given.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "maxprob")]
+    confidence: eexc::exits::Confidence,
+    /// One threshold for every exit, or one per exit.
+    #[arg(long, value_delimiter = ',')]
+    threshold: Vec<f32>,
+    /// One temperature for every exit, or one per exit.
+    #[arg(long, value_delimiter = ',')]
+    temperature: Vec<f32>,
+    /// Classes whose predictions never exit early.
+    #[arg(long, value_delimiter = ',')]
+    never_exit_classes: Vec<i64>,
+    /// The logits tensor, when eexc should not find it itself.
+    #[arg(long)]
+    logits: Option<String>,
+    /// Fraction of samples leaving at each exit, for the expected cost.
+    #[arg(long, value_delimiter = ',')]
+    exit_dist: Option<Vec<f64>>,
+    /// Output model (default: MODEL with .ee.onnx).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Write the cost report as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
+    use eexc::exits::{ExitOptions, ExitSelection, WeightSource};
+    let options = ExitOptions {
+        selection: match a.auto {
+            Some(k) => ExitSelection::Auto(k),
+            None => ExitSelection::At(a.at),
+        },
+        mode: a.mode,
+        head: a.head,
+        weights: match (a.weights, a.weights_from) {
+            (Some(f), _) => WeightSource::File(f),
+            (None, Some(m)) => WeightSource::FromModel(m),
+            (None, None) => WeightSource::Seeded(a.seed),
+        },
+        confidence: a.confidence,
+        thresholds: a.threshold,
+        temperatures: a.temperature,
+        never_exit_classes: a.never_exit_classes,
+        logits: a.logits,
+        exit_distribution: a.exit_dist,
+    };
+    let (model, summary) = eexc::exits::insert_exits(&a.model, &options)?;
+    let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
+    let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let report_json = serde_json::to_vec_pretty(&summary).context("encoding the report")?;
+    // The model first: a report never describes a model that was not written.
+    eexc::onnx::save_model(&model, &out, Some(&source_dir))?;
+    if let Some(r) = &a.report {
+        eexc::onnx::write_atomically(r, &report_json)?;
+    }
+    for w in &summary.warnings {
+        eprintln!("eexc: WARNING: {w}");
+    }
+    println!("wrote {}", out.display());
+    for e in &summary.exits {
+        let why = if e.reason.is_empty() { String::new() } else { format!(" — {}", e.reason) };
+        println!(
+            "exit {}: {} ({} head, {} >= {} at T={}){why}",
+            e.index, e.tensor, e.head, e.confidence, e.threshold, e.temperature
+        );
+    }
+    print!("\n{}", summary.cost.to_text());
+    Ok(())
+}
+
+fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Result<()> {
+    let loaded = eexc::onnx::read_model(&model)?;
+    let meta = eexc::exits::read_metadata(&loaded.proto)
+        .ok_or_else(|| anyhow::anyhow!("{}: not made by eexc insert-exits (no '{}' metadata)", model.display(), eexc::exits::METADATA_KEY))?
+        .map_err(|e| anyhow::anyhow!("{}: unreadable '{}' metadata: {e}", model.display(), eexc::exits::METADATA_KEY))?;
+    if let Some(d) = &exit_dist {
+        eexc::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let report = eexc::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).context("encoding JSON report")?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,6 +163,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", report.to_text());
             }
         }
+        Command::InsertExits(args) => insert_exits(args)?,
+        Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
         Command::Print { model } => {
             // Shown as stored: external-data files are not needed to print.
             let loaded = eexc::onnx::read_model(&model)?;

@@ -1,3 +1,4 @@
+pub mod classifier;
 pub mod cost;
 pub mod cuts;
 pub mod shapes;

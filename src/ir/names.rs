@@ -32,6 +32,11 @@ impl NameGenerator {
         }
     }
 
+    /// Claims `name` exactly; false if it is already taken.
+    pub fn reserve(&mut self, name: &str) -> bool {
+        self.taken.insert(name.to_string())
+    }
+
     /// `base` if free, else `base_1`, `base_2`, ...; the result is reserved.
     pub fn fresh(&mut self, base: &str) -> String {
         let mut candidate = base.to_string();

@@ -1,4 +1,4 @@
 //! Reports: what the commands print, as text tables and versioned JSON.
 
 pub mod inspect;
-mod table;
+pub mod table;

@@ -1,0 +1,293 @@
+//! Cost of an early-exit model (DESIGN.md "Cost model"): per exit, the stage
+//! of the original network it needs, its head and its decision; under an
+//! exit distribution p, E[cost] = Σ_k p_k · C_k + (1 − Σ p) · C_full, where
+//! C_k = Σ_{j≤k} (stage_j + head_j + decide_j) and C_full pays every head.
+
+use serde::{Deserialize, Serialize};
+
+use super::emit::Source;
+use super::{ExitError, ExitOptions};
+use crate::analysis::cost::{CostStatus, graph_cost};
+use crate::analysis::shapes::infer_model;
+use crate::ir::Model;
+
+/// MACs, FLOPs and weight bytes of a part of the model, per sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Work {
+    pub macs: f64,
+    pub flops: f64,
+    pub weight_bytes: f64,
+}
+
+impl Work {
+    fn add(self, o: Work) -> Work {
+        Work {
+            macs: self.macs + o.macs,
+            flops: self.flops + o.flops,
+            weight_bytes: self.weight_bytes + o.weight_bytes,
+        }
+    }
+
+    fn scale(self, f: f64) -> Work {
+        Work {
+            macs: self.macs * f,
+            flops: self.flops * f,
+            weight_bytes: self.weight_bytes * f,
+        }
+    }
+}
+
+/// The numbers the expected cost is computed from; stored in the emitted
+/// model's metadata so `eexc cost` can recompute it for another distribution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CostTable {
+    pub original: Work,
+    /// Per exit: the stage it needs (beyond the previous exits), head, decision.
+    pub stages: Vec<Work>,
+    pub heads: Vec<Work>,
+    pub decisions: Vec<Work>,
+    /// The original network after the last exit.
+    pub final_stage: Work,
+    /// Ops that could not be costed (the figures exclude them).
+    pub uncosted_ops: Vec<String>,
+}
+
+/// Measures the flat graph (original + heads + decisions) with the cost model.
+pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, ExitError> {
+    let (flat, ranges) = source.emit_flat(options)?;
+    let mut model = Model::from_proto(&flat)?;
+    let _ = infer_model(&mut model);
+    let cost = graph_cost(&model.graph);
+    let sum = |ids: &mut dyn Iterator<Item = usize>| {
+        ids.fold(Work::default(), |acc, i| {
+            let c = cost.nodes[i].cost;
+            acc.add(Work {
+                macs: c.macs as f64,
+                flops: c.flops as f64,
+                weight_bytes: c.weight_bytes as f64,
+            })
+        })
+    };
+    let stage_work: Vec<Work> = source.plan.stages.iter().map(|s| sum(&mut s.iter().map(|n| n.0))).collect();
+    let original_nodes = source.proto.graph.as_ref().map_or(0, |g| g.node.len());
+    let uncosted_ops = cost
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.status, CostStatus::NoRule | CostStatus::UnknownShape))
+        .map(|(i, _)| model.graph.nodes[i].op_type.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (stages, final_stage) = stage_work.split_at(stage_work.len() - 1);
+    Ok(CostTable {
+        original: sum(&mut (0..original_nodes)),
+        stages: stages.to_vec(),
+        heads: ranges.iter().map(|r| sum(&mut r.head.clone())).collect(),
+        decisions: ranges.iter().map(|r| sum(&mut r.decision.clone())).collect(),
+        final_stage: final_stage[0],
+        uncosted_ops,
+    })
+}
+
+pub fn check_distribution(p: &[f64], exits: usize) -> Result<(), String> {
+    if p.len() != exits {
+        return Err(format!("--exit-dist has {} values for {exits} exits", p.len()));
+    }
+    if p.iter().any(|x| !(0.0..=1.0).contains(x)) {
+        return Err("--exit-dist values must lie in [0, 1]".into());
+    }
+    let total: f64 = p.iter().sum();
+    if total > 1.0 + 1e-9 {
+        return Err(format!("--exit-dist sums to {total}; at most 1 (the rest runs to the end)"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExitRow {
+    pub index: usize,
+    pub stage: Work,
+    pub head: Work,
+    pub decision: Work,
+    /// Cost of a sample that exits here.
+    pub cumulative: Work,
+    /// Fraction of the samples reaching this exit that must leave here for
+    /// its head and decision to pay for themselves (FLOPs): overhead / work
+    /// skipped by leaving. Above 1: the exit can never pay.
+    pub break_even_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Expected {
+    pub distribution: Vec<f64>,
+    pub cost: Work,
+    /// 1 − expected FLOPs / original FLOPs.
+    pub savings_ratio: f64,
+    /// Mean exit index (K+1 = the final classifier).
+    pub average_exit_depth: f64,
+}
+
+/// The report `insert-exits` and `cost` print.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostReport {
+    pub schema: &'static str,
+    pub original: Work,
+    pub exits: Vec<ExitRow>,
+    pub final_stage: Work,
+    /// Nothing exits: every stage, head and decision is paid.
+    pub worst_case: Work,
+    pub worst_case_overhead_ratio: f64,
+    pub expected: Option<Expected>,
+    pub uncosted_ops: Vec<String>,
+}
+
+impl CostReport {
+    pub fn new(t: &CostTable, distribution: Option<&[f64]>) -> CostReport {
+        let mut cumulative = Work::default();
+        let mut rows = Vec::new();
+        for k in 0..t.stages.len() {
+            cumulative = cumulative.add(t.stages[k]).add(t.heads[k]).add(t.decisions[k]);
+            rows.push(ExitRow {
+                index: k + 1,
+                stage: t.stages[k],
+                head: t.heads[k],
+                decision: t.decisions[k],
+                cumulative,
+                break_even_rate: 0.0,
+            });
+        }
+        let worst_case = cumulative.add(t.final_stage);
+        for r in &mut rows {
+            let overhead = r.head.flops + r.decision.flops;
+            let skipped = worst_case.flops - r.cumulative.flops;
+            r.break_even_rate = if skipped > 0.0 { overhead / skipped } else { f64::INFINITY };
+        }
+        let expected = distribution.map(|p| {
+            let rest = 1.0 - p.iter().sum::<f64>();
+            let cost = rows
+                .iter()
+                .zip(p)
+                .fold(worst_case.scale(rest), |acc, (r, &pk)| acc.add(r.cumulative.scale(pk)));
+            let depth = p.iter().enumerate().map(|(i, pk)| (i + 1) as f64 * pk).sum::<f64>()
+                + rest * (rows.len() + 1) as f64;
+            Expected {
+                distribution: p.to_vec(),
+                cost,
+                savings_ratio: ratio_saved(cost.flops, t.original.flops),
+                average_exit_depth: depth,
+            }
+        });
+        CostReport {
+            schema: "eexc.exit-cost/1",
+            original: t.original,
+            exits: rows,
+            final_stage: t.final_stage,
+            worst_case,
+            worst_case_overhead_ratio: if t.original.flops > 0.0 { worst_case.flops / t.original.flops - 1.0 } else { 0.0 },
+            expected,
+            uncosted_ops: t.uncosted_ops.clone(),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        use crate::report::table::{render, si};
+        let g = |w: f64| si(w.round() as u64);
+        let rows: Vec<Vec<String>> = self
+            .exits
+            .iter()
+            .map(|r| {
+                vec![
+                    r.index.to_string(),
+                    g(r.stage.macs),
+                    g(r.head.macs),
+                    g(r.decision.flops),
+                    g(r.cumulative.flops),
+                    format!("{:.1}%", 100.0 * r.cumulative.flops / self.original.flops.max(1.0)),
+                    crate::report::table::bytes(r.cumulative.weight_bytes.round() as u64),
+                    if r.break_even_rate.is_finite() { format!("{:.2}%", 100.0 * r.break_even_rate) } else { "never".into() },
+                ]
+            })
+            .collect();
+        let mut out = render(
+            &["exit", "stage MACs", "head MACs", "decide FLOPs", "cum. FLOPs", "of original", "weights read", "break-even"],
+            &rows,
+            &[1, 2, 3, 4, 5, 6, 7],
+        );
+        out += &format!(
+            "original      {} MACs, {} FLOPs, {} weights read\nworst case    {} FLOPs (+{:.2}% over the original: every head paid, nothing exits)\n",
+            g(self.original.macs),
+            g(self.original.flops),
+            crate::report::table::bytes(self.original.weight_bytes as u64),
+            g(self.worst_case.flops),
+            100.0 * self.worst_case_overhead_ratio
+        );
+        if let Some(e) = &self.expected {
+            let dist: Vec<String> = e.distribution.iter().map(|p| format!("{p}")).collect();
+            out += &format!(
+                "expected      {} FLOPs, {} MACs, {} weights read under exit distribution [{}]\nsavings       {:.1}% of FLOPs vs the original; average exit depth {:.2}\n",
+                g(e.cost.flops),
+                g(e.cost.macs),
+                crate::report::table::bytes(e.cost.weight_bytes.round() as u64),
+                dist.join(", "),
+                100.0 * e.savings_ratio,
+                e.average_exit_depth
+            );
+        } else {
+            out += "expected      (give --exit-dist P1,...,PK for the expected cost and savings)\n";
+        }
+        if !self.uncosted_ops.is_empty() {
+            out += &format!("NOT COSTED (figures exclude these): {}\n", self.uncosted_ops.join(", "));
+        }
+        out
+    }
+}
+
+fn ratio_saved(expected: f64, original: f64) -> f64 {
+    if original > 0.0 { 1.0 - expected / original } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(flops: f64) -> Work {
+        Work {
+            macs: flops / 2.0,
+            flops,
+            weight_bytes: 0.0,
+        }
+    }
+
+    #[test]
+    fn expected_cost_follows_the_design_formula() {
+        // Two exits; stages 40 and 30 FLOPs, heads 2, decisions 1, rest 30.
+        let t = CostTable {
+            original: w(100.0),
+            stages: vec![w(40.0), w(30.0)],
+            heads: vec![w(2.0), w(2.0)],
+            decisions: vec![w(1.0), w(1.0)],
+            final_stage: w(30.0),
+            uncosted_ops: vec![],
+        };
+        let r = CostReport::new(&t, Some(&[0.5, 0.25]));
+        assert_eq!(r.exits[0].cumulative.flops, 43.0);
+        assert_eq!(r.exits[1].cumulative.flops, 76.0);
+        assert_eq!(r.worst_case.flops, 106.0);
+        let e = r.expected.unwrap();
+        // 0.5·43 + 0.25·76 + 0.25·106 = 21.5 + 19 + 26.5 = 67.
+        assert!((e.cost.flops - 67.0).abs() < 1e-9);
+        assert!((e.savings_ratio - 0.33).abs() < 1e-9);
+        assert!((e.average_exit_depth - (0.5 + 0.5 + 0.75)).abs() < 1e-9);
+        // Exit 1: overhead 3 over 106 − 43 = 63 skipped.
+        assert!((r.exits[0].break_even_rate - 3.0 / 63.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn distribution_is_validated() {
+        assert!(check_distribution(&[0.5, 0.6], 2).is_err());
+        assert!(check_distribution(&[0.5], 2).is_err());
+        assert!(check_distribution(&[-0.1, 0.2], 2).is_err());
+        assert!(check_distribution(&[0.3, 0.3], 2).is_ok());
+    }
+}

@@ -1,0 +1,385 @@
+//! Writes the early-exit model: `multi` (original plus every exit's outputs,
+//! for training and calibration) or `if` (nested `If`: exit k's `then`
+//! branch returns its head's outputs, its `else` branch runs the rest).
+
+use std::collections::{HashMap, HashSet};
+
+use super::decision::{Knobs, build_decision};
+use super::head::{HeadWeights, build_head, logits_name};
+use super::{ExitError, ExitOptions};
+use crate::analysis::classifier::Classifier;
+use crate::exits::plan::Plan;
+use crate::ir::{Dim, Graph, NameGenerator, TensorType};
+use crate::onnx::proto::{
+    GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
+};
+use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, tensor_f32};
+
+/// Name of the per-row exit index output.
+pub const EXIT_INDEX: &str = "exit_index";
+
+/// Name of exit `k`'s copy of original output `o` (multi mode).
+pub fn exit_output_name(o: &str, k: usize) -> String {
+    format!("{o}__exit{k}")
+}
+
+pub fn knobs(k: usize) -> Knobs {
+    Knobs {
+        threshold: format!("eexc_threshold_{k}"),
+        temperature: format!("eexc_temperature_{k}"),
+    }
+}
+
+/// Node index ranges (in the flat graph) of one exit's head and decision.
+#[derive(Debug, Clone)]
+pub struct ExitNodes {
+    pub head: std::ops::Range<usize>,
+    pub decision: std::ops::Range<usize>,
+}
+
+/// Everything emission needs about the source model.
+pub struct Source<'a> {
+    pub proto: &'a ModelProto,
+    pub graph: &'a Graph,
+    pub classifier: &'a Classifier,
+    pub plan: &'a Plan,
+    pub weights: &'a [HeadWeights],
+    pub opset: i64,
+}
+
+pub fn type_proto(t: &TensorType) -> TypeProto {
+    let mut tt = type_proto::Tensor::new();
+    tt.set_elem_type(t.elem.0);
+    if let Some(shape) = &t.shape {
+        let mut s = crate::onnx::proto::TensorShapeProto::new();
+        for d in shape {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            match d {
+                Dim::Known(v) => dim.set_dim_value(*v),
+                Dim::Sym(p) => dim.set_dim_param(p.clone()),
+                Dim::Unknown => {}
+            }
+            s.dim.push(dim);
+        }
+        tt.shape = Some(s).into();
+    }
+    let mut tp = TypeProto::new();
+    tp.set_tensor_type(tt);
+    tp
+}
+
+fn value_info(name: &str, ty: TypeProto) -> ValueInfoProto {
+    let mut v = ValueInfoProto::new();
+    v.set_name(name.into());
+    v.type_ = Some(ty).into();
+    v
+}
+
+fn scalar_f32() -> TypeProto {
+    type_proto(&TensorType::known_dims(crate::onnx::dtype::ElemType::FLOAT, &[]))
+}
+
+impl Source<'_> {
+    fn main(&self) -> &GraphProto {
+        // Loading already required a graph.
+        self.proto.graph.as_ref().expect("model has a graph")
+    }
+
+    fn original_node(&self, id: crate::ir::NodeId) -> &NodeProto {
+        &self.main().node[id.0]
+    }
+
+    /// Declared type of the prediction output (falls back on inference).
+    fn output_type(&self) -> Result<TypeProto, ExitError> {
+        let name = &self.graph.value(self.classifier.output).name;
+        if let Some(t) = self.main().output.iter().find(|o| o.name() == name).and_then(|o| o.type_.as_ref())
+            && TensorType::from_proto(t).is_some_and(|t| t.shape.is_some())
+        {
+            return Ok(t.clone());
+        }
+        self.graph
+            .value(self.classifier.output)
+            .ty
+            .as_ref()
+            .map(type_proto)
+            .ok_or_else(|| ExitError::UnknownShape(name.clone()))
+    }
+
+    fn batch_dim(&self) -> Dim {
+        self.classifier.logits_type.shape.as_ref().and_then(|s| s.first().cloned()).unwrap_or(Dim::Unknown)
+    }
+
+    fn exit_index_type(&self) -> TypeProto {
+        type_proto(&TensorType::new(crate::onnx::dtype::ElemType::INT64, vec![self.batch_dim()]))
+    }
+
+    fn logits_type(&self) -> TypeProto {
+        type_proto(&TensorType::new(
+            crate::onnx::dtype::ElemType::FLOAT,
+            vec![self.batch_dim(), Dim::Known(self.classifier.classes)],
+        ))
+    }
+
+    /// A name generator that knows every name in the model and has claimed
+    /// the fixed names of the output contract.
+    fn names(&self, fixed: &[String]) -> Result<NameGenerator, ExitError> {
+        let mut names = NameGenerator::for_graph(self.graph);
+        for n in &self.main().node {
+            names.reserve(n.name());
+        }
+        for f in fixed {
+            if !names.reserve(f) {
+                return Err(ExitError::NameTaken(f.clone()));
+            }
+        }
+        Ok(names)
+    }
+
+    /// Replicates the ops after the logits on `logits`, ending in `out`.
+    fn apply_tail(&self, b: &mut GraphBuilder, exit: usize, logits: &str, out: &str) {
+        let mut current = logits.to_string();
+        if self.classifier.logits_type.rank().is_some_and(|r| r > 2) {
+            // Logits like N×C×1×1 (SqueezeNet): restore the trailing axes.
+            let rank = self.classifier.logits_type.rank().unwrap_or(2) as i64;
+            let axes: Vec<i64> = (2..rank).collect();
+            current = b.unsqueeze(&format!("eexc_exit{exit}_logits_nd"), &current, &axes);
+        }
+        let tail = &self.classifier.tail;
+        if tail.is_empty() {
+            b.push("Identity", &[&current], &[out.to_string()], vec![]);
+            return;
+        }
+        for (i, &id) in tail.iter().enumerate() {
+            let orig = self.original_node(id);
+            let mut n = orig.clone();
+            n.input[0] = current.clone();
+            let last = i + 1 == tail.len();
+            let output = if last { out.to_string() } else { b.fresh(&format!("eexc_exit{exit}_{}", orig.op_type())) };
+            n.output = vec![output.clone()];
+            n.set_name(b.fresh(&format!("eexc_exit{exit}_{}", orig.op_type())));
+            b.nodes.push(n);
+            current = output;
+        }
+    }
+
+    fn knob_initializers(&self, options: &ExitOptions) -> (Vec<TensorProto>, Vec<ValueInfoProto>) {
+        let mut inits = Vec::new();
+        let mut inputs = Vec::new();
+        for k in 1..=self.plan.exits.len() {
+            let kn = knobs(k);
+            inits.push(tensor_f32(&kn.threshold, &[], &[options.threshold(k)]));
+            inits.push(tensor_f32(&kn.temperature, &[], &[options.temperature(k)]));
+            inputs.push(value_info(&kn.threshold, scalar_f32()));
+            inputs.push(value_info(&kn.temperature, scalar_f32()));
+        }
+        (inits, inputs)
+    }
+
+    /// IR < 4 requires every initializer to be listed as a graph input.
+    fn list_initializers_as_inputs(&self, g: &mut GraphProto, inits: &[TensorProto]) {
+        if self.proto.ir_version() >= 4 {
+            return;
+        }
+        let listed: HashSet<String> = g.input.iter().map(|i| i.name().to_string()).collect();
+        for t in inits {
+            if !listed.contains(t.name()) {
+                let ty = TensorType::known_dims(crate::onnx::dtype::ElemType(t.data_type()), &t.dims);
+                g.input.push(value_info(t.name(), type_proto(&ty)));
+            }
+        }
+    }
+
+    /// Multi mode: the original graph untouched, plus each exit's head and
+    /// its outputs.
+    pub fn emit_multi(&self) -> Result<ModelProto, ExitError> {
+        Ok(self.multi_graph(None)?.0)
+    }
+
+    /// The multi graph with each exit's decision added too (and its knobs):
+    /// the flat form the cost model measures. Returns, per exit, the node
+    /// index ranges of its head and its decision.
+    pub fn emit_flat(&self, options: &ExitOptions) -> Result<(ModelProto, Vec<ExitNodes>), ExitError> {
+        self.multi_graph(Some(options))
+    }
+
+    fn multi_graph(&self, decisions: Option<&ExitOptions>) -> Result<(ModelProto, Vec<ExitNodes>), ExitError> {
+        let out_name = self.graph.value(self.classifier.output).name.clone();
+        let k_count = self.plan.exits.len();
+        let mut fixed = Vec::new();
+        for k in 1..=k_count {
+            fixed.push(exit_output_name(&out_name, k));
+            fixed.push(logits_name(k));
+            if decisions.is_some() {
+                let kn = knobs(k);
+                fixed.extend([kn.threshold, kn.temperature]);
+            }
+        }
+        let names = self.names(&fixed)?;
+        let out_type = self.output_type()?;
+        let mut b = GraphBuilder::new(names, self.opset);
+        let mut outputs = Vec::new();
+        let mut ranges = Vec::new();
+        let base = self.main().node.len();
+        for (i, point) in self.plan.exits.iter().enumerate() {
+            let k = i + 1;
+            let head_start = base + b.nodes.len();
+            let z = build_head(&mut b, k, point, self.classifier.classes, &self.weights[i]);
+            let head_end = base + b.nodes.len();
+            if let Some(options) = decisions {
+                build_decision(&mut b, k, &z, self.classifier.classes, options.confidence, &knobs(k), &options.never_exit_classes);
+            }
+            let decision_end = base + b.nodes.len();
+            ranges.push(ExitNodes {
+                head: head_start..head_end,
+                decision: head_end..decision_end,
+            });
+            let o = exit_output_name(&out_name, k);
+            self.apply_tail(&mut b, k, &z, &o);
+            outputs.push(value_info(&o, out_type.clone()));
+            outputs.push(value_info(&z, self.logits_type()));
+        }
+        let mut model = self.proto.clone();
+        let inits = b.take_initializers();
+        let g = model.graph.as_mut().expect("model has a graph");
+        g.node.extend(b.nodes);
+        g.output.extend(outputs);
+        if let Some(options) = decisions {
+            let (knob_inits, knob_inputs) = self.knob_initializers(options);
+            g.input.extend(knob_inputs);
+            g.initializer.extend(knob_inits);
+        }
+        self.list_initializers_as_inputs(g, &inits);
+        g.initializer.extend(inits);
+        Ok((model, ranges))
+    }
+
+    /// If mode: nested `If`s, one per exit.
+    pub fn emit_if(&self, options: &ExitOptions) -> Result<ModelProto, ExitError> {
+        let out_name = self.graph.value(self.classifier.output).name.clone();
+        let mut fixed = vec![EXIT_INDEX.to_string()];
+        for k in 1..=self.plan.exits.len() {
+            let kn = knobs(k);
+            fixed.extend([kn.threshold, kn.temperature, logits_name(k)]);
+        }
+        let names = self.names(&fixed)?;
+        let out_type = self.output_type()?;
+        let mut b = GraphBuilder::new(names, self.opset);
+        for &c in &self.plan.constant_nodes {
+            b.nodes.push(self.original_node(c).clone());
+        }
+        let level_outputs = vec![out_name.clone(), EXIT_INDEX.to_string()];
+        self.build_level(&mut b, 1, &level_outputs, None, options, &out_type)?;
+
+        let mut model = self.proto.clone();
+        let (knob_inits, knob_inputs) = self.knob_initializers(options);
+        let new_inits = b.take_initializers();
+        let main_values: HashSet<&str> =
+            b.nodes.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect::<HashSet<_>>();
+        let g = model.graph.as_mut().expect("model has a graph");
+        // Keep value_info only for tensors still computed in the main graph.
+        g.value_info.retain(|v| main_values.contains(v.name()));
+        g.node = b.nodes;
+        g.input.extend(knob_inputs);
+        let all_new: Vec<TensorProto> = knob_inits.iter().chain(&new_inits).cloned().collect();
+        self.list_initializers_as_inputs(g, &new_inits);
+        g.initializer.extend(all_new);
+        g.output.push(value_info(EXIT_INDEX, self.exit_index_type()));
+        Ok(model)
+    }
+
+    /// Adds stage k's nodes, head k, decision k and `If_k` (whose outputs are
+    /// `outputs`: the prediction and the exit index) to `b`.
+    fn build_level(
+        &self,
+        b: &mut GraphBuilder,
+        k: usize,
+        outputs: &[String],
+        zeros: Option<&str>,
+        options: &ExitOptions,
+        out_type: &TypeProto,
+    ) -> Result<(), ExitError> {
+        let k_count = self.plan.exits.len();
+        for &n in &self.plan.stages[k - 1] {
+            b.nodes.push(self.original_node(n).clone());
+        }
+        let point = &self.plan.exits[k - 1];
+        let z = build_head(b, k, point, self.classifier.classes, &self.weights[k - 1]);
+        let decision = build_decision(
+            b,
+            k,
+            &z,
+            self.classifier.classes,
+            options.confidence,
+            &knobs(k),
+            &options.never_exit_classes,
+        );
+        // An int64 zero per row, from exit 1's logits, to build exit indices.
+        let zeros = match zeros {
+            Some(z) => z.to_string(),
+            None => {
+                let pred =
+                    b.op("ArgMax", "eexc_rows", &[&z], vec![attr_int("axis", 1), attr_int("keepdims", 0)]);
+                let zero = b.const_i64("eexc_zero", &[], &[0]);
+                b.op("Mul", "eexc_row_zeros", &[&pred, &zero], vec![])
+            }
+        };
+
+        let mut then_b = b.branch();
+        let then_out = then_b.fresh(&format!("eexc_exit{k}_prediction"));
+        self.apply_tail(&mut then_b, k, &z, &then_out);
+        let then_idx = self.exit_index(&mut then_b, &zeros, k);
+        let then_g = self.branch_graph(&format!("eexc_exit{k}_then"), then_b, &[&then_out, &then_idx], out_type);
+
+        let mut else_b = b.branch();
+        let else_outputs: Vec<String> = if k < k_count {
+            let names = vec![else_b.fresh(&format!("eexc_after_exit{k}_prediction")), else_b.fresh(&format!("eexc_after_exit{k}_index"))];
+            self.build_level(&mut else_b, k + 1, &names, Some(&zeros), options, out_type)?;
+            names
+        } else {
+            self.final_stage(&mut else_b, &zeros, k_count + 1)
+        };
+        let refs: Vec<&str> = else_outputs.iter().map(String::as_str).collect();
+        let else_g = self.branch_graph(&format!("eexc_exit{k}_else"), else_b, &refs, out_type);
+
+        b.push(
+            "If",
+            &[&decision.all_ok],
+            outputs,
+            vec![attr_graph("then_branch", then_g), attr_graph("else_branch", else_g)],
+        );
+        Ok(())
+    }
+
+    /// The rest of the original network, with the prediction renamed (its
+    /// name belongs to the main graph's `If` output).
+    fn final_stage(&self, b: &mut GraphBuilder, zeros: &str, index: usize) -> Vec<String> {
+        let out_name = &self.graph.value(self.classifier.output).name;
+        let renamed = b.fresh(&format!("{out_name}__final"));
+        let rename: HashMap<&str, &str> = [(out_name.as_str(), renamed.as_str())].into();
+        for &n in self.plan.stages.last().map(Vec::as_slice).unwrap_or_default() {
+            let mut node = self.original_node(n).clone();
+            for name in node.input.iter_mut().chain(node.output.iter_mut()) {
+                if let Some(r) = rename.get(name.as_str()) {
+                    *name = r.to_string();
+                }
+            }
+            b.nodes.push(node);
+        }
+        let idx = self.exit_index(b, zeros, index);
+        vec![renamed, idx]
+    }
+
+    fn exit_index(&self, b: &mut GraphBuilder, zeros: &str, index: usize) -> String {
+        let k = b.const_i64(&format!("eexc_index_{index}"), &[], &[index as i64]);
+        b.op("Add", &format!("eexc_exit_index_{index}"), &[zeros, &k], vec![])
+    }
+
+    fn branch_graph(&self, name: &str, b: GraphBuilder, outputs: &[&str], out_type: &TypeProto) -> GraphProto {
+        let mut g = GraphProto::new();
+        g.set_name(name.into());
+        g.node = b.nodes;
+        g.output.push(value_info(outputs[0], out_type.clone()));
+        g.output.push(value_info(outputs[1], self.exit_index_type()));
+        g
+    }
+}

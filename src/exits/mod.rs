@@ -1,0 +1,271 @@
+//! `insert-exits`: attach exit heads at chosen tensors and emit either the
+//! multi-output graph (training, calibration) or the nested-`If` early-exit
+//! graph, with a cost report.
+
+pub mod cost;
+pub mod decision;
+mod emit;
+pub mod head;
+pub mod plan;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::analysis::classifier::{ClassifierError, find_classifier};
+use crate::analysis::cost::graph_cost;
+use crate::analysis::shapes::infer_model;
+use crate::ir::{IrError, Model};
+use crate::onnx::OnnxError;
+use crate::onnx::proto::{ModelProto, StringStringEntryProto};
+pub use decision::Confidence;
+pub use emit::{EXIT_INDEX, exit_output_name};
+pub use plan::HeadKind;
+pub use weights::WeightSource;
+
+/// Key of the model metadata entry describing the exits.
+pub const METADATA_KEY: &str = "eexc.exits";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Nested If: confident batches stop early.
+    If,
+    /// Original outputs plus every exit's outputs (training, calibration).
+    Multi,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExitSelection {
+    At(Vec<String>),
+    Auto(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExitOptions {
+    pub selection: ExitSelection,
+    pub mode: Mode,
+    pub head: HeadKind,
+    pub weights: WeightSource,
+    pub confidence: Confidence,
+    /// One value for every exit, or one per exit.
+    pub thresholds: Vec<f32>,
+    pub temperatures: Vec<f32>,
+    pub never_exit_classes: Vec<i64>,
+    pub logits: Option<String>,
+    pub exit_distribution: Option<Vec<f64>>,
+}
+
+impl ExitOptions {
+    pub fn threshold(&self, k: usize) -> f32 {
+        pick(&self.thresholds, k, 0.9)
+    }
+
+    pub fn temperature(&self, k: usize) -> f32 {
+        pick(&self.temperatures, k, 1.0)
+    }
+}
+
+fn pick(values: &[f32], k: usize, default: f32) -> f32 {
+    match values {
+        [] => default,
+        [one] => *one,
+        many => many.get(k - 1).copied().unwrap_or(default),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExitError {
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    #[error(transparent)]
+    Classifier(#[from] ClassifierError),
+    #[error("tensor '{0}' is not in the graph (no tensor or node has that name)")]
+    UnknownTensor(String),
+    #[error("'{0}' names a node with several outputs or several nodes; name the tensor instead")]
+    AmbiguousNode(String),
+    #[error("exit tensor '{0}' given twice")]
+    Duplicate(String),
+    #[error("tensor '{0}' is not computed from any graph input (a constant); it cannot be an exit")]
+    NotReachable(String),
+    #[error("tensor '{tensor}' is at or after the logits '{logits}'; exits must come before the classifier")]
+    AtOrAfterLogits { tensor: String, logits: String },
+    #[error("tensor '{0}' has an unknown shape or feature width; a head cannot be sized")]
+    UnknownShape(String),
+    #[error("tensor '{tensor}' has element type {elem}; heads need a float tensor")]
+    NotFloat { tensor: String, elem: String },
+    #[error("tensor '{tensor}' has rank {rank}; no {head} head fits (4-D: gap-linear; 3-D: token-cls/token-mean; 2-D: linear)")]
+    NoHead { tensor: String, rank: usize, head: &'static str },
+    #[error("--auto {wanted}: only {found} suitable narrow cuts between 15% and 85% of FLOPs")]
+    TooFewCandidates { wanted: usize, found: usize },
+    #[error("{path}: '{key}': {reason}")]
+    Weights { path: PathBuf, key: String, reason: String },
+    #[error("the model already has a tensor named '{0}', which the emitted model needs")]
+    NameTaken(String),
+    #[error("{0}")]
+    BadOption(String),
+}
+
+/// What the command reports besides the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExitSummary {
+    pub exits: Vec<ExitMeta>,
+    pub cost: cost::CostReport,
+    /// Things the user must know (untrained heads, ...).
+    pub warnings: Vec<String>,
+}
+
+/// One exit as recorded in the model's metadata (`eexc.exits`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ExitMeta {
+    pub index: usize,
+    pub tensor: String,
+    pub head: String,
+    pub confidence: String,
+    pub threshold_input: String,
+    pub temperature_input: String,
+    pub threshold: f32,
+    pub temperature: f32,
+    pub logits_output: String,
+    /// Why `--auto` chose it; empty for `--at`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// The whole `eexc.exits` metadata document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ExitsMetadata {
+    pub version: u32,
+    pub mode: String,
+    pub logits: String,
+    pub exits: Vec<ExitMeta>,
+    pub never_exit_classes: Vec<i64>,
+    pub trained: bool,
+    pub weights: String,
+    pub cost: cost::CostTable,
+}
+
+/// Runs the whole insertion on `path`; returns the emitted model (not yet
+/// saved) and the summary.
+pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, ExitSummary), ExitError> {
+    let loaded = crate::onnx::load_model(path)?;
+    let mut model = Model::from_proto(&loaded.proto)?;
+    let _ = infer_model(&mut model);
+    let graph = &model.graph;
+    let classifier = find_classifier(graph, options.logits.as_deref())?;
+    let original_cost = graph_cost(graph);
+    let exits = match &options.selection {
+        ExitSelection::At(names) => plan::resolve_at(graph, &classifier, names, options.head)?,
+        ExitSelection::Auto(k) => plan::choose_auto(graph, &original_cost, &classifier, *k, options.head)?,
+    };
+    validate_options(options, exits.len(), classifier.classes)?;
+    let weights = weights::load(&options.weights, &exits, classifier.classes)?;
+    let plan = plan::stages(graph, exits);
+    let source = emit::Source {
+        proto: &loaded.proto,
+        graph,
+        classifier: &classifier,
+        plan: &plan,
+        weights: &weights,
+        opset: model.onnx_opset(),
+    };
+    let table = cost::cost_table(&source, options)?;
+    let report = cost::CostReport::new(&table, options.exit_distribution.as_deref());
+    let mut out = match options.mode {
+        Mode::Multi => source.emit_multi()?,
+        Mode::If => source.emit_if(options)?,
+    };
+    let metas: Vec<ExitMeta> = plan
+        .exits
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let k = i + 1;
+            let kn = emit::knobs(k);
+            ExitMeta {
+                index: k,
+                tensor: e.tensor.clone(),
+                head: e.head.name().into(),
+                confidence: options.confidence.name().into(),
+                threshold_input: kn.threshold,
+                temperature_input: kn.temperature,
+                threshold: options.threshold(k),
+                temperature: options.temperature(k),
+                logits_output: head::logits_name(k),
+                reason: e.reason.clone(),
+            }
+        })
+        .collect();
+    let meta = ExitsMetadata {
+        version: 1,
+        mode: match options.mode {
+            Mode::If => "if",
+            Mode::Multi => "multi",
+        }
+        .into(),
+        logits: graph.value(classifier.logits).name.clone(),
+        exits: metas.clone(),
+        never_exit_classes: options.never_exit_classes.clone(),
+        trained: options.weights.is_trained(),
+        weights: options.weights.describe(),
+        cost: table,
+    };
+    set_metadata(&mut out, METADATA_KEY, &serde_json::to_string(&meta).unwrap_or_default());
+    let mut warnings = Vec::new();
+    if !options.weights.is_trained() && options.mode == Mode::If {
+        warnings.push(format!(
+            "exit heads are UNTRAINED (seeded initialiser, seed {}): early exits will return meaningless \
+             predictions. Train them (--mode multi, then --weights-from) or pass --weights.",
+            match options.weights {
+                WeightSource::Seeded(s) => s,
+                _ => 0,
+            }
+        ));
+    }
+    Ok((
+        out,
+        ExitSummary {
+            exits: metas,
+            cost: report,
+            warnings,
+        },
+    ))
+}
+
+fn validate_options(options: &ExitOptions, exits: usize, classes: i64) -> Result<(), ExitError> {
+    for (what, list) in [("--threshold", &options.thresholds), ("--temperature", &options.temperatures)] {
+        if list.len() > 1 && list.len() != exits {
+            return Err(ExitError::BadOption(format!("{what} has {} values for {exits} exits", list.len())));
+        }
+    }
+    if let Some(t) = options.temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+        return Err(ExitError::BadOption(format!("--temperature {t}: must be a positive number")));
+    }
+    if let Some(t) = options.thresholds.iter().find(|t| !t.is_finite()) {
+        return Err(ExitError::BadOption(format!("--threshold {t}: must be a finite number")));
+    }
+    if let Some(c) = options.never_exit_classes.iter().find(|&&c| c < 0 || c >= classes) {
+        return Err(ExitError::BadOption(format!("--never-exit-classes {c}: the model has classes 0..{}", classes - 1)));
+    }
+    if let Some(d) = &options.exit_distribution {
+        cost::check_distribution(d, exits).map_err(ExitError::BadOption)?;
+    }
+    Ok(())
+}
+
+fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
+    model.metadata_props.retain(|kv| kv.key() != key);
+    let mut kv = StringStringEntryProto::new();
+    kv.set_key(key.into());
+    kv.set_value(value.into());
+    model.metadata_props.push(kv);
+}
+
+/// Reads the `eexc.exits` metadata of an eexc-produced model.
+pub fn read_metadata(model: &ModelProto) -> Option<Result<ExitsMetadata, String>> {
+    let kv = model.metadata_props.iter().find(|kv| kv.key() == METADATA_KEY)?;
+    Some(serde_json::from_str(kv.value()).map_err(|e| e.to_string()))
+}

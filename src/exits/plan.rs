@@ -1,0 +1,274 @@
+//! Which tensors become exits, which head each gets, and how the original
+//! nodes split into stages (DESIGN.md: prefix of exit k = ancestors(T_k) ∪
+//! prefix(k-1); the rest is the suffix).
+
+use std::collections::HashSet;
+
+use crate::analysis::classifier::Classifier;
+use crate::analysis::cost::GraphCost;
+use crate::analysis::cuts::narrow_cuts;
+use crate::ir::{Dim, Graph, NodeId, TensorType, ValueId, ValueKind};
+
+use super::ExitError;
+
+/// Head shape by rank of the feature tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// Pick by rank: 4-D gap-linear, 3-D token-cls, 2-D linear.
+    Auto,
+    /// N×C×H×W: GlobalAveragePool, Flatten, Gemm.
+    GapLinear,
+    /// N×S×D: take token 0 (CLS), Gemm.
+    TokenCls,
+    /// N×S×D: mean over tokens, Gemm.
+    TokenMean,
+    /// N×D: Gemm.
+    Linear,
+}
+
+impl HeadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Auto => "auto",
+            HeadKind::GapLinear => "gap-linear",
+            HeadKind::TokenCls => "token-cls",
+            HeadKind::TokenMean => "token-mean",
+            HeadKind::Linear => "linear",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExitPoint {
+    pub value: ValueId,
+    pub tensor: String,
+    pub ty: TensorType,
+    pub head: HeadKind,
+    /// Feature width the head's Gemm reads (C or D).
+    pub features: i64,
+    /// Why `--auto` chose it (empty for `--at`).
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub exits: Vec<ExitPoint>,
+    /// `stages[k]`: non-constant original nodes first needed by exit k+1 (in
+    /// topological order); the last entry is everything after the last exit.
+    pub stages: Vec<Vec<NodeId>>,
+    /// Nodes computed from constants only: stay in the main graph.
+    pub constant_nodes: Vec<NodeId>,
+}
+
+/// Exit points from `--at` names (tensors, or nodes with one output).
+pub fn resolve_at(
+    graph: &Graph,
+    classifier: &Classifier,
+    names: &[String],
+    head: HeadKind,
+) -> Result<Vec<ExitPoint>, ExitError> {
+    let mut seen = HashSet::new();
+    let mut exits = Vec::new();
+    for name in names {
+        let value = match graph.value_id(name) {
+            Some(v) => v,
+            None => node_output(graph, name)?,
+        };
+        if !seen.insert(value) {
+            return Err(ExitError::Duplicate(name.clone()));
+        }
+        exits.push(exit_point(graph, classifier, value, head, String::new())?);
+    }
+    exits.sort_by_key(|e| topo_position(graph, e.value));
+    Ok(exits)
+}
+
+fn node_output(graph: &Graph, name: &str) -> Result<ValueId, ExitError> {
+    let matches: Vec<_> = graph.nodes.iter().filter(|n| n.name == name).collect();
+    match matches.as_slice() {
+        [n] => match n.outputs.iter().flatten().collect::<Vec<_>>().as_slice() {
+            [v] => Ok(**v),
+            _ => Err(ExitError::AmbiguousNode(name.into())),
+        },
+        [] => Err(ExitError::UnknownTensor(name.into())),
+        _ => Err(ExitError::AmbiguousNode(name.into())),
+    }
+}
+
+fn topo_position(graph: &Graph, v: ValueId) -> usize {
+    graph.producer(v).and_then(|p| graph.topo.iter().position(|&t| t == p)).map_or(0, |p| p + 1)
+}
+
+/// Validates one exit tensor and chooses its head.
+fn exit_point(
+    graph: &Graph,
+    classifier: &Classifier,
+    value: ValueId,
+    head: HeadKind,
+    reason: String,
+) -> Result<ExitPoint, ExitError> {
+    let v = graph.value(value);
+    let tensor = v.name.clone();
+    if v.is_constant || matches!(v.kind, ValueKind::Initializer { .. }) {
+        return Err(ExitError::NotReachable(tensor));
+    }
+    if value == classifier.logits || descends_from(graph, value, classifier.logits) {
+        return Err(ExitError::AtOrAfterLogits {
+            tensor,
+            logits: graph.value(classifier.logits).name.clone(),
+        });
+    }
+    let ty = v.ty.clone().ok_or_else(|| ExitError::UnknownShape(tensor.clone()))?;
+    let shape = ty.shape.clone().ok_or_else(|| ExitError::UnknownShape(tensor.clone()))?;
+    if !ty.elem.is_float() {
+        return Err(ExitError::NotFloat {
+            tensor,
+            elem: ty.elem.name(),
+        });
+    }
+    let head = match (head, shape.len()) {
+        (HeadKind::Auto, 4) | (HeadKind::GapLinear, 4) => HeadKind::GapLinear,
+        (HeadKind::Auto, 3) | (HeadKind::TokenCls, 3) => HeadKind::TokenCls,
+        (HeadKind::TokenMean, 3) => HeadKind::TokenMean,
+        (HeadKind::Auto, 2) | (HeadKind::Linear, 2) => HeadKind::Linear,
+        (h, rank) => {
+            return Err(ExitError::NoHead {
+                tensor,
+                rank,
+                head: h.name(),
+            });
+        }
+    };
+    let feature_axis = if shape.len() == 4 { 1 } else { shape.len() - 1 };
+    let features = match shape[feature_axis] {
+        Dim::Known(f) if f > 0 => f,
+        _ => return Err(ExitError::UnknownShape(tensor)),
+    };
+    Ok(ExitPoint {
+        value,
+        tensor,
+        ty,
+        head,
+        features,
+        reason,
+    })
+}
+
+/// True if `value` is computed (transitively) from `ancestor`.
+fn descends_from(graph: &Graph, value: ValueId, ancestor: ValueId) -> bool {
+    let Some(start) = graph.producer(value) else { return false };
+    let mut stack = vec![start];
+    let mut seen = HashSet::new();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        let node = graph.node(n);
+        for &i in node.inputs.iter().flatten().chain(&node.implicit_inputs) {
+            if i == ancestor {
+                return true;
+            }
+            if let Some(p) = graph.producer(i) {
+                stack.push(p);
+            }
+        }
+    }
+    false
+}
+
+/// Cuts shallower than this share of FLOPs see too little to classify.
+pub const AUTO_MIN_SHARE: f64 = 0.15;
+/// Cuts deeper than this save too little to pay for a head.
+pub const AUTO_MAX_SHARE: f64 = 0.85;
+
+/// `--auto K`: K narrow cuts spread evenly over the FLOP share between
+/// [`AUTO_MIN_SHARE`] and [`AUTO_MAX_SHARE`], each the candidate closest to
+/// its target share.
+pub fn choose_auto(
+    graph: &Graph,
+    cost: &GraphCost,
+    classifier: &Classifier,
+    k: usize,
+    head: HeadKind,
+) -> Result<Vec<ExitPoint>, ExitError> {
+    let candidates: Vec<_> = narrow_cuts(graph, cost)
+        .into_iter()
+        .filter(|c| (AUTO_MIN_SHARE..=AUTO_MAX_SHARE).contains(&c.flop_share))
+        .filter(|c| exit_point(graph, classifier, c.value, head, String::new()).is_ok())
+        .collect();
+    if candidates.len() < k {
+        return Err(ExitError::TooFewCandidates {
+            wanted: k,
+            found: candidates.len(),
+        });
+    }
+    let mut chosen: Vec<ExitPoint> = Vec::new();
+    for i in 1..=k {
+        let target = AUTO_MIN_SHARE + (AUTO_MAX_SHARE - AUTO_MIN_SHARE) * i as f64 / (k + 1) as f64;
+        // Closest unused candidate; on a tie the later one (after the
+        // activation rather than before it).
+        let best = candidates
+            .iter()
+            .filter(|c| !chosen.iter().any(|e| e.value == c.value))
+            .min_by(|a, b| {
+                let (da, db) = ((a.flop_share - target).abs(), (b.flop_share - target).abs());
+                da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal).then(std::cmp::Ordering::Greater)
+            })
+            .ok_or(ExitError::TooFewCandidates {
+                wanted: k,
+                found: candidates.len(),
+            })?;
+        let reason = format!(
+            "narrow cut at {:.1}% of FLOPs, closest to the {:.1}% target (auto range {:.0}%–{:.0}%)",
+            100.0 * best.flop_share,
+            100.0 * target,
+            100.0 * AUTO_MIN_SHARE,
+            100.0 * AUTO_MAX_SHARE
+        );
+        chosen.push(exit_point(graph, classifier, best.value, head, reason)?);
+    }
+    chosen.sort_by_key(|e| topo_position(graph, e.value));
+    Ok(chosen)
+}
+
+/// Splits the original non-constant nodes into stages.
+pub fn stages(graph: &Graph, exits: Vec<ExitPoint>) -> Plan {
+    let mut assigned = vec![false; graph.nodes.len()];
+    let is_const = |n: NodeId| {
+        let node = graph.node(n);
+        !node.outputs.is_empty() && node.outputs.iter().flatten().all(|&o| graph.value(o).is_constant)
+    };
+    let mut stages = Vec::new();
+    for e in &exits {
+        let mut members = vec![false; graph.nodes.len()];
+        if let Some(p) = graph.producer(e.value) {
+            let mut stack = vec![p];
+            while let Some(n) = stack.pop() {
+                if members[n.0] || assigned[n.0] {
+                    continue;
+                }
+                members[n.0] = true;
+                let node = graph.node(n);
+                for &i in node.inputs.iter().flatten().chain(&node.implicit_inputs) {
+                    if let Some(q) = graph.producer(i) {
+                        stack.push(q);
+                    }
+                }
+            }
+        }
+        let stage: Vec<NodeId> = graph.topo.iter().copied().filter(|&n| members[n.0] && !is_const(n)).collect();
+        for &n in &stage {
+            assigned[n.0] = true;
+        }
+        stages.push(stage);
+    }
+    let rest: Vec<NodeId> = graph.topo.iter().copied().filter(|&n| !assigned[n.0] && !is_const(n)).collect();
+    stages.push(rest);
+    let constant_nodes = graph.topo.iter().copied().filter(|&n| is_const(n)).collect();
+    Plan {
+        exits,
+        stages,
+        constant_nodes,
+    }
+}

@@ -1,0 +1,185 @@
+//! Where head weights come from: a safetensors or npz file, a multi-output
+//! model trained elsewhere, or a seeded initialiser.
+//!
+//! File keys, per exit k (1-based): `exit{k}.weight` (classes × features,
+//! float32) and `exit{k}.bias` (classes). A multi-output model made by
+//! `--mode multi` carries them as initializers `eexc_exit{k}_weight` /
+//! `eexc_exit{k}_bias`, which is what `--weights-from` reads back.
+
+use std::path::{Path, PathBuf};
+
+use super::ExitError;
+use super::head::{HeadWeights, seeded_weights, weight_names};
+use super::plan::ExitPoint;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightSource {
+    Seeded(u64),
+    File(PathBuf),
+    FromModel(PathBuf),
+}
+
+impl WeightSource {
+    /// How the model records where its head weights came from.
+    pub fn describe(&self) -> String {
+        match self {
+            WeightSource::Seeded(s) => format!("seeded:{s}"),
+            WeightSource::File(p) => format!("file:{}", p.display()),
+            WeightSource::FromModel(p) => format!("model:{}", p.display()),
+        }
+    }
+
+    pub fn is_trained(&self) -> bool {
+        !matches!(self, WeightSource::Seeded(_))
+    }
+}
+
+/// A named float32 tensor read from a weights file.
+struct Named {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<Vec<HeadWeights>, ExitError> {
+    match source {
+        WeightSource::Seeded(seed) => {
+            Ok(exits.iter().enumerate().map(|(i, e)| seeded_weights(*seed, i + 1, classes, e.features)).collect())
+        }
+        WeightSource::File(path) => {
+            let lookup = read_weights_file(path)?;
+            collect(path, exits, classes, |k, part| format!("exit{k}.{part}"), &lookup)
+        }
+        WeightSource::FromModel(path) => {
+            let lookup = read_model_initializers(path)?;
+            collect(
+                path,
+                exits,
+                classes,
+                |k, part| {
+                    let (w, b) = weight_names(k);
+                    if part == "weight" { w } else { b }
+                },
+                &lookup,
+            )
+        }
+    }
+}
+
+fn collect(
+    path: &Path,
+    exits: &[ExitPoint],
+    classes: i64,
+    key: impl Fn(usize, &str) -> String,
+    lookup: &dyn Fn(&str) -> Option<Result<Named, String>>,
+) -> Result<Vec<HeadWeights>, ExitError> {
+    let mut out = Vec::new();
+    for (i, e) in exits.iter().enumerate() {
+        let k = i + 1;
+        let fetch = |part: &str, expected: &[usize]| -> Result<Vec<f32>, ExitError> {
+            let name = key(k, part);
+            let bad = |reason: String| ExitError::Weights {
+                path: path.to_path_buf(),
+                key: name.clone(),
+                reason,
+            };
+            let t = lookup(&name).ok_or_else(|| bad("missing".into()))?.map_err(&bad)?;
+            if t.shape != expected {
+                return Err(bad(format!("shape {:?}, expected {:?} (exit at '{}')", t.shape, expected, e.tensor)));
+            }
+            Ok(t.data)
+        };
+        let (c, f) = (classes as usize, e.features as usize);
+        out.push(HeadWeights {
+            weight: fetch("weight", &[c, f])?,
+            bias: fetch("bias", &[c])?,
+        });
+    }
+    Ok(out)
+}
+
+type Lookup = Box<dyn Fn(&str) -> Option<Result<Named, String>>>;
+
+fn read_weights_file(path: &Path) -> Result<Lookup, ExitError> {
+    let bytes = std::fs::read(path).map_err(|e| ExitError::Weights {
+        path: path.to_path_buf(),
+        key: String::new(),
+        reason: e.to_string(),
+    })?;
+    let is_npz = path.extension().is_some_and(|e| e == "npz");
+    if is_npz {
+        read_npz(path, bytes)
+    } else {
+        read_safetensors(path, bytes)
+    }
+}
+
+fn read_safetensors(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
+    // Validate the header now, so a corrupt file is reported as such.
+    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ExitError::Weights {
+        path: path.to_path_buf(),
+        key: String::new(),
+        reason: format!("not a safetensors file: {e}"),
+    })?;
+    Ok(Box::new(move |name| {
+        let st = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+        let view = st.tensor(name).ok()?;
+        Some(if view.dtype() != safetensors::Dtype::F32 {
+            Err(format!("dtype {:?}, expected F32", view.dtype()))
+        } else {
+            Ok(Named {
+                shape: view.shape().to_vec(),
+                data: view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            })
+        })
+    }))
+}
+
+fn read_npz(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
+    let fail = |reason: String| ExitError::Weights {
+        path: path.to_path_buf(),
+        key: String::new(),
+        reason,
+    };
+    let mut archive =
+        npyz::npz::NpzArchive::new(std::io::Cursor::new(bytes)).map_err(|e| fail(format!("not an npz file: {e}")))?;
+    let names: Vec<String> = archive.array_names().map(str::to_string).collect();
+    let mut arrays = std::collections::HashMap::new();
+    for name in names {
+        let entry = match archive.by_name(&name) {
+            Ok(Some(npy)) => {
+                let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+                match npy.into_vec::<f32>() {
+                    Ok(data) => Ok(Named { shape, data }),
+                    Err(e) => Err(format!("not float32: {e}")),
+                }
+            }
+            Ok(None) => continue,
+            Err(e) => Err(e.to_string()),
+        };
+        arrays.insert(name, entry);
+    }
+    Ok(Box::new(move |name| {
+        arrays.get(name).map(|r| match r {
+            Ok(n) => Ok(Named {
+                shape: n.shape.clone(),
+                data: n.data.clone(),
+            }),
+            Err(e) => Err(e.clone()),
+        })
+    }))
+}
+
+fn read_model_initializers(path: &Path) -> Result<Lookup, ExitError> {
+    let loaded = crate::onnx::load_model(path)?;
+    let graph = loaded.proto.graph.into_option().unwrap_or_default();
+    let tensors: std::collections::HashMap<String, _> =
+        graph.initializer.into_iter().map(|t| (t.name().to_string(), t)).collect();
+    Ok(Box::new(move |name| {
+        let t = tensors.get(name)?;
+        let shape: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+        Some(match crate::ir::constant::decode_f32(t) {
+            Some(data) => Ok(Named { shape, data }),
+            None => Err("not a float32 tensor stored in the model".into()),
+        })
+    }))
+}
