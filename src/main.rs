@@ -24,7 +24,12 @@ enum Command {
         json: bool,
     },
     /// Print the model in ONNX textual syntax (as onnx.printer.to_text).
-    Print { model: PathBuf },
+    Print {
+        model: PathBuf,
+        /// Print tensors with more than N elements as `{...N values}`.
+        #[arg(long, value_name = "N")]
+        elide_data_over: Option<u64>,
+    },
     /// Insert exit heads and emit an early-exit (or multi-output) model.
     InsertExits(InsertArgs),
     /// Recompute the cost report of an eexc-produced model for an exit distribution.
@@ -165,10 +170,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::InsertExits(args) => insert_exits(args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
-        Command::Print { model } => {
+        Command::Print { model, elide_data_over } => {
             // Shown as stored: external-data files are not needed to print.
             let loaded = eexc::onnx::read_model(&model)?;
-            print!("{}", eexc::onnx::printer::model_to_text(&loaded.proto));
+            let options = eexc::onnx::printer::PrintOptions { elide_data_over };
+            print!("{}", eexc::onnx::printer::model_to_text_with(&loaded.proto, &options));
         }
     }
     Ok(())

@@ -27,7 +27,22 @@ use crate::onnx::proto::{
 
 /// Prints a model in ONNX textual syntax (as `onnx.printer.to_text`).
 pub fn model_to_text(model: &ModelProto) -> String {
+    model_to_text_with(model, &PrintOptions::default())
+}
+
+/// Printing choices beyond the reference format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrintOptions {
+    /// Tensors with more elements than this print as `{...N values}`
+    /// instead of their data: readable snapshots of graphs with real weights.
+    /// `None` prints everything, as the reference does.
+    pub elide_data_over: Option<u64>,
+}
+
+/// [`model_to_text`] with [`PrintOptions`].
+pub fn model_to_text_with(model: &ModelProto, options: &PrintOptions) -> String {
     let mut p = Printer::new();
+    p.elide_data_over = options.elide_data_over;
     p.model(model);
     p.out
 }
@@ -46,6 +61,7 @@ struct Printer {
     out: String,
     /// Current indentation in spaces; grows by [`STEP`] per nested graph.
     indent: usize,
+    elide_data_over: Option<u64>,
 }
 
 impl Printer {
@@ -53,6 +69,7 @@ impl Printer {
         Printer {
             out: String::new(),
             indent: STEP,
+            elide_data_over: None,
         }
     }
 
@@ -415,7 +432,13 @@ impl Printer {
             self.push(" = ");
         }
         let external = t.data_location.map(|l| l.value()) == Some(DataLocation::EXTERNAL as i32);
-        if external {
+        let elements = element_count(&t.dims).unwrap_or(0) as u64;
+        if let Some(limit) = self.elide_data_over
+            && elements > limit
+            && !external
+        {
+            self.push(&format!(" {{...{elements} values}}"));
+        } else if external {
             self.string_pairs(&t.external_data);
         } else if let Some(raw) = &t.raw_data {
             self.raw_data(t, raw);

@@ -24,11 +24,16 @@ Files (deterministic: seeded numpy, no uuids, no timestamps; weights are initial
 In the Softmax models "logits" is the tensor before the Softmax, the graph output is
 "probs" (Softmax over the last axis; at opset >= 13 that is the class axis only).
 
+Inputs the weights are calibrated for (and that check_exits.py feeds by default): MLPs
+N(0,1); ResNets N(0,1) noise plus a per-row, per-channel N(0,1) offset, so that pooled
+features differ between inputs (with white noise alone every global average is nearly the
+same and every classifier on top of it predicts one class).
+
 Weights: He-normal convolution/linear weights; BatchNormalization running mean and
 variance are the per-channel statistics of the layer input over a fixed calibration
 batch (so activations stay O(1), as in a trained network); the classifier is
 centred and scaled on the calibration features (logits ~ N(bias, 2.5^2) per class),
-so max-softmax over random N(0,1) inputs spreads roughly over 0.2..0.99 and
+so max-softmax over those random inputs spreads roughly over 0.2..0.99 and
 threshold tests are meaningful. The calibration runs in float64 numpy, and
 calibrated values are rounded to 4 significant digits, so the files do not depend
 on BLAS summation order. After writing, each model is checked with
@@ -174,9 +179,14 @@ def finish(b, name, opset, x_name, x_shape, logits, lv, softmax_out, doc):
     return model, ov
 
 
+def image_inputs(rng, n):
+    """N(0,1) noise plus a per-row, per-channel N(0,1) offset: check_exits.py's default inputs."""
+    return rng.standard_normal((n, 3, 32, 32)) + rng.standard_normal((n, 3, 1, 1))
+
+
 def make_resnet(opset, batch, softmax_out, seed):
     rng = np.random.default_rng(seed)
-    calib = rng.standard_normal((CALIB, 3, 32, 32)).astype(np.float32).astype(np.float64)
+    calib = image_inputs(rng, CALIB).astype(np.float32).astype(np.float64)
     b = Builder(rng)
     h, hv = conv_bn(b, "stem", "input", calib, 3, 16, 3, 1, relu=True)
     exits = []
@@ -238,7 +248,8 @@ def verify(path, model, calib, expected):
     err = np.max(np.abs(got - expected)) / max(1.0, np.max(np.abs(expected)))
     if err > 1e-3:
         raise RuntimeError(f"{path}: onnxruntime differs from the numpy reference (rel {err:.2e})")
-    fresh = np.random.default_rng(12345).standard_normal((256,) + calib.shape[1:])
+    r = np.random.default_rng(12345)
+    fresh = image_inputs(r, 256) if calib.ndim == 4 else r.standard_normal((256,) + calib.shape[1:])
     out = run(fresh)
     probs = out if model.graph.output[0].name == "probs" else softmax(out.astype(np.float64))
     mp = probs.max(axis=-1)

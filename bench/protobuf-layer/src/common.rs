@@ -21,9 +21,19 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// CPU time (user + system) this process has used so far, in ms: less
+/// sensitive than wall time to other processes competing for the cores.
+pub fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
 /// Runs `load` then `save` `repeat` times (each iteration: load the input from
 /// disk, save the result to disk, drop it) and prints one JSON line:
-/// per-iteration times and the best (minimum) load+save.
+/// per-iteration wall times, the best (minimum) wall load+save, and the
+/// per-iteration CPU time of load+save with its minimum.
 pub fn bench<M>(
     candidate: &str,
     input: &str,
@@ -34,13 +44,16 @@ pub fn bench<M>(
 ) -> Result<(), String> {
     let (_, rss_start) = rss_kib();
     let mut runs = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..repeat.max(1) {
+        let c0 = cpu_ms();
         let t0 = Instant::now();
         let model = load(input)?;
         let t1 = Instant::now();
         save(&model, output)?;
         let t2 = Instant::now();
         drop(model);
+        cpu.push(cpu_ms() - c0);
         runs.push((ms(t1 - t0), ms(t2 - t1)));
     }
     let (peak, _) = rss_kib();
@@ -55,13 +68,16 @@ pub fn bench<M>(
     println!(
         "{{\"candidate\":\"{candidate}\",\"input\":\"{input}\",\"repeat\":{},\
          \"best_load_ms\":{:.1},\"best_save_ms\":{:.1},\"best_total_ms\":{:.1},\
-         \"load_ms\":[{}],\"save_ms\":[{}],\"rss_start_kib\":{rss_start},\"peak_rss_kib\":{peak}}}",
+         \"load_ms\":[{}],\"save_ms\":[{}],\"best_cpu_ms\":{:.1},\"cpu_ms\":[{}],\
+         \"rss_start_kib\":{rss_start},\"peak_rss_kib\":{peak}}}",
         runs.len(),
         best.0,
         best.1,
         best.0 + best.1,
         list(|r| r.0),
         list(|r| r.1),
+        cpu.iter().copied().fold(f64::INFINITY, f64::min),
+        cpu.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(","),
     );
     Ok(())
 }

@@ -23,11 +23,19 @@ mod util;
 
 use super::{Inferred, OpContext, RuleError};
 
-/// Output types (and folded contents) of one standard-domain node.
+/// Output types (and folded contents) of one standard-domain node, one entry
+/// per output the node lists (rules describe every optional output; the
+/// ones a node leaves off are dropped here).
 pub fn infer_op(ctx: &OpContext) -> Result<Vec<Inferred>, RuleError> {
     if !ctx.node.is_onnx_domain() {
         return Err(RuleError::Unsupported);
     }
+    let mut outs = rule(ctx)?;
+    outs.truncate(ctx.node.outputs.len());
+    Ok(outs)
+}
+
+fn rule(ctx: &OpContext) -> Result<Vec<Inferred>, RuleError> {
     match ctx.node.op_type.as_str() {
         // One input, same type out (folded where it makes sense).
         "Identity" | "Relu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Gelu" | "Erf" | "Tanh" | "LeakyRelu" | "Elu"

@@ -1,0 +1,136 @@
+//! `eexc insert-exits` end to end, refereed by ONNX Runtime and the `onnx`
+//! checker (tests/python/check_exits.py states the semantics it checks).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{eexc, py, testdata, zoo_models};
+
+/// Runs insert-exits and returns the output path; panics with stderr on failure.
+fn insert(model: &Path, out: &Path, args: &[&str]) -> String {
+    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = eexc(&all);
+    assert!(o.status.success(), "insert-exits {args:?} on {}: {}", model.display(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Emits the multi and if forms with the same options and lets the referee
+/// compare them with the original.
+fn referee(model: &Path, args: &[&str], samples: &str, batch: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (multi, iff) = (dir.path().join("multi.onnx"), dir.path().join("if.onnx"));
+    let mut m_args = args.to_vec();
+    m_args.extend(["--mode", "multi"]);
+    insert(model, &multi, &m_args);
+    insert(model, &iff, args);
+    let s = |x: &str| PathBuf::from(x);
+    py(
+        "check_exits.py",
+        &[
+            &s("--original"),
+            model,
+            &s("--multi"),
+            &multi,
+            &s("--if"),
+            &iff,
+            &s("--samples"),
+            &s(samples),
+            &s("--batch"),
+            &s(batch),
+        ],
+    );
+}
+
+#[test]
+fn zoo_models_pass_the_referee() {
+    for m in zoo_models() {
+        referee(&m, &["--auto", "2"], "6", "1");
+    }
+}
+
+/// Small modern-opset classifiers (opsets 13, 17, 21; symbolic batch; one
+/// ending in Softmax), made by tests/python/make_modern_models.py.
+fn modern_models() -> &'static Path {
+    use std::sync::OnceLock;
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        py("make_modern_models.py", &[dir.path()]);
+        dir
+    })
+    .path()
+}
+
+fn exit_points(model: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(modern_models().join("exit_points.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json[model].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn modern_models_pass_the_referee_for_every_confidence() {
+    for name in ["resnet_op13", "resnet_op17", "resnet_op21", "mlp_op13", "mlp_op17", "mlp_op21"] {
+        let model = modern_models().join(format!("{name}.onnx"));
+        let points = exit_points(&format!("{name}.onnx"));
+        let at = points.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+        for confidence in ["maxprob", "entropy", "margin"] {
+            referee(&model, &["--at", &at, "--confidence", confidence, "--seed", "3"], "32", "1");
+        }
+        // Batches: the whole batch exits only when every row is confident.
+        referee(&model, &["--at", &at, "--threshold", "0.5", "--never-exit-classes", "0,3"], "16", "1");
+    }
+}
+
+#[test]
+fn symbolic_batch_model_pass_the_referee_with_batches() {
+    let model = modern_models().join("resnet_op17.onnx");
+    let at = exit_points("resnet_op17.onnx").join(",");
+    referee(&model, &["--at", &at, "--threshold", "0.3"], "16", "4");
+}
+
+#[test]
+fn output_is_deterministic_and_input_untouched() {
+    let model = testdata("models/squeezenet.onnx");
+    let before = std::fs::read(&model).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+    insert(&model, &a, &["--auto", "3"]);
+    insert(&model, &b, &["--auto", "3"]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+}
+
+#[test]
+fn rewritten_graph_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r50.ee.onnx");
+    let report = insert(&testdata("models/resnet50.onnx"), &out, &["--auto", "3", "--exit-dist", "0.3,0.2,0.1"]);
+    insta::assert_snapshot!("insert_exits_resnet50_report", report.replace(out.to_str().unwrap(), "OUT"));
+    let printed = eexc(&["print", "--elide-data-over", "16", out.to_str().unwrap()]);
+    insta::assert_snapshot!("insert_exits_resnet50_graph", String::from_utf8(printed.stdout).unwrap());
+
+    let mlp = modern_models().join("mlp_op17.onnx");
+    let out = dir.path().join("mlp.ee.onnx");
+    let at = exit_points("mlp_op17.onnx").into_iter().take(2).collect::<Vec<_>>().join(",");
+    insert(&mlp, &out, &["--at", &at, "--never-exit-classes", "1"]);
+    let printed = eexc(&["print", "--elide-data-over", "16", out.to_str().unwrap()]);
+    insta::assert_snapshot!("insert_exits_mlp_graph", String::from_utf8(printed.stdout).unwrap());
+}
+
+#[test]
+fn cost_command_recomputes_from_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.ee.onnx");
+    insert(&testdata("models/vgg19.onnx"), &out, &["--auto", "2", "--exit-dist", "0.5,0.25"]);
+    let o = eexc(&["cost", out.to_str().unwrap(), "--exit-dist", "0.5,0.25", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &json["expected"];
+    let saved = e["savings_ratio"].as_f64().unwrap();
+    // Half the samples stop before the first 50% or so of FLOPs: savings are
+    // substantial but below the share the early exits skip.
+    assert!(saved > 0.2 && saved < 0.8, "{saved}");
+    assert!((e["average_exit_depth"].as_f64().unwrap() - (0.5 + 0.5 + 0.75)).abs() < 1e-9);
+}

@@ -1,0 +1,92 @@
+//! The emitted `If` models also run in tract (pure Rust; strict about `If`
+//! branch types): nothing exiting reproduces the original, threshold 0
+//! returns exit 1's output, both as computed by tract itself.
+
+mod common;
+
+use std::path::Path;
+
+use common::{eexc, py, testdata};
+use tract_onnx::prelude::*;
+
+fn insert(model: &Path, out: &Path, args: &[&str]) {
+    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = eexc(&all);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Runs `path` in tract on `input` (shape fixed to the input's) and returns
+/// the outputs named in `names`.
+fn run_tract(path: &Path, input: &Tensor, names: &[&str]) -> Vec<Tensor> {
+    let mut model = tract_onnx::onnx().model_for_path(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), input.shape())).unwrap();
+    let outlets: Vec<OutletId> = names.iter().map(|n| model.find_outlet_label(n).unwrap_or_else(|| {
+        let node = model.node_by_name(n).unwrap_or_else(|_| panic!("{}: no output {n}", path.display()));
+        OutletId::new(node.id, 0)
+    })).collect();
+    model.set_output_outlets(&outlets).unwrap();
+    let runnable = model.into_optimized().and_then(|m| m.into_runnable()).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    let out = runnable.run(tvec!(input.clone().into())).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    out.into_iter().map(|t| t.into_tensor()).collect()
+}
+
+fn random_input(shape: &[usize], seed: u64) -> Tensor {
+    let mut x = seed;
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    tract_ndarray::ArrayD::from_shape_vec(shape, data).unwrap().into()
+}
+
+fn check(model: &Path, at: &[&str], input_shape: &[usize], output: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (never, always, multi) =
+        (dir.path().join("never.onnx"), dir.path().join("always.onnx"), dir.path().join("multi.onnx"));
+    let mut base = vec!["--seed", "5"];
+    let at_joined = at.join(",");
+    if at.is_empty() {
+        base.extend(["--auto", "2"]);
+    } else {
+        base.extend(["--at", &at_joined]);
+    }
+    insert(model, &never, &[base.as_slice(), &["--threshold", "1.5"]].concat());
+    insert(model, &always, &[base.as_slice(), &["--threshold", "0"]].concat());
+    insert(model, &multi, &[base.as_slice(), &["--mode", "multi"]].concat());
+    let input = random_input(input_shape, 11);
+    let original = run_tract(model, &input, &[output]);
+    let k = 1 + if at.is_empty() { 2 } else { at.len() } as i64;
+
+    let got = run_tract(&never, &input, &[output, "exit_index"]);
+    assert_eq!(got[0], original[0], "{}: nothing exits, output must equal the original", model.display());
+    assert!(got[1].as_slice::<i64>().unwrap().iter().all(|&i| i == k));
+
+    let exit1 = run_tract(&multi, &input, &[&format!("{output}__exit1")]);
+    let got = run_tract(&always, &input, &[output, "exit_index"]);
+    assert_eq!(got[0], exit1[0], "{}: threshold 0 must return exit 1's output", model.display());
+    assert!(got[1].as_slice::<i64>().unwrap().iter().all(|&i| i == 1));
+}
+
+#[test]
+fn zoo_model_if_form_runs_in_tract() {
+    check(&testdata("models/squeezenet.onnx"), &[], &[1, 3, 224, 224], "softmaxout_1");
+}
+
+#[test]
+fn modern_models_if_form_runs_in_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    py("make_modern_models.py", &[dir.path()]);
+    let points: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("exit_points.json")).unwrap()).unwrap();
+    for (name, shape) in [("mlp_op13", vec![2, 64]), ("resnet_op17", vec![3, 3, 32, 32])] {
+        let model = dir.path().join(format!("{name}.onnx"));
+        let at: Vec<&str> = points[format!("{name}.onnx")].as_array().unwrap().iter().take(2).map(|v| v.as_str().unwrap()).collect();
+        let proto = eexc::onnx::load_model(&model).unwrap().proto;
+        let output = proto.graph.output[0].name().to_string();
+        check(&model, &at, &shape, &output);
+    }
+}
