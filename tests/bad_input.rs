@@ -162,3 +162,25 @@ fn input_never_defined() {
     let p = write(dir.path(), "undefined.onnx", &bytes);
     assert_graph_rejected(&p, &["'adder'", "'ghost'", "never defined"]);
 }
+
+/// Inputs the fuzzer once crashed or stalled on (fuzz/regressions, see
+/// docs/fuzzing.md): each must now be analysed or refused, never panic.
+#[test]
+fn fuzz_regressions_do_not_panic() {
+    let dir = common::repo().join("fuzz/regressions");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "onnx") {
+            continue;
+        }
+        count += 1;
+        for cmd in ["inspect", "print"] {
+            let out = eexc(&[cmd, p.to_str().unwrap()]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(matches!(out.status.code(), Some(0 | 2)), "{cmd} {}: {:?} {stderr}", p.display(), out.status);
+            assert!(!stderr.contains("panicked"), "{cmd} {}: {stderr}", p.display());
+        }
+    }
+    assert!(count > 0, "no regression inputs found in {}", dir.display());
+}

@@ -25,10 +25,22 @@ fn run_tract(path: &Path, input: &Tensor, names: &[&str]) -> Vec<Tensor> {
         let node = model.node_by_name(n).unwrap_or_else(|_| panic!("{}: no output {n}", path.display()));
         OutletId::new(node.id, 0)
     })).collect();
-    model.set_output_outlets(&outlets).unwrap();
+    model.select_output_outlets(&outlets).unwrap();
     let runnable = model.into_optimized().and_then(|m| m.into_runnable()).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
     let out = runnable.run(tvec!(input.clone().into())).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
     out.into_iter().map(|t| t.into_tensor()).collect()
+}
+
+/// Equal up to float reassociation: tract optimises a network inside an `If`
+/// branch separately from the main graph (different fusions and kernel
+/// choices), which moves results by a few ulps; 1e-5 relative is far below any
+/// wrong-branch or wrong-head difference.
+fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
+    assert_eq!(a.shape(), b.shape(), "{what}");
+    let (x, y) = (a.to_plain_array_view::<f32>().unwrap(), b.to_plain_array_view::<f32>().unwrap());
+    for (p, q) in x.iter().zip(y.iter()) {
+        assert!((p - q).abs() <= 1e-5 * q.abs().max(1.0), "{what}: {p} vs {q}");
+    }
 }
 
 fn random_input(shape: &[usize], seed: u64) -> Tensor {
@@ -62,13 +74,13 @@ fn check(model: &Path, at: &[&str], input_shape: &[usize], output: &str) {
     let k = 1 + if at.is_empty() { 2 } else { at.len() } as i64;
 
     let got = run_tract(&never, &input, &[output, "exit_index"]);
-    assert_eq!(got[0], original[0], "{}: nothing exits, output must equal the original", model.display());
-    assert!(got[1].as_slice::<i64>().unwrap().iter().all(|&i| i == k));
+    assert_close(&got[0], &original[0], &format!("{}: nothing exits, output must equal the original", model.display()));
+    assert!(got[1].to_plain_array_view::<i64>().unwrap().iter().all(|&i| i == k));
 
     let exit1 = run_tract(&multi, &input, &[&format!("{output}__exit1")]);
     let got = run_tract(&always, &input, &[output, "exit_index"]);
-    assert_eq!(got[0], exit1[0], "{}: threshold 0 must return exit 1's output", model.display());
-    assert!(got[1].as_slice::<i64>().unwrap().iter().all(|&i| i == 1));
+    assert_close(&got[0], &exit1[0], &format!("{}: threshold 0 must return exit 1's output", model.display()));
+    assert!(got[1].to_plain_array_view::<i64>().unwrap().iter().all(|&i| i == 1));
 }
 
 #[test]

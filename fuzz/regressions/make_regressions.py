@@ -53,6 +53,23 @@ save(
     [w],
 )
 
+# Two float initializers of 2^80 elements each: num_elements saturates both
+# at u64::MAX, and their sum overflows (`cost.params += n` in node_cost and
+# `unique_params +=` in graph_cost), even once bytes_for is fixed.
+big = []
+for name in ("p", "q"):
+    t = T()
+    t.name, t.data_type = name, T.FLOAT
+    t.dims[:] = [2**40, 2**40]
+    big.append(t)
+save(
+    "cost-overflow-params-sum",
+    [h.make_node("Sum", ["x", "p", "q"], ["y"])],
+    [vi("x", T.FLOAT, [1])],
+    [vi("y", T.FLOAT, None)],
+    big,
+)
+
 # Activation of 2^62 floats: bytes_per_sample -> bytes_for
 # (dtype.rs:67 via types.rs:78, cost.rs:134-138).
 save(

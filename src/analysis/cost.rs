@@ -35,12 +35,13 @@ pub struct Cost {
 }
 
 impl std::ops::AddAssign for Cost {
+    // Saturating: absurd shapes in hostile files must not overflow.
     fn add_assign(&mut self, o: Cost) {
-        self.macs += o.macs;
-        self.flops += o.flops;
-        self.params += o.params;
-        self.weight_bytes += o.weight_bytes;
-        self.activation_bytes += o.activation_bytes;
+        self.macs = self.macs.saturating_add(o.macs);
+        self.flops = self.flops.saturating_add(o.flops);
+        self.params = self.params.saturating_add(o.params);
+        self.weight_bytes = self.weight_bytes.saturating_add(o.weight_bytes);
+        self.activation_bytes = self.activation_bytes.saturating_add(o.activation_bytes);
     }
 }
 
@@ -244,34 +245,32 @@ fn compute(
             // MACs = output elements × (Cin / group) × kernel area.
             let w = dims(1).ok_or(unknown)?;
             let out = out_elems.ok_or(unknown)?;
-            let per_output: u64 = w.iter().skip(1).product();
-            let macs = out * per_output;
-            Ok((macs, 2 * macs + if has_bias(2) { out } else { 0 }))
+            let macs = w.iter().skip(1).fold(out, |acc, &d| acc.saturating_mul(d));
+            Ok((macs, mac_flops(macs, if has_bias(2) { out } else { 0 })))
         }
         "ConvTranspose" => {
             // Every input element is scattered through Cout/group × kernel.
             let w = dims(1).ok_or(unknown)?;
             let inp = in_elems.ok_or(unknown)?;
-            let per_input: u64 = w.iter().skip(1).product();
-            let macs = inp * per_input;
+            let macs = w.iter().skip(1).fold(inp, |acc, &d| acc.saturating_mul(d));
             let out = out_elems.ok_or(unknown)?;
-            Ok((macs, 2 * macs + if has_bias(2) { out } else { 0 }))
+            Ok((macs, mac_flops(macs, if has_bias(2) { out } else { 0 })))
         }
         "Gemm" => {
             let a = dims(0).ok_or(unknown)?;
             let trans_a = node.attr_int("transA").unwrap_or(0) != 0;
             let k = if trans_a { a.first() } else { a.get(1) }.copied().ok_or(unknown)?;
             let out = out_elems.ok_or(unknown)?;
-            let macs = out * k;
-            Ok((macs, 2 * macs + if has_bias(2) { out } else { 0 }))
+            let macs = out.saturating_mul(k);
+            Ok((macs, mac_flops(macs, if has_bias(2) { out } else { 0 })))
         }
         "MatMul" => {
             let a = dims(0).ok_or(unknown)?;
             let k = a.last().copied().ok_or(unknown)?;
-            let macs = out_elems.ok_or(unknown)? * k;
-            Ok((macs, 2 * macs))
+            let macs = out_elems.ok_or(unknown)?.saturating_mul(k);
+            Ok((macs, mac_flops(macs, 0)))
         }
-        "Einsum" => einsum_macs(node, &dims).map(|m| (m, 2 * m)).ok_or(unknown),
+        "Einsum" => einsum_macs(node, &dims).map(|m| (m, mac_flops(m, 0))).ok_or(unknown),
         "MaxPool" | "AveragePool" | "LpPool" => {
             // One comparison or addition per window element per output.
             let window: u64 = node
@@ -287,7 +286,7 @@ fn compute(
         "LRN" => {
             // Sum of squares over `size` channels, then scale and power.
             let size = node.attr_int("size").unwrap_or(1).max(1) as u64;
-            Ok((0, out_elems.ok_or(unknown)? * (size + 3)))
+            Ok((0, out_elems.ok_or(unknown)?.saturating_mul(size.saturating_add(3))))
         }
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
         | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" | "ArgMax" | "ArgMin" | "CumSum" => {
@@ -297,7 +296,7 @@ fn compute(
         "Resize" | "Upsample" => Ok((0, out_elems.ok_or(unknown)?)),
         _ if is_data_movement(op) => Ok((0, 0)),
         _ => match elementwise_flops(op) {
-            Some(f) => Ok((0, f * out_elems.ok_or(unknown)?)),
+            Some(f) => Ok((0, f.saturating_mul(out_elems.ok_or(unknown)?))),
             None => Err(CostStatus::NoRule),
         },
     }
@@ -319,7 +318,12 @@ fn einsum_macs(node: &Node, dims: &dyn Fn(usize) -> Option<Vec<u64>>) -> Option<
             sizes.insert(c, n);
         }
     }
-    Some(sizes.values().product())
+    Some(sizes.values().fold(1u64, |acc, &n| acc.saturating_mul(n)))
+}
+
+/// FLOPs of a multiply-accumulate op: 2 per MAC plus any bias additions.
+fn mac_flops(macs: u64, bias_adds: u64) -> u64 {
+    macs.saturating_mul(2).saturating_add(bias_adds)
 }
 
 #[cfg(test)]

@@ -28,21 +28,24 @@ pub struct NarrowCut {
 /// candidates (nothing is left to skip after them).
 pub fn narrow_cuts(graph: &Graph, cost: &GraphCost) -> Vec<NarrowCut> {
     let total_flops = cost.total.flops.max(1);
+    let mut is_output = vec![false; graph.values.len()];
+    for o in &graph.outputs {
+        is_output[o.0] = true;
+    }
     let mut in_prefix = vec![false; graph.nodes.len()];
     let mut stack = Vec::new();
     let mut cuts = Vec::new();
     for &producer in &graph.topo {
         for &value in graph.node(producer).outputs.iter().flatten() {
             let v = graph.value(value);
-            if v.is_constant || v.consumers.is_empty() || graph.outputs.contains(&value) {
+            if v.is_constant || v.consumers.is_empty() || is_output[value.0] {
                 continue;
             }
             mark_ancestors(graph, producer, &mut in_prefix, &mut stack);
-            if only_crossing_value(graph, &in_prefix) == Some(value) {
-                let prefix_flops: u64 = (0..graph.nodes.len())
+            if only_crossing_value(graph, &in_prefix, &is_output) == Some(value) {
+                let prefix_flops = (0..graph.nodes.len())
                     .filter(|&i| in_prefix[i])
-                    .map(|i| cost.nodes[i].cost.flops)
-                    .sum();
+                    .fold(0u64, |acc, i| acc.saturating_add(cost.nodes[i].cost.flops));
                 let node = graph.node(producer);
                 cuts.push(NarrowCut {
                     value,
@@ -81,7 +84,7 @@ fn mark_ancestors(graph: &Graph, start: NodeId, in_prefix: &mut [bool], stack: &
 
 /// The single non-constant value that the prefix hands to the suffix (or to
 /// the graph outputs); `None` if there are zero or several.
-fn only_crossing_value(graph: &Graph, in_prefix: &[bool]) -> Option<ValueId> {
+fn only_crossing_value(graph: &Graph, in_prefix: &[bool], is_output: &[bool]) -> Option<ValueId> {
     let mut found = None;
     for id in graph.value_ids() {
         let v = graph.value(id);
@@ -97,7 +100,7 @@ fn only_crossing_value(graph: &Graph, in_prefix: &[bool]) -> Option<ValueId> {
         if !produced_in_prefix {
             continue;
         }
-        let crosses = v.consumers.iter().any(|c| !in_prefix[c.0]) || graph.outputs.contains(&id);
+        let crosses = v.consumers.iter().any(|c| !in_prefix[c.0]) || is_output[id.0];
         if crosses {
             if found.is_some() {
                 return None;

@@ -64,7 +64,7 @@ impl ElemType {
 
     /// Bytes needed for `elements` values, rounding sub-byte types up.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
-        self.bits().map(|b| (elements * u64::from(b)).div_ceil(8))
+        self.bits().map(|b| elements.saturating_mul(u64::from(b)).div_ceil(8))
     }
 
     pub fn is_float(self) -> bool {
