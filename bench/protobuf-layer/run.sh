@@ -55,7 +55,7 @@ fi
 
 say "== models"
 "$PY" "$ROOT/tests/python/make_synthetic_models.py" "$WORK/models" >/dev/null
-"$PY" "$ROOT/bench/make_resnet50_weights.py" "$WORK/models/resnet50.onnx" 2>/dev/null | tee -a "$SUMMARY"
+"$PY" "$ROOT/bench/make_resnet50_weights.py" "$WORK/models/resnet50.onnx" | tee -a "$SUMMARY"
 
 run_candidate() {  # CANDIDATE IN OUT [ARGS...]
   local c=$1
@@ -122,7 +122,8 @@ for where in tmpfs disk; do
     echo "${line%\}},\"where\":\"$where\",\"process_wall_s\":$proc_wall,\"process_max_rss_kib\":$proc_rss,\"loadavg_1min_before\":$load}" >>"$WORK/timing.jsonl"
   done
 done
-rm -rf "$FAST"
+rm -f "$FAST/resnet50.onnx" "$FAST"/timed_*.onnx
+rmdir "$FAST" 2>/dev/null || true
 "$PY" - "$WORK/timing.jsonl" <<'PYEOF' | tee -a "$SUMMARY"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

@@ -76,7 +76,7 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
     let mut total = Cost::default();
     let mut uncosted = BTreeMap::new();
     let mut weights_seen: HashSet<ValueId> = HashSet::new();
-    let mut unique_params = 0;
+    let mut unique_params = 0u64;
     for (i, node) in graph.nodes.iter().enumerate() {
         let nc = node_cost(graph, node);
         if matches!(nc.status, CostStatus::NoRule | CostStatus::UnknownShape) {
@@ -85,12 +85,8 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
         if nc.status != CostStatus::Constant {
             for v in weight_inputs(graph, node) {
                 if weights_seen.insert(v) {
-                    unique_params += graph
-                        .value(v)
-                        .ty
-                        .as_ref()
-                        .and_then(TensorType::num_elements)
-                        .unwrap_or(0);
+                    let n = graph.value(v).ty.as_ref().and_then(TensorType::num_elements).unwrap_or(0);
+                    unique_params = unique_params.saturating_add(n);
                 }
             }
         }
@@ -128,16 +124,12 @@ fn node_cost(graph: &Graph, node: &Node) -> NodeCost {
     for v in weight_inputs(graph, node) {
         let t = graph.value(v).ty.as_ref();
         let n = t.and_then(TensorType::num_elements).unwrap_or(0);
-        cost.params += n;
-        cost.weight_bytes += t.and_then(|t| t.elem.bytes_for(n)).unwrap_or(0);
+        cost.params = cost.params.saturating_add(n);
+        cost.weight_bytes = cost.weight_bytes.saturating_add(t.and_then(|t| t.elem.bytes_for(n)).unwrap_or(0));
     }
     for &o in node.outputs.iter().flatten() {
-        cost.activation_bytes += graph
-            .value(o)
-            .ty
-            .as_ref()
-            .and_then(TensorType::bytes_per_sample)
-            .unwrap_or(0);
+        let bytes = graph.value(o).ty.as_ref().and_then(TensorType::bytes_per_sample).unwrap_or(0);
+        cost.activation_bytes = cost.activation_bytes.saturating_add(bytes);
     }
     let out_elems = ty(node.outputs.first()).and_then(TensorType::num_elements_per_sample);
     let in_elems = ty(node.inputs.first()).and_then(TensorType::num_elements_per_sample);
@@ -273,14 +265,9 @@ fn compute(
         "Einsum" => einsum_macs(node, &dims).map(|m| (m, mac_flops(m, 0))).ok_or(unknown),
         "MaxPool" | "AveragePool" | "LpPool" => {
             // One comparison or addition per window element per output.
-            let window: u64 = node
-                .attr_ints("kernel_shape")
-                .ok_or(unknown)?
-                .iter()
-                .map(|&k| k.max(0) as u64)
-                .product();
-            let out = out_elems.ok_or(unknown)?;
-            Ok((0, out * window))
+            let kernel = node.attr_ints("kernel_shape").ok_or(unknown)?;
+            let window = kernel.iter().fold(1u64, |acc, &k| acc.saturating_mul(k.max(0) as u64));
+            Ok((0, out_elems.ok_or(unknown)?.saturating_mul(window)))
         }
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => Ok((0, in_elems.ok_or(unknown)?)),
         "LRN" => {

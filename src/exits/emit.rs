@@ -279,10 +279,20 @@ impl Source<'_> {
         // Keep value_info only for tensors still computed in the main graph.
         g.value_info.retain(|v| main_values.contains(v.name()));
         g.node = b.nodes;
+        if self.proto.ir_version() < 4 {
+            // Before IR 4 every initializer had to be a graph input, and
+            // runtimes treat such inputs as constants: the threshold knobs
+            // could not be overridden. IR 4 lifts both rules, so the model
+            // moves to IR 4 and drops the weights from its input list (they
+            // stay constant, as they were); its real inputs are unchanged.
+            let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+            g.input.retain(|i| !inits.contains(i.name()));
+            model.set_ir_version(4);
+        }
+        let g = model.graph.as_mut().expect("model has a graph");
         g.input.extend(knob_inputs);
-        let all_new: Vec<TensorProto> = knob_inits.iter().chain(&new_inits).cloned().collect();
-        self.list_initializers_as_inputs(g, &new_inits);
-        g.initializer.extend(all_new);
+        g.initializer.extend(knob_inits);
+        g.initializer.extend(new_inits);
         g.output.push(value_info(EXIT_INDEX, self.exit_index_type()));
         Ok(model)
     }

@@ -644,6 +644,12 @@ class Referee:
         import onnxruntime as ort
 
         logits = self.meta["logits"]
+        inferred = onnx.shape_inference.infer_shapes(self.orig)
+        g = inferred.graph
+        types = {v.name: v.type for v in list(g.value_info) + list(g.output) + list(g.input)}
+        t = types.get(logits)
+        has_shape = t is not None and t.tensor_type.HasField("shape")
+        self.logits_rank = len(t.tensor_type.shape.dim) if has_shape else 2
         post = {}
         notes = []
         for o in self.out_names:
@@ -667,7 +673,12 @@ class Referee:
                                f"[{self.rows}, classes]")
                 classes.add(z.shape[1])
                 for o, s in post.items():
-                    want = z if s is None else s.run(None, {s.get_inputs()[0].name: z})[0]
+                    # Logits such as N x C x 1 x 1 (a 1x1-conv classifier): the
+                    # exit's N x C logits carry the same values; eexc restores
+                    # the trailing unit axes before the post-logits ops.
+                    rank = self.logits_rank
+                    zz = z.reshape(z.shape + (1,) * max(0, rank - z.ndim))
+                    want = zz if s is None else s.run(None, {s.get_inputs()[0].name: zz})[0]
                     what = f"batch {b} {o}__exit{e['index']}"
                     ex.add(compare(mo[f"{o}__exit{e['index']}"], want, what, self.args.rtol), what)
         if len(classes) != 1:
