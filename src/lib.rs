@@ -5,8 +5,8 @@
 //! candidates, [`report`] turns results into tables and JSON.
 
 pub mod analysis;
-pub mod exits;
 mod error;
+pub mod exits;
 pub mod ir;
 pub mod onnx;
 pub mod report;

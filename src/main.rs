@@ -128,7 +128,11 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
     }
     println!("wrote {}", out.display());
     for e in &summary.exits {
-        let why = if e.reason.is_empty() { String::new() } else { format!(" — {}", e.reason) };
+        let why = if e.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", e.reason)
+        };
         println!(
             "exit {}: {} ({} head, {} >= {} at T={}){why}",
             e.index, e.tensor, e.head, e.confidence, e.threshold, e.temperature
@@ -141,14 +145,29 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
 fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Result<()> {
     let loaded = eexc::onnx::read_model(&model)?;
     let meta = eexc::exits::read_metadata(&loaded.proto)
-        .ok_or_else(|| anyhow::anyhow!("{}: not made by eexc insert-exits (no '{}' metadata)", model.display(), eexc::exits::METADATA_KEY))?
-        .map_err(|e| anyhow::anyhow!("{}: unreadable '{}' metadata: {e}", model.display(), eexc::exits::METADATA_KEY))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: not made by eexc insert-exits (no '{}' metadata)",
+                model.display(),
+                eexc::exits::METADATA_KEY
+            )
+        })?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: unreadable '{}' metadata: {e}",
+                model.display(),
+                eexc::exits::METADATA_KEY
+            )
+        })?;
     if let Some(d) = &exit_dist {
         eexc::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
     }
     let report = eexc::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).context("encoding JSON report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding JSON report")?
+        );
     } else {
         print!("{}", report.to_text());
     }

@@ -178,7 +178,12 @@ fn fuzz_regressions_do_not_panic() {
         for cmd in ["inspect", "print"] {
             let out = eexc(&[cmd, p.to_str().unwrap()]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(matches!(out.status.code(), Some(0 | 2)), "{cmd} {}: {:?} {stderr}", p.display(), out.status);
+            assert!(
+                matches!(out.status.code(), Some(0 | 2)),
+                "{cmd} {}: {:?} {stderr}",
+                p.display(),
+                out.status
+            );
             assert!(!stderr.contains("panicked"), "{cmd} {}: {stderr}", p.display());
         }
     }

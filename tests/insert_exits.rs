@@ -12,7 +12,12 @@ fn insert(model: &Path, out: &Path, args: &[&str]) -> String {
     let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
     all.extend_from_slice(args);
     let o = eexc(&all);
-    assert!(o.status.success(), "insert-exits {args:?} on {}: {}", model.display(), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "insert-exits {args:?} on {}: {}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -66,20 +71,42 @@ fn modern_models() -> &'static Path {
 fn exit_points(model: &str) -> Vec<String> {
     let text = std::fs::read_to_string(modern_models().join("exit_points.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json[model].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    json[model]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
 fn modern_models_pass_the_referee_for_every_confidence() {
-    for name in ["resnet_op13", "resnet_op17", "resnet_op21", "mlp_op13", "mlp_op17", "mlp_op21"] {
+    for name in [
+        "resnet_op13",
+        "resnet_op17",
+        "resnet_op21",
+        "mlp_op13",
+        "mlp_op17",
+        "mlp_op21",
+    ] {
         let model = modern_models().join(format!("{name}.onnx"));
         let points = exit_points(&format!("{name}.onnx"));
         let at = points.iter().take(3).cloned().collect::<Vec<_>>().join(",");
         for confidence in ["maxprob", "entropy", "margin"] {
-            referee(&model, &["--at", &at, "--confidence", confidence, "--seed", "3"], "32", "1");
+            referee(
+                &model,
+                &["--at", &at, "--confidence", confidence, "--seed", "3"],
+                "32",
+                "1",
+            );
         }
         // Batches: the whole batch exits only when every row is confident.
-        referee(&model, &["--at", &at, "--threshold", "0.5", "--never-exit-classes", "0,3"], "16", "1");
+        referee(
+            &model,
+            &["--at", &at, "--threshold", "0.5", "--never-exit-classes", "0,3"],
+            "16",
+            "1",
+        );
     }
 }
 
@@ -106,14 +133,28 @@ fn output_is_deterministic_and_input_untouched() {
 fn rewritten_graph_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r50.ee.onnx");
-    let report = insert(&testdata("models/resnet50.onnx"), &out, &["--auto", "3", "--exit-dist", "0.3,0.2,0.1"]);
-    insta::assert_snapshot!("insert_exits_resnet50_report", report.replace(out.to_str().unwrap(), "OUT"));
+    let report = insert(
+        &testdata("models/resnet50.onnx"),
+        &out,
+        &["--auto", "3", "--exit-dist", "0.3,0.2,0.1"],
+    );
+    insta::assert_snapshot!(
+        "insert_exits_resnet50_report",
+        report.replace(out.to_str().unwrap(), "OUT")
+    );
     let printed = eexc(&["print", "--elide-data-over", "16", out.to_str().unwrap()]);
-    insta::assert_snapshot!("insert_exits_resnet50_graph", String::from_utf8(printed.stdout).unwrap());
+    insta::assert_snapshot!(
+        "insert_exits_resnet50_graph",
+        String::from_utf8(printed.stdout).unwrap()
+    );
 
     let mlp = modern_models().join("mlp_op17.onnx");
     let out = dir.path().join("mlp.ee.onnx");
-    let at = exit_points("mlp_op17.onnx").into_iter().take(2).collect::<Vec<_>>().join(",");
+    let at = exit_points("mlp_op17.onnx")
+        .into_iter()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(",");
     insert(&mlp, &out, &["--at", &at, "--never-exit-classes", "1"]);
     let printed = eexc(&["print", "--elide-data-over", "16", out.to_str().unwrap()]);
     insta::assert_snapshot!("insert_exits_mlp_graph", String::from_utf8(printed.stdout).unwrap());
@@ -123,7 +164,11 @@ fn rewritten_graph_snapshots() {
 fn cost_command_recomputes_from_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("v.ee.onnx");
-    insert(&testdata("models/vgg19.onnx"), &out, &["--auto", "2", "--exit-dist", "0.5,0.25"]);
+    insert(
+        &testdata("models/vgg19.onnx"),
+        &out,
+        &["--auto", "2", "--exit-dist", "0.5,0.25"],
+    );
     let o = eexc(&["cost", out.to_str().unwrap(), "--exit-dist", "0.5,0.25", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

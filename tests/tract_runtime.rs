@@ -19,15 +19,31 @@ fn insert(model: &Path, out: &Path, args: &[&str]) {
 /// Runs `path` in tract on `input` (shape fixed to the input's) and returns
 /// the outputs named in `names`.
 fn run_tract(path: &Path, input: &Tensor, names: &[&str]) -> Vec<Tensor> {
-    let mut model = tract_onnx::onnx().model_for_path(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-    model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), input.shape())).unwrap();
-    let outlets: Vec<OutletId> = names.iter().map(|n| model.find_outlet_label(n).unwrap_or_else(|| {
-        let node = model.node_by_name(n).unwrap_or_else(|_| panic!("{}: no output {n}", path.display()));
-        OutletId::new(node.id, 0)
-    })).collect();
+    let mut model = tract_onnx::onnx()
+        .model_for_path(path)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    model
+        .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), input.shape()))
+        .unwrap();
+    let outlets: Vec<OutletId> = names
+        .iter()
+        .map(|n| {
+            model.find_outlet_label(n).unwrap_or_else(|| {
+                let node = model
+                    .node_by_name(n)
+                    .unwrap_or_else(|_| panic!("{}: no output {n}", path.display()));
+                OutletId::new(node.id, 0)
+            })
+        })
+        .collect();
     model.select_output_outlets(&outlets).unwrap();
-    let runnable = model.into_optimized().and_then(|m| m.into_runnable()).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-    let out = runnable.run(tvec!(input.clone().into())).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    let runnable = model
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    let out = runnable
+        .run(tvec!(input.clone().into()))
+        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
     out.into_iter().map(|t| t.into_tensor()).collect()
 }
 
@@ -37,7 +53,10 @@ fn run_tract(path: &Path, input: &Tensor, names: &[&str]) -> Vec<Tensor> {
 /// wrong-branch or wrong-head difference.
 fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
     assert_eq!(a.shape(), b.shape(), "{what}");
-    let (x, y) = (a.to_plain_array_view::<f32>().unwrap(), b.to_plain_array_view::<f32>().unwrap());
+    let (x, y) = (
+        a.to_plain_array_view::<f32>().unwrap(),
+        b.to_plain_array_view::<f32>().unwrap(),
+    );
     for (p, q) in x.iter().zip(y.iter()) {
         assert!((p - q).abs() <= 1e-5 * q.abs().max(1.0), "{what}: {p} vs {q}");
     }
@@ -57,8 +76,11 @@ fn random_input(shape: &[usize], seed: u64) -> Tensor {
 
 fn check(model: &Path, at: &[&str], input_shape: &[usize], output: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (never, always, multi) =
-        (dir.path().join("never.onnx"), dir.path().join("always.onnx"), dir.path().join("multi.onnx"));
+    let (never, always, multi) = (
+        dir.path().join("never.onnx"),
+        dir.path().join("always.onnx"),
+        dir.path().join("multi.onnx"),
+    );
     let mut base = vec!["--seed", "5"];
     let at_joined = at.join(",");
     if at.is_empty() {
@@ -74,18 +96,31 @@ fn check(model: &Path, at: &[&str], input_shape: &[usize], output: &str) {
     let k = 1 + if at.is_empty() { 2 } else { at.len() } as i64;
 
     let got = run_tract(&never, &input, &[output, "exit_index"]);
-    assert_close(&got[0], &original[0], &format!("{}: nothing exits, output must equal the original", model.display()));
+    assert_close(
+        &got[0],
+        &original[0],
+        &format!("{}: nothing exits, output must equal the original", model.display()),
+    );
     assert!(got[1].to_plain_array_view::<i64>().unwrap().iter().all(|&i| i == k));
 
     let exit1 = run_tract(&multi, &input, &[&format!("{output}__exit1")]);
     let got = run_tract(&always, &input, &[output, "exit_index"]);
-    assert_close(&got[0], &exit1[0], &format!("{}: threshold 0 must return exit 1's output", model.display()));
+    assert_close(
+        &got[0],
+        &exit1[0],
+        &format!("{}: threshold 0 must return exit 1's output", model.display()),
+    );
     assert!(got[1].to_plain_array_view::<i64>().unwrap().iter().all(|&i| i == 1));
 }
 
 #[test]
 fn zoo_model_if_form_runs_in_tract() {
-    check(&testdata("models/squeezenet.onnx"), &[], &[1, 3, 224, 224], "softmaxout_1");
+    check(
+        &testdata("models/squeezenet.onnx"),
+        &[],
+        &[1, 3, 224, 224],
+        "softmaxout_1",
+    );
 }
 
 #[test]
@@ -96,7 +131,13 @@ fn modern_models_if_form_runs_in_tract() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("exit_points.json")).unwrap()).unwrap();
     for (name, shape) in [("mlp_op13", vec![2, 64]), ("resnet_op17", vec![3, 3, 32, 32])] {
         let model = dir.path().join(format!("{name}.onnx"));
-        let at: Vec<&str> = points[format!("{name}.onnx")].as_array().unwrap().iter().take(2).map(|v| v.as_str().unwrap()).collect();
+        let at: Vec<&str> = points[format!("{name}.onnx")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(2)
+            .map(|v| v.as_str().unwrap())
+            .collect();
         let proto = eexc::onnx::load_model(&model).unwrap().proto;
         let output = proto.graph.output[0].name().to_string();
         check(&model, &at, &shape, &output);

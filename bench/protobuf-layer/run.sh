@@ -109,9 +109,11 @@ say "== (b) load+save of the 100 MB model: best of $REPEAT iterations in one pro
 mkdir -p "$FAST"
 cp "$WORK/models/resnet50.onnx" "$FAST/resnet50.onnx"
 for where in tmpfs disk; do
-  if [ $where = tmpfs ]; then dir=$FAST; else dir=$WORK; fi
-  in=$dir/resnet50.onnx
-  [ $where = disk ] && in=$WORK/models/resnet50.onnx
+  if [ $where = tmpfs ]; then
+    dir=$FAST in=$FAST/resnet50.onnx
+  else
+    dir=$WORK in=$WORK/models/resnet50.onnx
+  fi
   for c in $CANDIDATES python; do
     sync
     sleep 1

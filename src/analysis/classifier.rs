@@ -5,7 +5,15 @@
 use crate::ir::{Graph, NodeId, TensorType, ValueId};
 
 /// Ops allowed between the logits and the prediction output.
-const TAIL_OPS: &[&str] = &["Softmax", "LogSoftmax", "Flatten", "Reshape", "Squeeze", "Identity", "Dropout"];
+const TAIL_OPS: &[&str] = &[
+    "Softmax",
+    "LogSoftmax",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Identity",
+    "Dropout",
+];
 
 #[derive(Debug, Clone)]
 pub struct Classifier {
@@ -64,10 +72,15 @@ pub fn find_classifier(graph: &Graph, logits: Option<&str>) -> Result<Classifier
     let (logits_id, tail) = match logits {
         None => (found, tail),
         Some(name) => {
-            let id = graph.value_id(name).ok_or_else(|| ClassifierError::UnknownTensor(name.into()))?;
+            let id = graph
+                .value_id(name)
+                .ok_or_else(|| ClassifierError::UnknownTensor(name.into()))?;
             // The chosen logits must be on the walked-back tail.
             let pos = std::iter::once(found)
-                .chain(tail.iter().flat_map(|&n| graph.node(n).outputs.iter().flatten().copied()))
+                .chain(
+                    tail.iter()
+                        .flat_map(|&n| graph.node(n).outputs.iter().flatten().copied()),
+                )
                 .position(|v| v == id)
                 .ok_or_else(|| ClassifierError::NotBeforeOutput {
                     tensor: name.into(),

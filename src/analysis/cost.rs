@@ -85,7 +85,12 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
         if nc.status != CostStatus::Constant {
             for v in weight_inputs(graph, node) {
                 if weights_seen.insert(v) {
-                    let n = graph.value(v).ty.as_ref().and_then(TensorType::num_elements).unwrap_or(0);
+                    let n = graph
+                        .value(v)
+                        .ty
+                        .as_ref()
+                        .and_then(TensorType::num_elements)
+                        .unwrap_or(0);
                     unique_params = unique_params.saturating_add(n);
                 }
             }
@@ -125,10 +130,17 @@ fn node_cost(graph: &Graph, node: &Node) -> NodeCost {
         let t = graph.value(v).ty.as_ref();
         let n = t.and_then(TensorType::num_elements).unwrap_or(0);
         cost.params = cost.params.saturating_add(n);
-        cost.weight_bytes = cost.weight_bytes.saturating_add(t.and_then(|t| t.elem.bytes_for(n)).unwrap_or(0));
+        cost.weight_bytes = cost
+            .weight_bytes
+            .saturating_add(t.and_then(|t| t.elem.bytes_for(n)).unwrap_or(0));
     }
     for &o in node.outputs.iter().flatten() {
-        let bytes = graph.value(o).ty.as_ref().and_then(TensorType::bytes_per_sample).unwrap_or(0);
+        let bytes = graph
+            .value(o)
+            .ty
+            .as_ref()
+            .and_then(TensorType::bytes_per_sample)
+            .unwrap_or(0);
         cost.activation_bytes = cost.activation_bytes.saturating_add(bytes);
     }
     let out_elems = ty(node.outputs.first()).and_then(TensorType::num_elements_per_sample);

@@ -68,7 +68,12 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
             })
         })
     };
-    let stage_work: Vec<Work> = source.plan.stages.iter().map(|s| sum(&mut s.iter().map(|n| n.0))).collect();
+    let stage_work: Vec<Work> = source
+        .plan
+        .stages
+        .iter()
+        .map(|s| sum(&mut s.iter().map(|n| n.0)))
+        .collect();
     let original_nodes = source.proto.graph.as_ref().map_or(0, |g| g.node.len());
     let uncosted_ops = cost
         .nodes
@@ -99,7 +104,9 @@ pub fn check_distribution(p: &[f64], exits: usize) -> Result<(), String> {
     }
     let total: f64 = p.iter().sum();
     if total > 1.0 + 1e-9 {
-        return Err(format!("--exit-dist sums to {total}; at most 1 (the rest runs to the end)"));
+        return Err(format!(
+            "--exit-dist sums to {total}; at most 1 (the rest runs to the end)"
+        ));
     }
     Ok(())
 }
@@ -161,7 +168,11 @@ impl CostReport {
         for r in &mut rows {
             let overhead = r.head.flops + r.decision.flops;
             let skipped = worst_case.flops - r.cumulative.flops;
-            r.break_even_rate = if skipped > 0.0 { overhead / skipped } else { f64::INFINITY };
+            r.break_even_rate = if skipped > 0.0 {
+                overhead / skipped
+            } else {
+                f64::INFINITY
+            };
         }
         let expected = distribution.map(|p| {
             let rest = 1.0 - p.iter().sum::<f64>();
@@ -169,8 +180,8 @@ impl CostReport {
                 .iter()
                 .zip(p)
                 .fold(worst_case.scale(rest), |acc, (r, &pk)| acc.add(r.cumulative.scale(pk)));
-            let depth = p.iter().enumerate().map(|(i, pk)| (i + 1) as f64 * pk).sum::<f64>()
-                + rest * (rows.len() + 1) as f64;
+            let depth =
+                p.iter().enumerate().map(|(i, pk)| (i + 1) as f64 * pk).sum::<f64>() + rest * (rows.len() + 1) as f64;
             Expected {
                 distribution: p.to_vec(),
                 cost,
@@ -184,7 +195,11 @@ impl CostReport {
             exits: rows,
             final_stage: t.final_stage,
             worst_case,
-            worst_case_overhead_ratio: if t.original.flops > 0.0 { worst_case.flops / t.original.flops - 1.0 } else { 0.0 },
+            worst_case_overhead_ratio: if t.original.flops > 0.0 {
+                worst_case.flops / t.original.flops - 1.0
+            } else {
+                0.0
+            },
             expected,
             uncosted_ops: t.uncosted_ops.clone(),
         }
@@ -205,12 +220,25 @@ impl CostReport {
                     g(r.cumulative.flops),
                     format!("{:.1}%", 100.0 * r.cumulative.flops / self.original.flops.max(1.0)),
                     crate::report::table::bytes(r.cumulative.weight_bytes.round() as u64),
-                    if r.break_even_rate.is_finite() { format!("{:.2}%", 100.0 * r.break_even_rate) } else { "never".into() },
+                    if r.break_even_rate.is_finite() {
+                        format!("{:.2}%", 100.0 * r.break_even_rate)
+                    } else {
+                        "never".into()
+                    },
                 ]
             })
             .collect();
         let mut out = render(
-            &["exit", "stage MACs", "head MACs", "decide FLOPs", "cum. FLOPs", "of original", "weights read", "break-even"],
+            &[
+                "exit",
+                "stage MACs",
+                "head MACs",
+                "decide FLOPs",
+                "cum. FLOPs",
+                "of original",
+                "weights read",
+                "break-even",
+            ],
             &rows,
             &[1, 2, 3, 4, 5, 6, 7],
         );

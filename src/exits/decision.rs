@@ -53,13 +53,23 @@ pub fn build_decision(
 ) -> Decision {
     let base = format!("eexc_exit{exit}");
     let scaled = b.op("Div", &format!("{base}_scaled"), &[logits, &knobs.temperature], vec![]);
-    let probs = b.op("Softmax", &format!("{base}_probs"), &[&scaled], vec![attr_int("axis", 1)]);
+    let probs = b.op(
+        "Softmax",
+        &format!("{base}_probs"),
+        &[&scaled],
+        vec![attr_int("axis", 1)],
+    );
     let conf_name = format!("{base}_confidence");
     let conf = match confidence {
         Confidence::Maxprob => b.reduce("ReduceMax", &conf_name, &probs, &[1], false),
         Confidence::Entropy => {
             // Σ p·log p = −H; confidence = 1 + Σ p·log p / ln C.
-            let logp = b.op("LogSoftmax", &format!("{base}_logp"), &[&scaled], vec![attr_int("axis", 1)]);
+            let logp = b.op(
+                "LogSoftmax",
+                &format!("{base}_logp"),
+                &[&scaled],
+                vec![attr_int("axis", 1)],
+            );
             let plogp = b.op("Mul", &format!("{base}_plogp"), &[&probs, &logp], vec![]);
             let neg_h = b.reduce("ReduceSum", &format!("{base}_neg_entropy"), &plogp, &[1], false);
             let inv_ln_c = b.const_f32(&format!("{base}_inv_ln_classes"), &[], &[1.0 / (classes as f32).ln()]);
@@ -71,15 +81,30 @@ pub fn build_decision(
             let top = b.top2_values(&format!("{base}_top2"), &probs);
             let i0 = b.const_i64(&format!("{base}_first"), &[], &[0]);
             let i1 = b.const_i64(&format!("{base}_second"), &[], &[1]);
-            let p1 = b.op("Gather", &format!("{base}_top1"), &[&top, &i0], vec![attr_int("axis", 1)]);
-            let p2 = b.op("Gather", &format!("{base}_top2nd"), &[&top, &i1], vec![attr_int("axis", 1)]);
+            let p1 = b.op(
+                "Gather",
+                &format!("{base}_top1"),
+                &[&top, &i0],
+                vec![attr_int("axis", 1)],
+            );
+            let p2 = b.op(
+                "Gather",
+                &format!("{base}_top2nd"),
+                &[&top, &i1],
+                vec![attr_int("axis", 1)],
+            );
             b.op("Sub", &conf_name, &[&p1, &p2], vec![])
         }
     };
     let mut row_ok = b.greater_or_equal(&format!("{base}_confident"), &conf, &knobs.threshold);
     if !never_exit_classes.is_empty() {
         // A row predicting a safety-critical class never exits early.
-        let pred = b.op("ArgMax", &format!("{base}_pred"), &[logits], vec![attr_int("axis", 1), attr_int("keepdims", 1)]);
+        let pred = b.op(
+            "ArgMax",
+            &format!("{base}_pred"),
+            &[logits],
+            vec![attr_int("axis", 1), attr_int("keepdims", 1)],
+        );
         let classes_c = b.const_i64(
             &format!("{base}_never_exit_classes"),
             &[never_exit_classes.len() as i64],

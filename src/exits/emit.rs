@@ -92,7 +92,12 @@ impl Source<'_> {
     /// Declared type of the prediction output (falls back on inference).
     fn output_type(&self) -> Result<TypeProto, ExitError> {
         let name = &self.graph.value(self.classifier.output).name;
-        if let Some(t) = self.main().output.iter().find(|o| o.name() == name).and_then(|o| o.type_.as_ref())
+        if let Some(t) = self
+            .main()
+            .output
+            .iter()
+            .find(|o| o.name() == name)
+            .and_then(|o| o.type_.as_ref())
             && TensorType::from_proto(t).is_some_and(|t| t.shape.is_some())
         {
             return Ok(t.clone());
@@ -106,11 +111,19 @@ impl Source<'_> {
     }
 
     fn batch_dim(&self) -> Dim {
-        self.classifier.logits_type.shape.as_ref().and_then(|s| s.first().cloned()).unwrap_or(Dim::Unknown)
+        self.classifier
+            .logits_type
+            .shape
+            .as_ref()
+            .and_then(|s| s.first().cloned())
+            .unwrap_or(Dim::Unknown)
     }
 
     fn exit_index_type(&self) -> TypeProto {
-        type_proto(&TensorType::new(crate::onnx::dtype::ElemType::INT64, vec![self.batch_dim()]))
+        type_proto(&TensorType::new(
+            crate::onnx::dtype::ElemType::INT64,
+            vec![self.batch_dim()],
+        ))
     }
 
     fn logits_type(&self) -> TypeProto {
@@ -154,7 +167,11 @@ impl Source<'_> {
             let mut n = orig.clone();
             n.input[0] = current.clone();
             let last = i + 1 == tail.len();
-            let output = if last { out.to_string() } else { b.fresh(&format!("eexc_exit{exit}_{}", orig.op_type())) };
+            let output = if last {
+                out.to_string()
+            } else {
+                b.fresh(&format!("eexc_exit{exit}_{}", orig.op_type()))
+            };
             n.output = vec![output.clone()];
             n.set_name(b.fresh(&format!("eexc_exit{exit}_{}", orig.op_type())));
             b.nodes.push(n);
@@ -226,7 +243,15 @@ impl Source<'_> {
             let z = build_head(&mut b, k, point, self.classifier.classes, &self.weights[i]);
             let head_end = base + b.nodes.len();
             if let Some(options) = decisions {
-                build_decision(&mut b, k, &z, self.classifier.classes, options.confidence, &knobs(k), &options.never_exit_classes);
+                build_decision(
+                    &mut b,
+                    k,
+                    &z,
+                    self.classifier.classes,
+                    options.confidence,
+                    &knobs(k),
+                    &options.never_exit_classes,
+                );
             }
             let decision_end = base + b.nodes.len();
             ranges.push(ExitNodes {
@@ -273,8 +298,11 @@ impl Source<'_> {
         let mut model = self.proto.clone();
         let (knob_inits, knob_inputs) = self.knob_initializers(options);
         let new_inits = b.take_initializers();
-        let main_values: HashSet<&str> =
-            b.nodes.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect::<HashSet<_>>();
+        let main_values: HashSet<&str> = b
+            .nodes
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str))
+            .collect::<HashSet<_>>();
         let g = model.graph.as_mut().expect("model has a graph");
         // Keep value_info only for tensors still computed in the main graph.
         g.value_info.retain(|v| main_values.contains(v.name()));
@@ -327,8 +355,12 @@ impl Source<'_> {
         let zeros = match zeros {
             Some(z) => z.to_string(),
             None => {
-                let pred =
-                    b.op("ArgMax", "eexc_rows", &[&z], vec![attr_int("axis", 1), attr_int("keepdims", 0)]);
+                let pred = b.op(
+                    "ArgMax",
+                    "eexc_rows",
+                    &[&z],
+                    vec![attr_int("axis", 1), attr_int("keepdims", 0)],
+                );
                 let zero = b.const_i64("eexc_zero", &[], &[0]);
                 b.op("Mul", "eexc_row_zeros", &[&pred, &zero], vec![])
             }
@@ -342,7 +374,10 @@ impl Source<'_> {
 
         let mut else_b = b.branch();
         let else_outputs: Vec<String> = if k < k_count {
-            let names = vec![else_b.fresh(&format!("eexc_after_exit{k}_prediction")), else_b.fresh(&format!("eexc_after_exit{k}_index"))];
+            let names = vec![
+                else_b.fresh(&format!("eexc_after_exit{k}_prediction")),
+                else_b.fresh(&format!("eexc_after_exit{k}_index")),
+            ];
             self.build_level(&mut else_b, k + 1, &names, Some(&zeros), options, out_type)?;
             names
         } else {

@@ -44,13 +44,7 @@ pub fn logits_name(exit: usize) -> String {
 
 /// Adds the head for `exit` (1-based) and returns the logits tensor name
 /// (N × classes), [`logits_name`], which the caller must have reserved.
-pub fn build_head(
-    b: &mut GraphBuilder,
-    exit: usize,
-    point: &ExitPoint,
-    classes: i64,
-    weights: &HeadWeights,
-) -> String {
+pub fn build_head(b: &mut GraphBuilder, exit: usize, point: &ExitPoint, classes: i64, weights: &HeadWeights) -> String {
     let base = format!("eexc_exit{exit}");
     let x = point.tensor.as_str();
     let pooled = match point.head {
@@ -70,7 +64,12 @@ pub fn build_head(
     let bias = b.const_f32(&bn, &[classes], &weights.bias);
     // The logits keep their contract name exactly (callers reserve it).
     let logits = logits_name(exit);
-    b.push("Gemm", &[&pooled, &w, &bias], std::slice::from_ref(&logits), vec![attr_int("transB", 1)]);
+    b.push(
+        "Gemm",
+        &[&pooled, &w, &bias],
+        std::slice::from_ref(&logits),
+        vec![attr_int("transB", 1)],
+    );
     logits
 }
 

@@ -97,8 +97,14 @@ pub enum ExitError {
     UnknownShape(String),
     #[error("tensor '{tensor}' has element type {elem}; heads need a float tensor")]
     NotFloat { tensor: String, elem: String },
-    #[error("tensor '{tensor}' has rank {rank}; no {head} head fits (4-D: gap-linear; 3-D: token-cls/token-mean; 2-D: linear)")]
-    NoHead { tensor: String, rank: usize, head: &'static str },
+    #[error(
+        "tensor '{tensor}' has rank {rank}; no {head} head fits (4-D: gap-linear; 3-D: token-cls/token-mean; 2-D: linear)"
+    )]
+    NoHead {
+        tensor: String,
+        rank: usize,
+        head: &'static str,
+    },
     #[error("--auto {wanted}: only {found} suitable narrow cuts between 15% and 85% of FLOPs")]
     TooFewCandidates { wanted: usize, found: usize },
     #[error("{path}: '{key}': {reason}")]
@@ -213,7 +219,11 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         weights: options.weights.describe(),
         cost: table,
     };
-    set_metadata(&mut out, METADATA_KEY, &serde_json::to_string(&meta).unwrap_or_default());
+    set_metadata(
+        &mut out,
+        METADATA_KEY,
+        &serde_json::to_string(&meta).unwrap_or_default(),
+    );
     let mut warnings = Vec::new();
     if !options.weights.is_trained() && options.mode == Mode::If {
         warnings.push(format!(
@@ -236,19 +246,32 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
 }
 
 fn validate_options(options: &ExitOptions, exits: usize, classes: i64) -> Result<(), ExitError> {
-    for (what, list) in [("--threshold", &options.thresholds), ("--temperature", &options.temperatures)] {
+    for (what, list) in [
+        ("--threshold", &options.thresholds),
+        ("--temperature", &options.temperatures),
+    ] {
         if list.len() > 1 && list.len() != exits {
-            return Err(ExitError::BadOption(format!("{what} has {} values for {exits} exits", list.len())));
+            return Err(ExitError::BadOption(format!(
+                "{what} has {} values for {exits} exits",
+                list.len()
+            )));
         }
     }
     if let Some(t) = options.temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
-        return Err(ExitError::BadOption(format!("--temperature {t}: must be a positive number")));
+        return Err(ExitError::BadOption(format!(
+            "--temperature {t}: must be a positive number"
+        )));
     }
     if let Some(t) = options.thresholds.iter().find(|t| !t.is_finite()) {
-        return Err(ExitError::BadOption(format!("--threshold {t}: must be a finite number")));
+        return Err(ExitError::BadOption(format!(
+            "--threshold {t}: must be a finite number"
+        )));
     }
     if let Some(c) = options.never_exit_classes.iter().find(|&&c| c < 0 || c >= classes) {
-        return Err(ExitError::BadOption(format!("--never-exit-classes {c}: the model has classes 0..{}", classes - 1)));
+        return Err(ExitError::BadOption(format!(
+            "--never-exit-classes {c}: the model has classes 0..{}",
+            classes - 1
+        )));
     }
     if let Some(d) = &options.exit_distribution {
         cost::check_distribution(d, exits).map_err(ExitError::BadOption)?;

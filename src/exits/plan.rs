@@ -97,7 +97,10 @@ fn node_output(graph: &Graph, name: &str) -> Result<ValueId, ExitError> {
 }
 
 fn topo_position(graph: &Graph, v: ValueId) -> usize {
-    graph.producer(v).and_then(|p| graph.topo.iter().position(|&t| t == p)).map_or(0, |p| p + 1)
+    graph
+        .producer(v)
+        .and_then(|p| graph.topo.iter().position(|&t| t == p))
+        .map_or(0, |p| p + 1)
 }
 
 /// Validates one exit tensor and chooses its head.
@@ -120,7 +123,10 @@ fn exit_point(
         });
     }
     let ty = v.ty.clone().ok_or_else(|| ExitError::UnknownShape(tensor.clone()))?;
-    let shape = ty.shape.clone().ok_or_else(|| ExitError::UnknownShape(tensor.clone()))?;
+    let shape = ty
+        .shape
+        .clone()
+        .ok_or_else(|| ExitError::UnknownShape(tensor.clone()))?;
     if !ty.elem.is_float() {
         return Err(ExitError::NotFloat {
             tensor,
@@ -157,7 +163,9 @@ fn exit_point(
 
 /// True if `value` is computed (transitively) from `ancestor`.
 fn descends_from(graph: &Graph, value: ValueId, ancestor: ValueId) -> bool {
-    let Some(start) = graph.producer(value) else { return false };
+    let Some(start) = graph.producer(value) else {
+        return false;
+    };
     let mut stack = vec![start];
     let mut seen = HashSet::new();
     while let Some(n) = stack.pop() {
@@ -213,7 +221,9 @@ pub fn choose_auto(
             .filter(|c| !chosen.iter().any(|e| e.value == c.value))
             .min_by(|a, b| {
                 let (da, db) = ((a.flop_share - target).abs(), (b.flop_share - target).abs());
-                da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal).then(std::cmp::Ordering::Greater)
+                da.partial_cmp(&db)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(std::cmp::Ordering::Greater)
             })
             .ok_or(ExitError::TooFewCandidates {
                 wanted: k,
@@ -257,13 +267,23 @@ pub fn stages(graph: &Graph, exits: Vec<ExitPoint>) -> Plan {
                 }
             }
         }
-        let stage: Vec<NodeId> = graph.topo.iter().copied().filter(|&n| members[n.0] && !is_const(n)).collect();
+        let stage: Vec<NodeId> = graph
+            .topo
+            .iter()
+            .copied()
+            .filter(|&n| members[n.0] && !is_const(n))
+            .collect();
         for &n in &stage {
             assigned[n.0] = true;
         }
         stages.push(stage);
     }
-    let rest: Vec<NodeId> = graph.topo.iter().copied().filter(|&n| !assigned[n.0] && !is_const(n)).collect();
+    let rest: Vec<NodeId> = graph
+        .topo
+        .iter()
+        .copied()
+        .filter(|&n| !assigned[n.0] && !is_const(n))
+        .collect();
     stages.push(rest);
     let constant_nodes = graph.topo.iter().copied().filter(|&n| is_const(n)).collect();
     Plan {

@@ -42,9 +42,11 @@ struct Named {
 
 pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<Vec<HeadWeights>, ExitError> {
     match source {
-        WeightSource::Seeded(seed) => {
-            Ok(exits.iter().enumerate().map(|(i, e)| seeded_weights(*seed, i + 1, classes, e.features)).collect())
-        }
+        WeightSource::Seeded(seed) => Ok(exits
+            .iter()
+            .enumerate()
+            .map(|(i, e)| seeded_weights(*seed, i + 1, classes, e.features))
+            .collect()),
         WeightSource::File(path) => {
             let lookup = read_weights_file(path)?;
             collect(path, exits, classes, |k, part| format!("exit{k}.{part}"), &lookup)
@@ -84,7 +86,10 @@ fn collect(
             };
             let t = lookup(&name).ok_or_else(|| bad("missing".into()))?.map_err(&bad)?;
             if t.shape != expected {
-                return Err(bad(format!("shape {:?}, expected {:?} (exit at '{}')", t.shape, expected, e.tensor)));
+                return Err(bad(format!(
+                    "shape {:?}, expected {:?} (exit at '{}')",
+                    t.shape, expected, e.tensor
+                )));
             }
             Ok(t.data)
         };
@@ -128,7 +133,11 @@ fn read_safetensors(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
         } else {
             Ok(Named {
                 shape: view.shape().to_vec(),
-                data: view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                data: view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
             })
         })
     }))
@@ -172,8 +181,11 @@ fn read_npz(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
 fn read_model_initializers(path: &Path) -> Result<Lookup, ExitError> {
     let loaded = crate::onnx::load_model(path)?;
     let graph = loaded.proto.graph.into_option().unwrap_or_default();
-    let tensors: std::collections::HashMap<String, _> =
-        graph.initializer.into_iter().map(|t| (t.name().to_string(), t)).collect();
+    let tensors: std::collections::HashMap<String, _> = graph
+        .initializer
+        .into_iter()
+        .map(|t| (t.name().to_string(), t))
+        .collect();
     Ok(Box::new(move |name| {
         let t = tensors.get(name)?;
         let shape: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();

@@ -139,7 +139,10 @@ pub fn decode_f32(t: &TensorProto) -> Option<Vec<f32>> {
     }
     let n = tensor_type(t).num_elements()? as usize;
     let data: Vec<f32> = match t.raw_data.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => r.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Some(r) => r
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         None => t.float_data.clone(),
     };
     (data.len() == n).then_some(data)

@@ -139,7 +139,15 @@ impl GraphBuilder {
         n_out: usize,
         attrs: Vec<AttributeProto>,
     ) -> Vec<String> {
-        let outputs: Vec<String> = (0..n_out).map(|i| self.fresh(&if i == 0 { base.to_string() } else { format!("{base}_{i}") })).collect();
+        let outputs: Vec<String> = (0..n_out)
+            .map(|i| {
+                self.fresh(&if i == 0 {
+                    base.to_string()
+                } else {
+                    format!("{base}_{i}")
+                })
+            })
+            .collect();
         self.push(op, inputs, &outputs, attrs);
         outputs
     }
@@ -173,7 +181,11 @@ impl GraphBuilder {
     /// A reduction over `axes`. ReduceSum takes axes as an input from opset
     /// 13, the other Reduce* ops from opset 18.
     pub fn reduce(&mut self, op: &str, base: &str, x: &str, axes: &[i64], keepdims: bool) -> String {
-        let input_form = if op == "ReduceSum" { self.opset >= 13 } else { self.opset >= 18 };
+        let input_form = if op == "ReduceSum" {
+            self.opset >= 13
+        } else {
+            self.opset >= 18
+        };
         let keep = attr_int("keepdims", i64::from(keepdims));
         if input_form {
             let a = self.const_i64(&format!("{base}_axes"), &[axes.len() as i64], axes);
@@ -201,10 +213,12 @@ impl GraphBuilder {
     /// Top-2 values along axis 1: `k` an attribute before opset 10.
     pub fn top2_values(&mut self, base: &str, x: &str) -> String {
         if self.opset < 10 {
-            self.node("TopK", base, &[x], 2, vec![attr_int("axis", 1), attr_int("k", 2)]).remove(0)
+            self.node("TopK", base, &[x], 2, vec![attr_int("axis", 1), attr_int("k", 2)])
+                .remove(0)
         } else {
             let k = self.const_i64(&format!("{base}_k"), &[1], &[2]);
-            self.node("TopK", base, &[x, &k], 2, vec![attr_int("axis", 1)]).remove(0)
+            self.node("TopK", base, &[x, &k], 2, vec![attr_int("axis", 1)])
+                .remove(0)
         }
     }
 }

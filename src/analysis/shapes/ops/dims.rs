@@ -91,7 +91,10 @@ pub(super) fn mul(a: &Dim, b: &Dim) -> Dim {
 pub(super) fn div(a: &Dim, b: &Dim) -> Dim {
     match (a, b) {
         (Dim::Known(x), Dim::Known(y)) => x.checked_div(*y).map_or(Dim::Unknown, Dim::Known),
-        _ => match (Product::of(std::slice::from_ref(a)), Product::of(std::slice::from_ref(b))) {
+        _ => match (
+            Product::of(std::slice::from_ref(a)),
+            Product::of(std::slice::from_ref(b)),
+        ) {
             (Some(p), Some(q)) => p.div(&q).map_or(Dim::Unknown, |r| r.to_dim()),
             _ => Dim::Unknown,
         },
@@ -170,7 +173,11 @@ mod tests {
         assert_eq!(broadcast(&[&dims("N"), &dims("M")]), Ok(dims("?")));
         assert_eq!(broadcast(&[&dims("N"), &dims("5")]), Ok(dims("5")));
         assert_eq!(broadcast(&[&dims("?"), &dims("1")]), Ok(dims("?")));
-        assert!(broadcast(&[&dims("2,3"), &dims("4")]).unwrap_err().contains("[2,3] and [4]"));
+        assert!(
+            broadcast(&[&dims("2,3"), &dims("4")])
+                .unwrap_err()
+                .contains("[2,3] and [4]")
+        );
     }
 
     #[test]

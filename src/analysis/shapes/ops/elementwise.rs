@@ -75,12 +75,7 @@ fn broadcast_inputs(ctx: &OpContext, inputs: &[usize]) -> Result<Option<Vec<Dim>
 }
 
 /// Broadcast result of `inputs` with element type `elem`, folded with `f`.
-fn broadcasting(
-    ctx: &OpContext,
-    inputs: &[usize],
-    elem: ElemType,
-    f: impl Fn(&[Scalar]) -> Option<Scalar>,
-) -> Rule {
+fn broadcasting(ctx: &OpContext, inputs: &[usize], elem: ElemType, f: impl Fn(&[Scalar]) -> Option<Scalar>) -> Rule {
     let shape = broadcast_inputs(ctx, inputs)?;
     let folded = shape.as_deref().and_then(|s| fold::elementwise(ctx, inputs, s, f));
     Ok(vec![Inferred {
@@ -127,7 +122,9 @@ pub(super) fn variadic(ctx: &OpContext) -> Rule {
     broadcasting(ctx, &inputs, input(ctx, 0)?.elem, |x| {
         let (first, rest) = x.split_first()?;
         let step = if op == "Mean" { "Add" } else { op };
-        let total = rest.iter().try_fold(first.clone(), |acc, v| arith(step, false, &acc, v))?;
+        let total = rest
+            .iter()
+            .try_fold(first.clone(), |acc, v| arith(step, false, &acc, v))?;
         match (op, total) {
             ("Mean", Scalar::Float(f)) => Some(Scalar::Float(f / x.len() as f64)),
             ("Mean", Scalar::Int(_)) => None,
@@ -174,7 +171,11 @@ pub(super) fn arith(op: &str, fmod: bool, a: &Scalar, b: &Scalar) -> Option<Scal
             "Mod" => match (x.known(), y.known()) {
                 (Some(p), Some(q)) => p.checked_rem(q).map_or(Dim::Unknown, |r| {
                     // fmod=0 takes the divisor's sign, like Python's `%`.
-                    Dim::Known(if !fmod && r != 0 && (r < 0) != (q < 0) { r + q } else { r })
+                    Dim::Known(if !fmod && r != 0 && (r < 0) != (q < 0) {
+                        r + q
+                    } else {
+                        r
+                    })
                 }),
                 _ => Dim::Unknown,
             },
@@ -223,7 +224,10 @@ pub(super) fn cast(ctx: &OpContext) -> Rule {
     let to = if ctx.node.op_type == "CastLike" {
         input(ctx, 1)?.elem
     } else {
-        let code = ctx.node.attr_int("to").ok_or_else(|| invalid("attribute 'to' is missing"))?;
+        let code = ctx
+            .node
+            .attr_int("to")
+            .ok_or_else(|| invalid("attribute 'to' is missing"))?;
         ElemType(i32::try_from(code).map_err(|_| invalid(format!("'to' = {code} is not a type")))?)
     };
     let folded = t
@@ -322,10 +326,29 @@ mod tests {
 
     #[test]
     fn activations_keep_the_type() {
-        for op in ["Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Tanh", "LeakyRelu"] {
+        for op in [
+            "Relu",
+            "Sigmoid",
+            "HardSigmoid",
+            "HardSwish",
+            "Gelu",
+            "Erf",
+            "Tanh",
+            "LeakyRelu",
+        ] {
             assert_eq!(Case::new(op).input("float[N,3,?]").ty(), "float[N,3,?]", "{op}");
         }
-        for op in ["Elu", "Selu", "Softplus", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal"] {
+        for op in [
+            "Elu",
+            "Selu",
+            "Softplus",
+            "Exp",
+            "Log",
+            "Sqrt",
+            "Neg",
+            "Abs",
+            "Reciprocal",
+        ] {
             assert_eq!(Case::new(op).input("float[2]").ty(), "float[2]", "{op}");
         }
         for op in ["Floor", "Ceil", "Round", "Sign", "Identity", "Clip", "LRN", "CumSum"] {
@@ -338,18 +361,38 @@ mod tests {
 
     #[test]
     fn clip_forms_keep_the_type() {
-        let old = Case::new("Clip").opset(6).input("float[1,3]").float("min", 0.0).float("max", 6.0);
+        let old = Case::new("Clip")
+            .opset(6)
+            .input("float[1,3]")
+            .float("min", 0.0)
+            .float("max", 6.0);
         assert_eq!(old.ty(), "float[1,3]");
-        let new = Case::new("Clip").opset(11).input("float[1,3]").absent().input("float[]");
+        let new = Case::new("Clip")
+            .opset(11)
+            .input("float[1,3]")
+            .absent()
+            .input("float[]");
         assert_eq!(new.ty(), "float[1,3]");
     }
 
     #[test]
     fn unary_maps_fold() {
-        assert_eq!(Case::new("Neg").folded("int64[2]", ints(&[3, -4])).value(), Some(ints(&[-3, 4])));
-        assert_eq!(Case::new("Identity").folded("int64[2]", sym_ints("N,3")).value(), Some(sym_ints("N,3")));
-        assert_eq!(Case::new("Floor").folded("float[2]", floats(&[1.5, -1.5])).value(), Some(floats(&[1.0, -2.0])));
-        assert_eq!(Case::new("Round").folded("float[2]", floats(&[2.5, 3.5])).value(), Some(floats(&[2.0, 4.0])));
+        assert_eq!(
+            Case::new("Neg").folded("int64[2]", ints(&[3, -4])).value(),
+            Some(ints(&[-3, 4]))
+        );
+        assert_eq!(
+            Case::new("Identity").folded("int64[2]", sym_ints("N,3")).value(),
+            Some(sym_ints("N,3"))
+        );
+        assert_eq!(
+            Case::new("Floor").folded("float[2]", floats(&[1.5, -1.5])).value(),
+            Some(floats(&[1.0, -2.0]))
+        );
+        assert_eq!(
+            Case::new("Round").folded("float[2]", floats(&[2.5, 3.5])).value(),
+            Some(floats(&[2.0, 4.0]))
+        );
         assert_eq!(Case::new("Sigmoid").folded("float[1]", floats(&[0.0])).value(), None);
     }
 
@@ -359,8 +402,14 @@ mod tests {
         assert_eq!(add.ty(), "float[N,3,5]");
         assert_eq!(Case::new("Mul").input("float[N]").input("float[M]").ty(), "float[?]");
         assert_eq!(Case::new("Pow").input("float[2,2]").input("float[]").ty(), "float[2,2]");
-        assert_eq!(Case::new("PRelu").input("float[N,8,4,4]").input("float[8,1,1]").ty(), "float[N,8,4,4]");
-        assert_eq!(Case::new("Sub").input("float[...]").input("float[2]").ty(), "float[...]");
+        assert_eq!(
+            Case::new("PRelu").input("float[N,8,4,4]").input("float[8,1,1]").ty(),
+            "float[N,8,4,4]"
+        );
+        assert_eq!(
+            Case::new("Sub").input("float[...]").input("float[2]").ty(),
+            "float[...]"
+        );
         let bad = Case::new("Add").input("float[2,3]").input("float[4]").invalid();
         assert!(bad.contains("[2,3] and [4]"), "{bad}");
     }
@@ -368,7 +417,11 @@ mod tests {
     #[test]
     fn comparisons_and_logic_give_bool() {
         for op in ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"] {
-            assert_eq!(Case::new(op).input("int64[N,4]").input("int64[4]").ty(), "bool[N,4]", "{op}");
+            assert_eq!(
+                Case::new(op).input("int64[N,4]").input("int64[4]").ty(),
+                "bool[N,4]",
+                "{op}"
+            );
         }
         for op in ["And", "Or", "Xor"] {
             assert_eq!(Case::new(op).input("bool[2]").input("bool[1]").ty(), "bool[2]", "{op}");
@@ -377,25 +430,42 @@ mod tests {
 
     #[test]
     fn integer_arithmetic_folds_with_symbols() {
-        let mul = Case::new("Mul").folded("int64[2]", sym_ints("N,3")).folded("int64[]", ints(&[4]));
+        let mul = Case::new("Mul")
+            .folded("int64[2]", sym_ints("N,3"))
+            .folded("int64[]", ints(&[4]));
         assert_eq!(mul.value(), Some(sym_ints("?,12")));
-        let div = Case::new("Div").folded("int64[2]", ints(&[7, -7])).folded("int64[]", ints(&[2]));
+        let div = Case::new("Div")
+            .folded("int64[2]", ints(&[7, -7]))
+            .folded("int64[]", ints(&[2]));
         assert_eq!(div.value(), Some(ints(&[3, -3])));
-        let by_zero = Case::new("Div").folded("int64[1]", ints(&[7])).folded("int64[1]", ints(&[0]));
+        let by_zero = Case::new("Div")
+            .folded("int64[1]", ints(&[7]))
+            .folded("int64[1]", ints(&[0]));
         assert_eq!(by_zero.value(), Some(sym_ints("?")));
-        let add = Case::new("Add").folded("int64[1]", sym_ints("N")).folded("int64[1]", ints(&[0]));
+        let add = Case::new("Add")
+            .folded("int64[1]", sym_ints("N"))
+            .folded("int64[1]", ints(&[0]));
         assert_eq!(add.value(), Some(sym_ints("N")));
-        let m = Case::new("Mod").folded("int64[2]", ints(&[-7, 7])).folded("int64[]", ints(&[3]));
+        let m = Case::new("Mod")
+            .folded("int64[2]", ints(&[-7, 7]))
+            .folded("int64[]", ints(&[3]));
         assert_eq!(m.value(), Some(ints(&[2, 1])));
-        let fm = Case::new("Mod").int("fmod", 1).folded("int64[1]", ints(&[-7])).folded("int64[]", ints(&[3]));
+        let fm = Case::new("Mod")
+            .int("fmod", 1)
+            .folded("int64[1]", ints(&[-7]))
+            .folded("int64[]", ints(&[3]));
         assert_eq!(fm.value(), Some(ints(&[-1])));
-        let overflow = Case::new("Add").folded("int64[1]", ints(&[i64::MAX])).folded("int64[1]", ints(&[1]));
+        let overflow = Case::new("Add")
+            .folded("int64[1]", ints(&[i64::MAX]))
+            .folded("int64[1]", ints(&[1]));
         assert_eq!(overflow.value(), Some(sym_ints("?")));
     }
 
     #[test]
     fn equal_and_where_fold() {
-        let eq = Case::new("Equal").folded("int64[3]", sym_ints("N,2,-1")).folded("int64[]", ints(&[-1]));
+        let eq = Case::new("Equal")
+            .folded("int64[3]", sym_ints("N,2,-1"))
+            .folded("int64[]", ints(&[-1]));
         assert_eq!(eq.value(), Some(sym_ints("?,0,1")));
         let w = Case::new("Where")
             .folded("bool[3]", ints(&[0, 0, 1]))
@@ -403,7 +473,10 @@ mod tests {
             .folded("int64[3]", sym_ints("N,2,-1"));
         assert_eq!(w.ty(), "int64[3]");
         assert_eq!(w.value(), Some(sym_ints("N,2,1")));
-        let ws = Case::new("Where").input("bool[N,1]").input("float[]").input("float[1,7]");
+        let ws = Case::new("Where")
+            .input("bool[N,1]")
+            .input("float[]")
+            .input("float[1,7]");
         assert_eq!(ws.ty(), "float[N,7]");
     }
 
@@ -411,9 +484,13 @@ mod tests {
     fn variadic_ops_broadcast_all_inputs() {
         let sum = Case::new("Sum").input("float[3,1]").input("float[4]").input("float[1]");
         assert_eq!(sum.ty(), "float[3,4]");
-        let max = Case::new("Max").folded("int64[2]", ints(&[1, 9])).folded("int64[2]", ints(&[5, 2]));
+        let max = Case::new("Max")
+            .folded("int64[2]", ints(&[1, 9]))
+            .folded("int64[2]", ints(&[5, 2]));
         assert_eq!(max.value(), Some(ints(&[5, 9])));
-        let mean = Case::new("Mean").folded("float[2]", floats(&[1.0, 2.0])).folded("float[2]", floats(&[3.0, 4.0]));
+        let mean = Case::new("Mean")
+            .folded("float[2]", floats(&[1.0, 2.0]))
+            .folded("float[2]", floats(&[3.0, 4.0]));
         assert_eq!(mean.value(), Some(floats(&[2.0, 3.0])));
         assert_eq!(Case::new("Min").input("float[2]").ty(), "float[2]");
         assert!(Case::new("Sum").invalid().contains("at least one"));
@@ -428,25 +505,48 @@ mod tests {
         assert_eq!(back.value(), Some(ints(&[2, -2])));
         let sym = Case::new("Cast").int("to", 6).folded("int64[2]", sym_ints("N,3"));
         assert_eq!((sym.ty(), sym.value()), ("int32[2]".into(), Some(sym_ints("N,3"))));
-        assert_eq!(Case::new("Cast").int("to", 1).folded("int64[1]", sym_ints("N")).value(), None);
+        assert_eq!(
+            Case::new("Cast").int("to", 1).folded("int64[1]", sym_ints("N")).value(),
+            None
+        );
         assert!(Case::new("Cast").input("float[2]").invalid().contains("'to'"));
-        assert_eq!(Case::new("CastLike").input("float[2]").input("double[]").ty(), "double[2]");
+        assert_eq!(
+            Case::new("CastLike").input("float[2]").input("double[]").ty(),
+            "double[2]"
+        );
     }
 
     #[test]
     fn dropout_mask_type_depends_on_opset() {
-        let old = Case::new("Dropout").opset(7).outputs(2).input("float[N,4]").float("ratio", 0.5);
+        let old = Case::new("Dropout")
+            .opset(7)
+            .outputs(2)
+            .input("float[N,4]")
+            .float("ratio", 0.5);
         assert_eq!(old.types(), ["float[N,4]", "float[N,4]"]);
-        let new = Case::new("Dropout").opset(12).outputs(2).input("float[N,4]").input("float[]");
+        let new = Case::new("Dropout")
+            .opset(12)
+            .outputs(2)
+            .input("float[N,4]")
+            .input("float[]");
         assert_eq!(new.types(), ["float[N,4]", "bool[N,4]"]);
     }
 
     #[test]
     fn quantisation_types() {
-        assert_eq!(Case::new("QuantizeLinear").input("float[4]").input("float[]").ty(), "uint8[4]");
-        let zp = Case::new("QuantizeLinear").input("float[4]").input("float[]").input("int8[]");
+        assert_eq!(
+            Case::new("QuantizeLinear").input("float[4]").input("float[]").ty(),
+            "uint8[4]"
+        );
+        let zp = Case::new("QuantizeLinear")
+            .input("float[4]")
+            .input("float[]")
+            .input("int8[]");
         assert_eq!(zp.ty(), "int8[4]");
-        assert_eq!(Case::new("DequantizeLinear").input("int8[4]").input("float[]").ty(), "float[4]");
+        assert_eq!(
+            Case::new("DequantizeLinear").input("int8[4]").input("float[]").ty(),
+            "float[4]"
+        );
         let dynamic = Case::new("DynamicQuantizeLinear").outputs(3).input("float[2,3]");
         assert_eq!(dynamic.types(), ["uint8[2,3]", "float[]", "uint8[]"]);
     }

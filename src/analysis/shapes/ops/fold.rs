@@ -102,7 +102,13 @@ pub(super) fn broadcast_positions(from: &[usize], to: &[usize]) -> Vec<usize> {
             .iter()
             .enumerate()
             .skip(offset)
-            .map(|(k, &i)| if from[k - offset] == 1 { 0 } else { i * from_strides[k - offset] })
+            .map(|(k, &i)| {
+                if from[k - offset] == 1 {
+                    0
+                } else {
+                    i * from_strides[k - offset]
+                }
+            })
             .sum();
         out.push(pos);
         // Odometer increment over `to`.
@@ -134,7 +140,10 @@ pub(super) fn select(shape: &[usize], picks: &[Vec<usize>]) -> Vec<usize> {
     let mut out = vec![0usize];
     for (k, p) in picks.iter().enumerate() {
         let stride = st.get(k).copied().unwrap_or(0);
-        out = out.iter().flat_map(|&base| p.iter().map(move |&i| base + i * stride)).collect();
+        out = out
+            .iter()
+            .flat_map(|&base| p.iter().map(move |&i| base + i * stride))
+            .collect();
     }
     out
 }

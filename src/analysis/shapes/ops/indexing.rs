@@ -15,14 +15,20 @@ pub(super) fn concat(ctx: &OpContext) -> Rule {
     if n == 0 {
         return Err(invalid("needs at least one input"));
     }
-    let a = ctx.node.attr_int("axis").ok_or_else(|| invalid("attribute axis is missing"))?;
+    let a = ctx
+        .node
+        .attr_int("axis")
+        .ok_or_else(|| invalid("attribute axis is missing"))?;
     let shapes: Vec<&[Dim]> = (0..n).map(|i| shape(ctx, i)).collect::<Result<_, _>>()?;
     let r = shapes[0].len();
     let ax = axis(a, r)?;
     let mut out = shapes[0].to_vec();
     for (i, s) in shapes.iter().enumerate().skip(1) {
         if s.len() != r {
-            return Err(invalid(format!("input #{i} has rank {} but input #0 has rank {r}", s.len())));
+            return Err(invalid(format!(
+                "input #{i} has rank {} but input #0 has rank {r}",
+                s.len()
+            )));
         }
         for (k, d) in s.iter().enumerate() {
             out[k] = if k == ax {
@@ -54,7 +60,9 @@ pub(super) fn split(ctx: &OpContext) -> Rule {
     let n_out = ctx.node.outputs.len();
     let sizes: Vec<Dim> = match ints_param(ctx, "split", 1, 13) {
         Ints::Known(v) => {
-            let total = v.iter().try_fold(0i64, |acc, &x| if x < 0 { None } else { acc.checked_add(x) });
+            let total = v
+                .iter()
+                .try_fold(0i64, |acc, &x| if x < 0 { None } else { acc.checked_add(x) });
             if v.len() != n_out || total.is_none() || d.known().is_some_and(|d| Some(d) != total) {
                 return Err(invalid(format!(
                     "split {v:?} does not divide axis {ax} of size {d} into {n_out} outputs"
@@ -103,13 +111,17 @@ fn equal_parts(ctx: &OpContext, d: &Dim, outputs: usize) -> Result<Vec<Dim>, Rul
         return Ok(vec![Dim::Unknown; outputs]);
     };
     if ctx.opset < 18 && total % parts != 0 {
-        return Err(invalid(format!("axis of size {total} does not split into {parts} equal parts")));
+        return Err(invalid(format!(
+            "axis of size {total} does not split into {parts} equal parts"
+        )));
     }
     // From 18 the parts are ceil(total/parts), the last one what remains.
     let chunk = total / parts + i64::from(total % parts != 0);
     let last = total - chunk * (parts - 1);
     if last < 0 {
-        return Err(invalid(format!("axis of size {total} does not split into {parts} parts")));
+        return Err(invalid(format!(
+            "axis of size {total} does not split into {parts} parts"
+        )));
     }
     let mut sizes = vec![Dim::Known(chunk); outputs];
     sizes[outputs - 1] = Dim::Known(last);
@@ -354,16 +366,36 @@ mod tests {
 
     #[test]
     fn concat_adds_on_axis() {
-        let c = Case::new("Concat").int("axis", 1).input("float[N,64,H,W]").input("float[N,32,?,W]");
+        let c = Case::new("Concat")
+            .int("axis", 1)
+            .input("float[N,64,H,W]")
+            .input("float[N,32,?,W]");
         assert_eq!(c.ty(), "float[N,96,H,W]");
-        let neg = Case::new("Concat").int("axis", -1).input("float[2,N]").input("float[?,3]");
+        let neg = Case::new("Concat")
+            .int("axis", -1)
+            .input("float[2,N]")
+            .input("float[?,3]");
         assert_eq!(neg.ty(), "float[2,?]");
-        let rank = Case::new("Concat").int("axis", 0).input("float[2,3]").input("float[3]").invalid();
+        let rank = Case::new("Concat")
+            .int("axis", 0)
+            .input("float[2,3]")
+            .input("float[3]")
+            .invalid();
         assert!(rank.contains("input #1 has rank 1"), "{rank}");
-        let dim = Case::new("Concat").int("axis", 0).input("float[2,3]").input("float[2,4]").invalid();
+        let dim = Case::new("Concat")
+            .int("axis", 0)
+            .input("float[2,3]")
+            .input("float[2,4]")
+            .invalid();
         assert!(dim.contains("[2,4]") && dim.contains("axis 1"), "{dim}");
         assert!(Case::new("Concat").input("float[2]").invalid().contains("axis"));
-        assert!(Case::new("Concat").int("axis", 0).input("float[]").invalid().contains("axis 0"));
+        assert!(
+            Case::new("Concat")
+                .int("axis", 0)
+                .input("float[]")
+                .invalid()
+                .contains("axis 0")
+        );
     }
 
     #[test]
@@ -382,18 +414,47 @@ mod tests {
 
     #[test]
     fn split_forms() {
-        let old = Case::new("Split").opset(11).outputs(2).input("float[N,6]").int("axis", 1).ints("split", &[2, 4]);
+        let old = Case::new("Split")
+            .opset(11)
+            .outputs(2)
+            .input("float[N,6]")
+            .int("axis", 1)
+            .ints("split", &[2, 4]);
         assert_eq!(old.types(), ["float[N,2]", "float[N,4]"]);
-        let new = Case::new("Split").opset(13).outputs(2).input("float[N,6]").folded("int64[2]", ints(&[1, 5]));
+        let new = Case::new("Split")
+            .opset(13)
+            .outputs(2)
+            .input("float[N,6]")
+            .folded("int64[2]", ints(&[1, 5]));
         assert_eq!(new.int("axis", -1).types(), ["float[N,1]", "float[N,5]"]);
         let equal = Case::new("Split").outputs(3).input("float[9,N]");
         assert_eq!(equal.types(), ["float[3,N]", "float[3,N]", "float[3,N]"]);
-        let uneven = Case::new("Split").opset(18).outputs(3).int("num_outputs", 3).input("float[7]");
+        let uneven = Case::new("Split")
+            .opset(18)
+            .outputs(3)
+            .int("num_outputs", 3)
+            .input("float[7]");
         assert_eq!(uneven.types(), ["float[3]", "float[3]", "float[1]"]);
-        assert!(Case::new("Split").opset(13).outputs(2).input("float[7]").invalid().contains("equal parts"));
-        let bad = Case::new("Split").opset(11).outputs(2).input("float[6]").ints("split", &[2, 3]).invalid();
+        assert!(
+            Case::new("Split")
+                .opset(13)
+                .outputs(2)
+                .input("float[7]")
+                .invalid()
+                .contains("equal parts")
+        );
+        let bad = Case::new("Split")
+            .opset(11)
+            .outputs(2)
+            .input("float[6]")
+            .ints("split", &[2, 3])
+            .invalid();
         assert!(bad.contains("[2, 3]"), "{bad}");
-        let count = Case::new("Split").opset(18).outputs(2).int("num_outputs", 3).input("float[6]");
+        let count = Case::new("Split")
+            .opset(18)
+            .outputs(2)
+            .int("num_outputs", 3)
+            .input("float[6]");
         assert!(count.invalid().contains("num_outputs 3"));
         let sym = Case::new("Split").outputs(2).int("axis", 1).input("float[2,S]");
         assert_eq!(sym.types(), ["float[2,?]", "float[2,?]"]);
@@ -403,7 +464,10 @@ mod tests {
 
     #[test]
     fn split_folds() {
-        let outs = Case::new("Split").outputs(2).folded("int64[3]", sym_ints("N,3,4")).folded("int64[2]", ints(&[1, 2]));
+        let outs = Case::new("Split")
+            .outputs(2)
+            .folded("int64[3]", sym_ints("N,3,4"))
+            .folded("int64[2]", ints(&[1, 2]));
         let v: Vec<_> = outs.run().unwrap().into_iter().map(|o| o.folded).collect();
         assert_eq!(v, [Some(sym_ints("N")), Some(ints(&[3, 4]))]);
     }
@@ -450,7 +514,11 @@ mod tests {
             .input("int64[1]")
             .folded("int64[1]", ints(&[2]));
         assert_eq!(unknown.ty(), "float[N,10,?]");
-        let sym = Case::new("Slice").opset(9).input("float[S]").ints("starts", &[1]).ints("ends", &[i64::MAX]);
+        let sym = Case::new("Slice")
+            .opset(9)
+            .input("float[S]")
+            .ints("starts", &[1])
+            .ints("ends", &[i64::MAX]);
         assert_eq!(sym.ty(), "float[?]");
         let zero = Case::new("Slice")
             .input("float[4]")
@@ -459,7 +527,14 @@ mod tests {
             .absent()
             .folded("int64[1]", ints(&[0]));
         assert!(zero.invalid().contains("step 0"));
-        assert!(Case::new("Slice").opset(9).input("float[4]").ints("starts", &[0]).invalid().contains("missing"));
+        assert!(
+            Case::new("Slice")
+                .opset(9)
+                .input("float[4]")
+                .ints("starts", &[0])
+                .invalid()
+                .contains("missing")
+        );
     }
 
     #[test]
@@ -482,49 +557,114 @@ mod tests {
     fn gather_shapes_and_folds() {
         let g = Case::new("Gather").input("float[V,768]").input("int64[N,S]");
         assert_eq!(g.ty(), "float[N,S,768]");
-        let ax = Case::new("Gather").int("axis", 1).input("float[N,S,768]").folded("int64[]", ints(&[0]));
+        let ax = Case::new("Gather")
+            .int("axis", 1)
+            .input("float[N,S,768]")
+            .folded("int64[]", ints(&[0]));
         assert_eq!(ax.ty(), "float[N,768]");
-        let f = Case::new("Gather").folded("int64[4]", sym_ints("N,3,224,224")).folded("int64[]", ints(&[0]));
+        let f = Case::new("Gather")
+            .folded("int64[4]", sym_ints("N,3,224,224"))
+            .folded("int64[]", ints(&[0]));
         assert_eq!((f.ty(), f.value()), ("int64[]".into(), Some(sym_ints("N"))));
-        let many = Case::new("Gather").folded("int64[4]", sym_ints("N,3,7,8")).folded("int64[2]", ints(&[-1, 1]));
+        let many = Case::new("Gather")
+            .folded("int64[4]", sym_ints("N,3,7,8"))
+            .folded("int64[2]", ints(&[-1, 1]));
         assert_eq!(many.value(), Some(ints(&[8, 3])));
-        let oob = Case::new("Gather").input("float[4,2]").folded("int64[1]", ints(&[4])).invalid();
+        let oob = Case::new("Gather")
+            .input("float[4,2]")
+            .folded("int64[1]", ints(&[4]))
+            .invalid();
         assert!(oob.contains("index 4") && oob.contains("size 4"), "{oob}");
-        assert!(Case::new("Gather").int("axis", 2).input("float[4,2]").input("int64[]").invalid().contains("axis 2"));
+        assert!(
+            Case::new("Gather")
+                .int("axis", 2)
+                .input("float[4,2]")
+                .input("int64[]")
+                .invalid()
+                .contains("axis 2")
+        );
     }
 
     #[test]
     fn gather_variants() {
         let ge = Case::new("GatherElements").input("float[4,5]").input("int64[4,2]");
         assert_eq!(ge.ty(), "float[4,2]");
-        assert!(Case::new("GatherElements").input("float[4,5]").input("int64[2]").invalid().contains("rank"));
+        assert!(
+            Case::new("GatherElements")
+                .input("float[4,5]")
+                .input("int64[2]")
+                .invalid()
+                .contains("rank")
+        );
         let nd = Case::new("GatherND").input("float[2,3,4]").input("int64[5,2]");
         assert_eq!(nd.ty(), "float[5,4]");
-        let batched = Case::new("GatherND").int("batch_dims", 1).input("float[2,3,4]").input("int64[2,1]");
+        let batched = Case::new("GatherND")
+            .int("batch_dims", 1)
+            .input("float[2,3,4]")
+            .input("int64[2,1]");
         assert_eq!(batched.ty(), "float[2,4]");
-        assert_eq!(Case::new("GatherND").input("float[2,3]").input("int64[5,?]").ty(), "float[...]");
-        assert!(Case::new("GatherND").input("float[2]").input("int64[5,2]").invalid().contains("do not fit"));
+        assert_eq!(
+            Case::new("GatherND").input("float[2,3]").input("int64[5,?]").ty(),
+            "float[...]"
+        );
+        assert!(
+            Case::new("GatherND")
+                .input("float[2]")
+                .input("int64[5,2]")
+                .invalid()
+                .contains("do not fit")
+        );
     }
 
     #[test]
     fn data_dependent_sizes() {
         assert_eq!(Case::new("NonZero").input("float[N,3]").ty(), "int64[2,?]");
-        assert_eq!(Case::new("NonZero").folded("int64[3]", ints(&[1, 0, 2])).ty(), "int64[1,2]");
-        let c = Case::new("Compress").int("axis", 1).input("float[N,4]").folded("bool[3]", ints(&[1, 0, 1]));
+        assert_eq!(
+            Case::new("NonZero").folded("int64[3]", ints(&[1, 0, 2])).ty(),
+            "int64[1,2]"
+        );
+        let c = Case::new("Compress")
+            .int("axis", 1)
+            .input("float[N,4]")
+            .folded("bool[3]", ints(&[1, 0, 1]));
         assert_eq!(c.ty(), "float[N,2]");
-        assert_eq!(Case::new("Compress").input("float[N,4]").input("bool[3]").ty(), "float[?]");
+        assert_eq!(
+            Case::new("Compress").input("float[N,4]").input("bool[3]").ty(),
+            "float[?]"
+        );
     }
 
     #[test]
     fn one_hot_and_top_k() {
-        let oh = Case::new("OneHot").input("int64[N,S]").folded("int64[]", ints(&[10])).input("float[2]");
+        let oh = Case::new("OneHot")
+            .input("int64[N,S]")
+            .folded("int64[]", ints(&[10]))
+            .input("float[2]");
         assert_eq!(oh.ty(), "float[N,S,10]");
-        let front = Case::new("OneHot").int("axis", 0).input("int64[N]").input("int64[]").input("int32[2]");
+        let front = Case::new("OneHot")
+            .int("axis", 0)
+            .input("int64[N]")
+            .input("int64[]")
+            .input("int32[2]");
         assert_eq!(front.ty(), "int32[?,N]");
-        let topk = Case::new("TopK").outputs(2).input("float[N,1000]").folded("int64[1]", ints(&[5]));
+        let topk = Case::new("TopK")
+            .outputs(2)
+            .input("float[N,1000]")
+            .folded("int64[1]", ints(&[5]));
         assert_eq!(topk.types(), ["float[N,5]", "int64[N,5]"]);
-        let old = Case::new("TopK").opset(9).outputs(2).input("float[N,1000]").int("k", 3).int("axis", 1);
+        let old = Case::new("TopK")
+            .opset(9)
+            .outputs(2)
+            .input("float[N,1000]")
+            .int("k", 3)
+            .int("axis", 1);
         assert_eq!(old.types(), ["float[N,3]", "int64[N,3]"]);
-        assert!(Case::new("TopK").input("float[4]").folded("int64[1]", ints(&[5])).invalid().contains("k = 5"));
+        assert!(
+            Case::new("TopK")
+                .input("float[4]")
+                .folded("int64[1]", ints(&[5]))
+                .invalid()
+                .contains("k = 5")
+        );
     }
 }

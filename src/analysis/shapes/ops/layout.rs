@@ -43,7 +43,9 @@ pub(super) fn reshape(ctx: &OpContext) -> Rule {
     let target = if ctx.has_input(1) {
         dims_input(ctx, 1)
     } else {
-        ctx.node.attr_ints("shape").map(|v| v.iter().map(|&x| Dim::Known(x)).collect())
+        ctx.node
+            .attr_ints("shape")
+            .map(|v| v.iter().map(|&x| Dim::Known(x)).collect())
     };
     let Some(target) = target else {
         return Ok(vec![match length_of(ctx, 1) {
@@ -110,10 +112,7 @@ fn solve_reshape(
             .map(|(_, d)| d.clone())
             .collect()
     };
-    let (Some(total), Some(rest)) = (
-        Product::of(&kept(input, None)),
-        Product::of(&kept(out, infer_at)),
-    ) else {
+    let (Some(total), Some(rest)) = (Product::of(&kept(input, None)), Product::of(&kept(out, infer_at))) else {
         return Ok(());
     };
     let mismatch = || {
@@ -240,9 +239,15 @@ pub(super) fn transpose(ctx: &OpContext) -> Rule {
                 .is_some_and(|slot| !std::mem::replace(slot, true))
         });
     if !valid {
-        return Err(invalid(format!("perm {perm:?} is not a permutation of {} axes", s.len())));
+        return Err(invalid(format!(
+            "perm {perm:?} is not a permutation of {} axes",
+            s.len()
+        )));
     }
-    Ok(vec![result(t.elem, perm.iter().map(|&p| s[p as usize].clone()).collect())])
+    Ok(vec![result(
+        t.elem,
+        perm.iter().map(|&p| s[p as usize].clone()).collect(),
+    )])
 }
 
 /// Expand: bidirectional broadcast of the input with the target shape.
@@ -278,7 +283,11 @@ pub(super) fn tile(ctx: &OpContext) -> Rule {
             fmt_shape(s)
         )));
     }
-    let out = s.iter().zip(&repeats).map(|(d, &r)| dims::mul(d, &Dim::Known(r))).collect();
+    let out = s
+        .iter()
+        .zip(&repeats)
+        .map(|(d, &r)| dims::mul(d, &Dim::Known(r)))
+        .collect();
     Ok(vec![result(t.elem, out)])
 }
 
@@ -314,7 +323,9 @@ pub(super) fn pad(ctx: &OpContext) -> Rule {
     }
     let mut out = s.to_vec();
     for (k, &a) in padded.iter().enumerate() {
-        let extra = pads[k].checked_add(pads[k + n]).ok_or_else(|| invalid("pads overflow"))?;
+        let extra = pads[k]
+            .checked_add(pads[k + n])
+            .ok_or_else(|| invalid("pads overflow"))?;
         out[a] = affine(&s[a], 1, extra);
         if let Dim::Known(v) = out[a]
             && v < 0
@@ -333,16 +344,29 @@ pub(super) fn depth_space(ctx: &OpContext) -> Rule {
         return Err(invalid(format!("input {} is not 4-D", fmt_shape(s))));
     };
     let b = int_attr(ctx, "blocksize", 0);
-    let bb = b.checked_mul(b).filter(|_| b > 0).ok_or_else(|| invalid(format!("blocksize {b}")))?;
+    let bb = b
+        .checked_mul(b)
+        .filter(|_| b > 0)
+        .ok_or_else(|| invalid(format!("blocksize {b}")))?;
     let exact = |d: &Dim, by: i64, what: &str| match d {
         Dim::Known(v) if v % by != 0 => Err(invalid(format!("{what} {v} is not divisible by {by}"))),
         _ => Ok(dims::div(d, &Dim::Known(by))),
     };
     let (b_dim, bb_dim) = (Dim::Known(b), Dim::Known(bb));
     let out = if ctx.node.op_type == "DepthToSpace" {
-        vec![n.clone(), exact(c, bb, "channels")?, dims::mul(h, &b_dim), dims::mul(w, &b_dim)]
+        vec![
+            n.clone(),
+            exact(c, bb, "channels")?,
+            dims::mul(h, &b_dim),
+            dims::mul(w, &b_dim),
+        ]
     } else {
-        vec![n.clone(), dims::mul(c, &bb_dim), exact(h, b, "height")?, exact(w, b, "width")?]
+        vec![
+            n.clone(),
+            dims::mul(c, &bb_dim),
+            exact(h, b, "height")?,
+            exact(w, b, "width")?,
+        ]
     };
     Ok(vec![result(t.elem, out)])
 }
@@ -354,7 +378,9 @@ mod tests {
 
     fn reshape(input: &str, target: &[i64]) -> Case {
         let n = target.len();
-        Case::new("Reshape").input(input).folded(&format!("int64[{n}]"), ints(target))
+        Case::new("Reshape")
+            .input(input)
+            .folded(&format!("int64[{n}]"), ints(target))
     }
 
     #[test]
@@ -365,9 +391,17 @@ mod tests {
         assert_eq!(reshape("float[?,3,4]", &[0, -1]).ty(), "float[?,12]");
         assert_eq!(reshape("float[N,S,768]", &[0, 0, 12, 64]).ty(), "float[N,S,12,64]");
         assert_eq!(reshape("float[N,M,4]", &[-1, 4]).ty(), "float[?,4]");
-        assert_eq!(reshape("float[6]", &[2, 0]).int("allowzero", 1).invalid(), "cannot reshape [6] into [2,0]");
-        assert_eq!(reshape("float[0,3]", &[3, 0]).int("allowzero", 1).opset(14).ty(), "float[3,0]");
-        let sym = Case::new("Reshape").input("float[batch,2048,1,1]").folded("int64[2]", sym_ints("batch,-1"));
+        assert_eq!(
+            reshape("float[6]", &[2, 0]).int("allowzero", 1).invalid(),
+            "cannot reshape [6] into [2,0]"
+        );
+        assert_eq!(
+            reshape("float[0,3]", &[3, 0]).int("allowzero", 1).opset(14).ty(),
+            "float[3,0]"
+        );
+        let sym = Case::new("Reshape")
+            .input("float[batch,2048,1,1]")
+            .folded("int64[2]", sym_ints("batch,-1"));
         assert_eq!(sym.ty(), "float[batch,2048]");
         let unknown = Case::new("Reshape").input("float[2,3]").input("int64[3]");
         assert_eq!(unknown.ty(), "float[?,?,?]");
@@ -378,17 +412,28 @@ mod tests {
     #[test]
     fn reshape_contradictions() {
         assert!(reshape("float[2,3]", &[-1, -1]).invalid().contains("more than one -1"));
-        assert!(reshape("float[2,3]", &[4, -1]).invalid().contains("cannot reshape [2,3]"));
+        assert!(
+            reshape("float[2,3]", &[4, -1])
+                .invalid()
+                .contains("cannot reshape [2,3]")
+        );
         assert!(reshape("float[2,3]", &[5]).invalid().contains("into [5]"));
         assert!(reshape("float[2,3]", &[0, 0, 0]).invalid().contains("copies dim 2"));
         assert!(reshape("float[2,3]", &[-2, 3]).invalid().contains("size -2"));
-        assert!(reshape("float[2,3]", &[0, -1]).int("allowzero", 1).invalid().contains("both 0 and -1"));
+        assert!(
+            reshape("float[2,3]", &[0, -1])
+                .int("allowzero", 1)
+                .invalid()
+                .contains("both 0 and -1")
+        );
         assert_eq!(reshape("float[0,3]", &[-1, 0]).ty(), "float[0,3]");
     }
 
     #[test]
     fn reshape_folds_contents() {
-        let r = Case::new("Reshape").folded("int64[2,2]", ints(&[1, 2, 3, 4])).folded("int64[1]", ints(&[-1]));
+        let r = Case::new("Reshape")
+            .folded("int64[2,2]", ints(&[1, 2, 3, 4]))
+            .folded("int64[1]", ints(&[-1]));
         assert_eq!((r.ty(), r.value()), ("int64[4]".into(), Some(ints(&[1, 2, 3, 4]))));
     }
 
@@ -396,74 +441,198 @@ mod tests {
     fn flatten_multiplies_symbolically() {
         assert_eq!(Case::new("Flatten").input("float[N,C,H,W]").ty(), "float[N,?]");
         assert_eq!(Case::new("Flatten").input("float[N,256,6,6]").ty(), "float[N,9216]");
-        assert_eq!(Case::new("Flatten").int("axis", 0).input("float[N,3]").ty(), "float[1,?]");
-        assert_eq!(Case::new("Flatten").int("axis", 0).input("float[2,3]").ty(), "float[1,6]");
-        assert_eq!(Case::new("Flatten").int("axis", -1).input("float[2,3,4]").ty(), "float[6,4]");
-        assert_eq!(Case::new("Flatten").int("axis", 3).input("float[2,3,4]").ty(), "float[24,1]");
-        assert!(Case::new("Flatten").int("axis", 4).input("float[2,3,4]").invalid().contains("axis 4"));
+        assert_eq!(
+            Case::new("Flatten").int("axis", 0).input("float[N,3]").ty(),
+            "float[1,?]"
+        );
+        assert_eq!(
+            Case::new("Flatten").int("axis", 0).input("float[2,3]").ty(),
+            "float[1,6]"
+        );
+        assert_eq!(
+            Case::new("Flatten").int("axis", -1).input("float[2,3,4]").ty(),
+            "float[6,4]"
+        );
+        assert_eq!(
+            Case::new("Flatten").int("axis", 3).input("float[2,3,4]").ty(),
+            "float[24,1]"
+        );
+        assert!(
+            Case::new("Flatten")
+                .int("axis", 4)
+                .input("float[2,3,4]")
+                .invalid()
+                .contains("axis 4")
+        );
         assert_eq!(Case::new("Flatten").input("float[...]").err(), RuleError::NeedsInput);
     }
 
     #[test]
     fn squeeze_forms() {
-        let old = Case::new("Squeeze").opset(11).input("float[N,1,5,1]").ints("axes", &[1, -1]);
+        let old = Case::new("Squeeze")
+            .opset(11)
+            .input("float[N,1,5,1]")
+            .ints("axes", &[1, -1]);
         assert_eq!(old.ty(), "float[N,5]");
-        let new = Case::new("Squeeze").opset(13).input("float[N,1,5,1]").folded("int64[1]", ints(&[3]));
+        let new = Case::new("Squeeze")
+            .opset(13)
+            .input("float[N,1,5,1]")
+            .folded("int64[1]", ints(&[3]));
         assert_eq!(new.ty(), "float[N,1,5]");
         assert_eq!(Case::new("Squeeze").input("float[1,5,1]").ty(), "float[5]");
         assert_eq!(Case::new("Squeeze").input("float[N,5,1]").ty(), "float[...]");
-        assert_eq!(Case::new("Squeeze").input("float[1,5]").input("int64[1]").ty(), "float[...]");
-        assert!(Case::new("Squeeze").opset(11).input("float[2,5]").ints("axes", &[1]).invalid().contains("size 5"));
-        assert!(Case::new("Squeeze").opset(11).input("float[2,5]").ints("axes", &[2]).invalid().contains("axis 2"));
-        let folded = Case::new("Squeeze").opset(11).folded("int64[1]", sym_ints("N")).ints("axes", &[0]);
+        assert_eq!(
+            Case::new("Squeeze").input("float[1,5]").input("int64[1]").ty(),
+            "float[...]"
+        );
+        assert!(
+            Case::new("Squeeze")
+                .opset(11)
+                .input("float[2,5]")
+                .ints("axes", &[1])
+                .invalid()
+                .contains("size 5")
+        );
+        assert!(
+            Case::new("Squeeze")
+                .opset(11)
+                .input("float[2,5]")
+                .ints("axes", &[2])
+                .invalid()
+                .contains("axis 2")
+        );
+        let folded = Case::new("Squeeze")
+            .opset(11)
+            .folded("int64[1]", sym_ints("N"))
+            .ints("axes", &[0]);
         assert_eq!((folded.ty(), folded.value()), ("int64[]".into(), Some(sym_ints("N"))));
     }
 
     #[test]
     fn unsqueeze_forms() {
-        let old = Case::new("Unsqueeze").opset(9).input("float[N,5]").ints("axes", &[0, 3]);
+        let old = Case::new("Unsqueeze")
+            .opset(9)
+            .input("float[N,5]")
+            .ints("axes", &[0, 3]);
         assert_eq!(old.ty(), "float[1,N,5,1]");
-        let new = Case::new("Unsqueeze").opset(13).input("float[N,5]").folded("int64[1]", ints(&[-1]));
+        let new = Case::new("Unsqueeze")
+            .opset(13)
+            .input("float[N,5]")
+            .folded("int64[1]", ints(&[-1]));
         assert_eq!(new.ty(), "float[N,5,1]");
         let unknown = Case::new("Unsqueeze").opset(13).input("float[N,5]").input("int64[2]");
         assert_eq!(unknown.ty(), "float[?,?,?,?]");
-        let scalar = Case::new("Unsqueeze").opset(13).folded("int64[]", sym_ints("N")).folded("int64[1]", ints(&[0]));
+        let scalar = Case::new("Unsqueeze")
+            .opset(13)
+            .folded("int64[]", sym_ints("N"))
+            .folded("int64[1]", ints(&[0]));
         assert_eq!((scalar.ty(), scalar.value()), ("int64[1]".into(), Some(sym_ints("N"))));
-        assert!(Case::new("Unsqueeze").opset(9).input("float[2]").ints("axes", &[0, 0]).invalid().contains("repeated"));
-        assert!(Case::new("Unsqueeze").opset(9).input("float[2]").invalid().contains("missing"));
+        assert!(
+            Case::new("Unsqueeze")
+                .opset(9)
+                .input("float[2]")
+                .ints("axes", &[0, 0])
+                .invalid()
+                .contains("repeated")
+        );
+        assert!(
+            Case::new("Unsqueeze")
+                .opset(9)
+                .input("float[2]")
+                .invalid()
+                .contains("missing")
+        );
     }
 
     #[test]
     fn transpose_permutes() {
-        assert_eq!(Case::new("Transpose").input("float[N,3,H,W]").ints("perm", &[0, 2, 3, 1]).ty(), "float[N,H,W,3]");
+        assert_eq!(
+            Case::new("Transpose")
+                .input("float[N,3,H,W]")
+                .ints("perm", &[0, 2, 3, 1])
+                .ty(),
+            "float[N,H,W,3]"
+        );
         assert_eq!(Case::new("Transpose").input("float[2,3,4]").ty(), "float[4,3,2]");
-        assert!(Case::new("Transpose").input("float[2,3]").ints("perm", &[0, 0]).invalid().contains("perm"));
-        assert!(Case::new("Transpose").input("float[2,3]").ints("perm", &[0, 5]).invalid().contains("perm"));
-        assert!(Case::new("Transpose").input("float[2,3]").ints("perm", &[-1, 0]).invalid().contains("perm"));
+        assert!(
+            Case::new("Transpose")
+                .input("float[2,3]")
+                .ints("perm", &[0, 0])
+                .invalid()
+                .contains("perm")
+        );
+        assert!(
+            Case::new("Transpose")
+                .input("float[2,3]")
+                .ints("perm", &[0, 5])
+                .invalid()
+                .contains("perm")
+        );
+        assert!(
+            Case::new("Transpose")
+                .input("float[2,3]")
+                .ints("perm", &[-1, 0])
+                .invalid()
+                .contains("perm")
+        );
     }
 
     #[test]
     fn expand_broadcasts_both_ways() {
-        let e = Case::new("Expand").input("float[3,1]").folded("int64[3]", sym_ints("N,1,4"));
+        let e = Case::new("Expand")
+            .input("float[3,1]")
+            .folded("int64[3]", sym_ints("N,1,4"));
         assert_eq!(e.ty(), "float[N,3,4]");
-        assert_eq!(Case::new("Expand").input("float[3,1]").input("int64[2]").ty(), "float[3,?]");
-        assert!(Case::new("Expand").input("float[3]").folded("int64[1]", ints(&[4])).invalid().contains("broadcast"));
-        let f = Case::new("Expand").folded("int64[1]", ints(&[7])).folded("int64[1]", ints(&[3]));
+        assert_eq!(
+            Case::new("Expand").input("float[3,1]").input("int64[2]").ty(),
+            "float[3,?]"
+        );
+        assert!(
+            Case::new("Expand")
+                .input("float[3]")
+                .folded("int64[1]", ints(&[4]))
+                .invalid()
+                .contains("broadcast")
+        );
+        let f = Case::new("Expand")
+            .folded("int64[1]", ints(&[7]))
+            .folded("int64[1]", ints(&[3]));
         assert_eq!(f.value(), Some(ints(&[7, 7, 7])));
     }
 
     #[test]
     fn tile_multiplies() {
-        assert_eq!(Case::new("Tile").input("float[N,3]").folded("int64[2]", ints(&[1, 2])).ty(), "float[N,6]");
-        assert_eq!(Case::new("Tile").input("float[N,3]").input("int64[2]").ty(), "float[?,?]");
-        assert!(Case::new("Tile").input("float[3]").folded("int64[2]", ints(&[1, 2])).invalid().contains("repeats"));
+        assert_eq!(
+            Case::new("Tile")
+                .input("float[N,3]")
+                .folded("int64[2]", ints(&[1, 2]))
+                .ty(),
+            "float[N,6]"
+        );
+        assert_eq!(
+            Case::new("Tile").input("float[N,3]").input("int64[2]").ty(),
+            "float[?,?]"
+        );
+        assert!(
+            Case::new("Tile")
+                .input("float[3]")
+                .folded("int64[2]", ints(&[1, 2]))
+                .invalid()
+                .contains("repeats")
+        );
     }
 
     #[test]
     fn pad_forms() {
-        let old = Case::new("Pad").opset(2).input("float[N,3,4,4]").ints("pads", &[0, 0, 1, 2, 0, 0, 1, 2]);
+        let old = Case::new("Pad")
+            .opset(2)
+            .input("float[N,3,4,4]")
+            .ints("pads", &[0, 0, 1, 2, 0, 0, 1, 2]);
         assert_eq!(old.ty(), "float[N,3,6,8]");
-        let new = Case::new("Pad").opset(11).input("float[N,3,4,4]").folded("int64[8]", ints(&[0, 0, 1, 1, 0, 0, -1, 1]));
+        let new = Case::new("Pad")
+            .opset(11)
+            .input("float[N,3,4,4]")
+            .folded("int64[8]", ints(&[0, 0, 1, 1, 0, 0, -1, 1]));
         assert_eq!(new.ty(), "float[N,3,4,6]");
         let axes = Case::new("Pad")
             .opset(18)
@@ -474,9 +643,29 @@ mod tests {
         assert_eq!(axes.ty(), "float[N,3,4,9]");
         let unknown = Case::new("Pad").opset(11).input("float[N,3]").input("int64[4]");
         assert_eq!(unknown.ty(), "float[?,?]");
-        assert!(Case::new("Pad").opset(2).input("float[2]").ints("pads", &[1]).invalid().contains("2 values"));
-        assert!(Case::new("Pad").opset(2).input("float[2]").ints("pads", &[-2, -1]).invalid().contains("below zero"));
-        assert!(Case::new("Pad").opset(2).input("float[2]").invalid().contains("missing"));
+        assert!(
+            Case::new("Pad")
+                .opset(2)
+                .input("float[2]")
+                .ints("pads", &[1])
+                .invalid()
+                .contains("2 values")
+        );
+        assert!(
+            Case::new("Pad")
+                .opset(2)
+                .input("float[2]")
+                .ints("pads", &[-2, -1])
+                .invalid()
+                .contains("below zero")
+        );
+        assert!(
+            Case::new("Pad")
+                .opset(2)
+                .input("float[2]")
+                .invalid()
+                .contains("missing")
+        );
         let sym = Case::new("Pad").opset(2).input("float[N]").ints("pads", &[1, 0]);
         assert_eq!(sym.ty(), "float[?]");
     }
@@ -487,7 +676,18 @@ mod tests {
         assert_eq!(d2s.ty(), "float[N,4,?,10]");
         let s2d = Case::new("SpaceToDepth").input("float[1,3,8,8]").int("blocksize", 2);
         assert_eq!(s2d.ty(), "float[1,12,4,4]");
-        assert!(Case::new("SpaceToDepth").input("float[1,3,7,8]").int("blocksize", 2).invalid().contains("height 7"));
-        assert!(Case::new("DepthToSpace").input("float[1,3,7,8]").invalid().contains("blocksize"));
+        assert!(
+            Case::new("SpaceToDepth")
+                .input("float[1,3,7,8]")
+                .int("blocksize", 2)
+                .invalid()
+                .contains("height 7")
+        );
+        assert!(
+            Case::new("DepthToSpace")
+                .input("float[1,3,7,8]")
+                .invalid()
+                .contains("blocksize")
+        );
     }
 }

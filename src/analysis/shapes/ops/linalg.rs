@@ -40,7 +40,13 @@ pub(super) fn gemm(ctx: &OpContext) -> Rule {
         // C broadcasts to the result in one direction only.
         match broadcast(&[c, &out]) {
             Ok(r) if r.len() == 2 => {}
-            _ => return Err(invalid(format!("C {} does not broadcast to {}", fmt_shape(c), fmt_shape(&out)))),
+            _ => {
+                return Err(invalid(format!(
+                    "C {} does not broadcast to {}",
+                    fmt_shape(c),
+                    fmt_shape(&out)
+                )));
+            }
         }
     }
     Ok(vec![result(elem, out)])
@@ -210,15 +216,30 @@ mod tests {
 
     #[test]
     fn gemm_with_transposes() {
-        let g = Case::new("Gemm").input("float[N,2048]").input("float[1000,2048]").input("float[1000]");
+        let g = Case::new("Gemm")
+            .input("float[N,2048]")
+            .input("float[1000,2048]")
+            .input("float[1000]");
         assert_eq!(g.int("transB", 1).ty(), "float[N,1000]");
-        let ta = Case::new("Gemm").input("float[4,3]").input("float[4,5]").int("transA", 1);
+        let ta = Case::new("Gemm")
+            .input("float[4,3]")
+            .input("float[4,5]")
+            .int("transA", 1);
         assert_eq!(ta.ty(), "float[3,5]");
         let bad = Case::new("Gemm").input("float[2,3]").input("float[4,5]").invalid();
         assert!(bad.contains("[2,3]") && bad.contains("[4,5]"), "{bad}");
-        let c = Case::new("Gemm").input("float[2,3]").input("float[3,5]").input("float[4,5]");
+        let c = Case::new("Gemm")
+            .input("float[2,3]")
+            .input("float[3,5]")
+            .input("float[4,5]");
         assert!(c.invalid().contains("C [4,5]"));
-        assert!(Case::new("Gemm").input("float[2,3,4]").input("float[4,5]").invalid().contains("2-D"));
+        assert!(
+            Case::new("Gemm")
+                .input("float[2,3,4]")
+                .input("float[4,5]")
+                .invalid()
+                .contains("2-D")
+        );
     }
 
     #[test]
@@ -232,13 +253,28 @@ mod tests {
         assert_eq!(mm("float[N,3,K]", "float[N,K,5]"), "float[N,3,5]");
         let bad = Case::new("MatMul").input("float[N,3,4]").input("float[5,6]").invalid();
         assert!(bad.contains("K=4") && bad.contains("K=5"), "{bad}");
-        assert!(Case::new("MatMul").input("float[2,3,4]").input("float[5,4,6]").invalid().contains("batch"));
-        assert!(Case::new("MatMul").input("float[]").input("float[2]").invalid().contains("rank"));
+        assert!(
+            Case::new("MatMul")
+                .input("float[2,3,4]")
+                .input("float[5,4,6]")
+                .invalid()
+                .contains("batch")
+        );
+        assert!(
+            Case::new("MatMul")
+                .input("float[]")
+                .input("float[2]")
+                .invalid()
+                .contains("rank")
+        );
     }
 
     #[test]
     fn integer_matmuls() {
-        assert_eq!(Case::new("MatMulInteger").input("uint8[2,3]").input("uint8[3,4]").ty(), "int32[2,4]");
+        assert_eq!(
+            Case::new("MatMulInteger").input("uint8[2,3]").input("uint8[3,4]").ty(),
+            "int32[2,4]"
+        );
         let q = Case::new("QLinearMatMul")
             .input("uint8[2,3]")
             .input("float[]")
@@ -255,17 +291,28 @@ mod tests {
     fn einsum_equations() {
         let e = |eq: &str, a: &str, b: &str| Case::new("Einsum").string("equation", eq).input(a).input(b);
         assert_eq!(e("ij,jk->ik", "float[2,3]", "float[3,4]").ty(), "float[2,4]");
-        assert_eq!(e("bhqd, bhkd -> bhqk", "float[N,8,S,64]", "float[N,8,S,64]").ty(), "float[N,8,S,S]");
+        assert_eq!(
+            e("bhqd, bhkd -> bhqk", "float[N,8,S,64]", "float[N,8,S,64]").ty(),
+            "float[N,8,S,S]"
+        );
         assert_eq!(e("...ij,...jk", "float[N,2,3]", "float[1,3,4]").ty(), "float[N,2,4]");
         assert_eq!(e("ij,jk", "float[2,3]", "float[3,4]").ty(), "float[2,4]");
         let one = |eq: &str, a: &str| Case::new("Einsum").string("equation", eq).input(a).ty();
         assert_eq!(one("ii->i", "float[5,5]"), "float[5]");
         assert_eq!(one("ij->", "float[5,6]"), "float[]");
         assert_eq!(one("ji", "float[5,6]"), "float[6,5]");
-        assert!(e("ij,jk->ik", "float[2,3]", "float[4,4]").invalid().contains("label 'j'"));
+        assert!(
+            e("ij,jk->ik", "float[2,3]", "float[4,4]")
+                .invalid()
+                .contains("label 'j'")
+        );
         assert!(e("ij,jk->iz", "float[2,3]", "float[3,4]").invalid().contains("'z'"));
         assert!(e("ij->i", "float[2,3]", "float[3,4]").invalid().contains("operands"));
-        assert!(e("ijk,jk->i", "float[2,3]", "float[3,4]").invalid().contains("does not fit"));
+        assert!(
+            e("ijk,jk->i", "float[2,3]", "float[3,4]")
+                .invalid()
+                .contains("does not fit")
+        );
         assert!(e("i1,jk->i", "float[2,3]", "float[3,4]").invalid().contains("'1'"));
         assert!(Case::new("Einsum").input("float[2]").invalid().contains("equation"));
     }

@@ -100,7 +100,10 @@ mod tests {
         };
         assert_eq!(bn().ty(), "float[N,64,56,56]");
         let train = bn().opset(9).outputs(5).types();
-        assert_eq!(train, ["float[N,64,56,56]", "float[64]", "float[64]", "float[64]", "float[64]"]);
+        assert_eq!(
+            train,
+            ["float[N,64,56,56]", "float[64]", "float[64]", "float[64]", "float[64]"]
+        );
         let t14 = bn().opset(14).int("training_mode", 1).outputs(3).types();
         assert_eq!(t14[1..], ["float[64]", "float[64]"]);
         let bad = Case::new("BatchNormalization")
@@ -119,12 +122,21 @@ mod tests {
             .input("float[4,2]")
             .input("float[4,2]");
         assert_eq!(spatial0.ty(), "float[N,4,2]");
-        assert!(Case::new("BatchNormalization").input("float[4]").invalid().contains("rank 1"));
+        assert!(
+            Case::new("BatchNormalization")
+                .input("float[4]")
+                .invalid()
+                .contains("rank 1")
+        );
     }
 
     #[test]
     fn layer_norm_statistics() {
-        let ln = Case::new("LayerNormalization").opset(17).outputs(3).input("float[N,S,768]").input("float[768]");
+        let ln = Case::new("LayerNormalization")
+            .opset(17)
+            .outputs(3)
+            .input("float[N,S,768]")
+            .input("float[768]");
         assert_eq!(ln.types(), ["float[N,S,768]", "float[N,S,1]", "float[N,S,1]"]);
         let a1 = Case::new("LayerNormalization")
             .opset(17)
@@ -134,16 +146,32 @@ mod tests {
         assert_eq!(a1.types(), ["float16[N,S,768]", "float[N,1,1]", "float[N,1,1]"]);
         let unranked = Case::new("LayerNormalization").outputs(2).input("float[...]").types();
         assert_eq!(unranked, ["float[...]", "float[...]"]);
-        assert!(Case::new("LayerNormalization").input("float[2,3]").int("axis", 2).invalid().contains("axis 2"));
+        assert!(
+            Case::new("LayerNormalization")
+                .input("float[2,3]")
+                .int("axis", 2)
+                .invalid()
+                .contains("axis 2")
+        );
     }
 
     #[test]
     fn instance_and_group_norm() {
-        let inst = Case::new("InstanceNormalization").input("float[N,8,H,W]").input("float[8]").input("float[8]");
+        let inst = Case::new("InstanceNormalization")
+            .input("float[N,8,H,W]")
+            .input("float[8]")
+            .input("float[8]");
         assert_eq!(inst.ty(), "float[N,8,H,W]");
-        let bad = Case::new("InstanceNormalization").input("float[N,8,H,W]").input("float[8]").input("float[4]");
+        let bad = Case::new("InstanceNormalization")
+            .input("float[N,8,H,W]")
+            .input("float[8]")
+            .input("float[4]");
         assert!(bad.invalid().contains("B has 4"));
-        let group = Case::new("GroupNormalization").opset(18).input("float[N,8,4]").input("float[2]").input("float[2]");
+        let group = Case::new("GroupNormalization")
+            .opset(18)
+            .input("float[N,8,4]")
+            .input("float[2]")
+            .input("float[2]");
         assert_eq!(group.ty(), "float[N,8,4]");
     }
 
@@ -156,8 +184,18 @@ mod tests {
         // Before 13 the default axis 1 coerces to 2-D; rank 1 is fine at 9.
         assert_eq!(Case::new("Softmax").opset(9).input("float[10]").ty(), "float[10]");
         assert_eq!(Case::new("Softmax").opset(13).input("float[10]").ty(), "float[10]");
-        assert!(Case::new("Softmax").opset(11).input("float[10]").invalid().contains("axis 1"));
-        let far = Case::new("Softmax").opset(13).int("axis", -4).input("float[2,3,4]").invalid();
+        assert!(
+            Case::new("Softmax")
+                .opset(11)
+                .input("float[10]")
+                .invalid()
+                .contains("axis 1")
+        );
+        let far = Case::new("Softmax")
+            .opset(13)
+            .int("axis", -4)
+            .input("float[2,3,4]")
+            .invalid();
         assert!(far.contains("axis -4"));
     }
 }

@@ -110,43 +110,92 @@ mod tests {
 
     #[test]
     fn reduce_axes_by_opset() {
-        let old = Case::new("ReduceMean").opset(13).input("float[N,C,H,W]").ints("axes", &[2, 3]);
+        let old = Case::new("ReduceMean")
+            .opset(13)
+            .input("float[N,C,H,W]")
+            .ints("axes", &[2, 3]);
         assert_eq!(old.ty(), "float[N,C,1,1]");
-        let new = Case::new("ReduceMean").opset(18).input("float[N,C,H,W]").folded("int64[2]", ints(&[-2, -1]));
+        let new = Case::new("ReduceMean")
+            .opset(18)
+            .input("float[N,C,H,W]")
+            .folded("int64[2]", ints(&[-2, -1]));
         assert_eq!(new.int("keepdims", 0).ty(), "float[N,C]");
-        let sum = Case::new("ReduceSum").opset(13).input("float[N,S,D]").folded("int64[1]", ints(&[1]));
+        let sum = Case::new("ReduceSum")
+            .opset(13)
+            .input("float[N,S,D]")
+            .folded("int64[1]", ints(&[1]));
         assert_eq!(sum.ty(), "float[N,1,D]");
-        let sum_old = Case::new("ReduceSum").opset(11).input("float[N,S,D]").ints("axes", &[1]).int("keepdims", 0);
+        let sum_old = Case::new("ReduceSum")
+            .opset(11)
+            .input("float[N,S,D]")
+            .ints("axes", &[1])
+            .int("keepdims", 0);
         assert_eq!(sum_old.ty(), "float[N,D]");
-        for op in ["ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare"] {
-            assert_eq!(Case::new(op).opset(11).input("float[2,3]").ints("axes", &[0]).ty(), "float[1,3]", "{op}");
+        for op in [
+            "ReduceMax",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSumExp",
+            "ReduceSumSquare",
+        ] {
+            assert_eq!(
+                Case::new(op).opset(11).input("float[2,3]").ints("axes", &[0]).ty(),
+                "float[1,3]",
+                "{op}"
+            );
         }
     }
 
     #[test]
     fn reduce_without_axes() {
         assert_eq!(Case::new("ReduceMax").input("float[N,3]").ty(), "float[1,1]");
-        assert_eq!(Case::new("ReduceMax").int("keepdims", 0).input("float[N,3]").ty(), "float[]");
-        let noop = Case::new("ReduceSum").int("noop_with_empty_axes", 1).input("float[N,3]");
+        assert_eq!(
+            Case::new("ReduceMax").int("keepdims", 0).input("float[N,3]").ty(),
+            "float[]"
+        );
+        let noop = Case::new("ReduceSum")
+            .int("noop_with_empty_axes", 1)
+            .input("float[N,3]");
         assert_eq!(noop.ty(), "float[N,3]");
         let empty = Case::new("ReduceSum").input("float[N,3]").folded("int64[0]", ints(&[]));
         assert_eq!(empty.ty(), "float[1,1]");
         let unknown = Case::new("ReduceSum").input("float[N,1,3]").input("int64[1]");
         assert_eq!(unknown.ty(), "float[?,1,?]");
-        let dropped = Case::new("ReduceSum").int("keepdims", 0).input("float[N,1,3]").input("int64[1]");
+        let dropped = Case::new("ReduceSum")
+            .int("keepdims", 0)
+            .input("float[N,1,3]")
+            .input("int64[1]");
         assert_eq!(dropped.ty(), "float[...]");
-        assert!(Case::new("ReduceSum").input("float[2]").folded("int64[1]", ints(&[1])).invalid().contains("axis 1"));
+        assert!(
+            Case::new("ReduceSum")
+                .input("float[2]")
+                .folded("int64[1]", ints(&[1]))
+                .invalid()
+                .contains("axis 1")
+        );
     }
 
     #[test]
     fn reductions_fold() {
-        let prod = Case::new("ReduceProd").int("keepdims", 0).folded("int64[3]", sym_ints("N,3,4"));
+        let prod = Case::new("ReduceProd")
+            .int("keepdims", 0)
+            .folded("int64[3]", sym_ints("N,3,4"));
         assert_eq!((prod.ty(), prod.value()), ("int64[]".into(), Some(sym_ints("?"))));
-        let known = Case::new("ReduceProd").opset(11).int("keepdims", 0).folded("int64[2]", ints(&[3, 4]));
+        let known = Case::new("ReduceProd")
+            .opset(11)
+            .int("keepdims", 0)
+            .folded("int64[2]", ints(&[3, 4]));
         assert_eq!(known.value(), Some(ints(&[12])));
-        let rows = Case::new("ReduceSum").folded("int64[2,3]", ints(&[1, 2, 3, 4, 5, 6])).folded("int64[1]", ints(&[1]));
+        let rows = Case::new("ReduceSum")
+            .folded("int64[2,3]", ints(&[1, 2, 3, 4, 5, 6]))
+            .folded("int64[1]", ints(&[1]));
         assert_eq!((rows.ty(), rows.value()), ("int64[2,1]".into(), Some(ints(&[6, 15]))));
-        let mean = Case::new("ReduceMean").opset(11).ints("axes", &[0]).folded("float[2,2]", floats(&[1.0, 2.0, 3.0, 4.0]));
+        let mean = Case::new("ReduceMean")
+            .opset(11)
+            .ints("axes", &[0])
+            .folded("float[2,2]", floats(&[1.0, 2.0, 3.0, 4.0]));
         assert_eq!(mean.value(), Some(floats(&[2.0, 3.0])));
         let max = Case::new("ReduceMax").folded("int64[3]", ints(&[4, 9, 2]));
         assert_eq!(max.value(), Some(ints(&[9])));
@@ -154,9 +203,21 @@ mod tests {
 
     #[test]
     fn arg_reductions() {
-        assert_eq!(Case::new("ArgMax").input("float[N,1000]").int("axis", 1).ty(), "int64[N,1]");
-        let drop = Case::new("ArgMin").input("float[N,1000]").int("axis", -1).int("keepdims", 0);
+        assert_eq!(
+            Case::new("ArgMax").input("float[N,1000]").int("axis", 1).ty(),
+            "int64[N,1]"
+        );
+        let drop = Case::new("ArgMin")
+            .input("float[N,1000]")
+            .int("axis", -1)
+            .int("keepdims", 0);
         assert_eq!(drop.ty(), "int64[N]");
-        assert!(Case::new("ArgMax").input("float[N]").int("axis", 1).invalid().contains("axis 1"));
+        assert!(
+            Case::new("ArgMax")
+                .input("float[N]")
+                .int("axis", 1)
+                .invalid()
+                .contains("axis 1")
+        );
     }
 }

@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn resize_by_scales() {
-        let r10 = Case::new("Resize").opset(10).input("float[N,3,8,8]").folded("float[4]", floats(&[1.0, 1.0, 2.0, 0.5]));
+        let r10 = Case::new("Resize")
+            .opset(10)
+            .input("float[N,3,8,8]")
+            .folded("float[4]", floats(&[1.0, 1.0, 2.0, 0.5]));
         assert_eq!(r10.ty(), "float[N,3,16,4]");
         let r11 = Case::new("Resize")
             .opset(11)
@@ -128,7 +131,11 @@ mod tests {
             .folded("float[0]", floats(&[]))
             .folded("float[4]", floats(&[1.0, 1.0, 1.5, 1.5]));
         assert_eq!(r11.ty(), "float[N,3,10,10]");
-        let unknown = Case::new("Resize").opset(13).input("float[N,3,7,7]").absent().input("float[4]");
+        let unknown = Case::new("Resize")
+            .opset(13)
+            .input("float[N,3,7,7]")
+            .absent()
+            .input("float[4]");
         assert_eq!(unknown.ty(), "float[?,?,?,?]");
         let crop = Case::new("Resize")
             .opset(13)
@@ -137,8 +144,17 @@ mod tests {
             .folded("float[8]", floats(&[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5]))
             .folded("float[4]", floats(&[1.0, 1.0, 2.0, 2.0]));
         assert_eq!(crop.ty(), "float[1,1,8,8]");
-        assert!(Case::new("Resize").opset(13).input("float[1,2]").invalid().contains("neither"));
-        let bad = Case::new("Resize").opset(10).input("float[1,2]").folded("float[1]", floats(&[2.0]));
+        assert!(
+            Case::new("Resize")
+                .opset(13)
+                .input("float[1,2]")
+                .invalid()
+                .contains("neither")
+        );
+        let bad = Case::new("Resize")
+            .opset(10)
+            .input("float[1,2]")
+            .folded("float[1]", floats(&[2.0]));
         assert!(bad.invalid().contains("scales"));
     }
 
@@ -165,17 +181,41 @@ mod tests {
             .input("float[0]")
             .folded("int64[4]", ints(&[1, 3, 32, 32]));
         assert_eq!(all.ty(), "float[1,3,32,32]");
-        let unknown = Case::new("Resize").opset(11).input("float[N,3,H,W]").absent().absent().input("int64[4]");
+        let unknown = Case::new("Resize")
+            .opset(11)
+            .input("float[N,3,H,W]")
+            .absent()
+            .absent()
+            .input("int64[4]");
         assert_eq!(unknown.ty(), "float[?,?,?,?]");
     }
 
     #[test]
     fn upsample_forms() {
-        let old = Case::new("Upsample").opset(7).input("float[N,3,8,8]").floats("scales", &[1.0, 1.0, 2.0, 2.0]);
+        let old = Case::new("Upsample")
+            .opset(7)
+            .input("float[N,3,8,8]")
+            .floats("scales", &[1.0, 1.0, 2.0, 2.0]);
         assert_eq!(old.ty(), "float[N,3,16,16]");
-        let new = Case::new("Upsample").opset(9).input("float[N,3,8,8]").folded("float[4]", floats(&[1.0, 1.0, 2.0, 3.0]));
+        let new = Case::new("Upsample")
+            .opset(9)
+            .input("float[N,3,8,8]")
+            .folded("float[4]", floats(&[1.0, 1.0, 2.0, 3.0]));
         assert_eq!(new.ty(), "float[N,3,16,24]");
-        assert_eq!(Case::new("Upsample").opset(9).input("float[N,3]").input("float[2]").ty(), "float[?,?]");
-        assert!(Case::new("Upsample").opset(7).input("float[N,3]").invalid().contains("missing"));
+        assert_eq!(
+            Case::new("Upsample")
+                .opset(9)
+                .input("float[N,3]")
+                .input("float[2]")
+                .ty(),
+            "float[?,?]"
+        );
+        assert!(
+            Case::new("Upsample")
+                .opset(7)
+                .input("float[N,3]")
+                .invalid()
+                .contains("missing")
+        );
     }
 }

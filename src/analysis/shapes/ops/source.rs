@@ -36,7 +36,10 @@ pub(super) fn constant(ctx: &OpContext) -> Rule {
         ("value_string", _) => result(STRING, Vec::new()),
         ("value_strings", _) => result(STRING, len(a.strings.len())),
         ("sparse_value", _) => {
-            let s = a.sparse_tensor.as_ref().ok_or_else(|| invalid("sparse_value has no tensor"))?;
+            let s = a
+                .sparse_tensor
+                .as_ref()
+                .ok_or_else(|| invalid("sparse_value has no tensor"))?;
             let elem = s.values.as_ref().map_or(ElemType::FLOAT, |v| ElemType(v.data_type()));
             Inferred::of(TensorType::known_dims(elem, &s.dims))
         }
@@ -93,10 +96,15 @@ pub(super) fn shape_op(ctx: &OpContext) -> Rule {
 /// Size: int64 scalar, folded to the element count where it is one dim.
 pub(super) fn size(ctx: &OpContext) -> Rule {
     let t = input(ctx, 0)?;
-    let count = t.shape.as_deref().map_or(Dim::Unknown, |s| {
-        Product::of(s).map_or(Dim::Unknown, |p| p.to_dim())
-    });
-    Ok(vec![folded_result(ElemType::INT64, Vec::new(), Some(Folded::Ints(vec![count])))])
+    let count = t
+        .shape
+        .as_deref()
+        .map_or(Dim::Unknown, |s| Product::of(s).map_or(Dim::Unknown, |p| p.to_dim()));
+    Ok(vec![folded_result(
+        ElemType::INT64,
+        Vec::new(),
+        Some(Folded::Ints(vec![count])),
+    )])
 }
 
 /// Range(start, limit, delta): 1-D of `max(ceil((limit-start)/delta), 0)`.
@@ -104,7 +112,12 @@ pub(super) fn range(ctx: &OpContext) -> Rule {
     let elem = input(ctx, 0)?.elem;
     input(ctx, 1)?;
     input(ctx, 2)?;
-    let scalar = |i: usize| ctx.folded(i).filter(|f| f.len() == 1).map(fold::scalars).and_then(|mut v| v.pop());
+    let scalar = |i: usize| {
+        ctx.folded(i)
+            .filter(|f| f.len() == 1)
+            .map(fold::scalars)
+            .and_then(|mut v| v.pop())
+    };
     use fold::Scalar::Int;
     let (len, folded) = match (scalar(0), scalar(1), scalar(2)) {
         (Some(Int(s)), Some(Int(l)), Some(Int(d))) => match (s.known(), l.known(), d.known()) {
@@ -146,7 +159,9 @@ fn ceil_div_nonneg(a: i128, b: i128) -> i128 {
 /// Element type from the `dtype` attribute, else `default`.
 fn dtype(ctx: &OpContext, default: ElemType) -> Result<ElemType, RuleError> {
     match ctx.node.attr_int("dtype") {
-        Some(c) => i32::try_from(c).map(ElemType).map_err(|_| invalid(format!("dtype {c}"))),
+        Some(c) => i32::try_from(c)
+            .map(ElemType)
+            .map_err(|_| invalid(format!("dtype {c}"))),
         None => Ok(default),
     }
 }
@@ -163,8 +178,14 @@ pub(super) fn like(ctx: &OpContext) -> Rule {
 
 /// RandomNormal, RandomUniform: `shape` attribute, `dtype` (float default).
 pub(super) fn random(ctx: &OpContext) -> Rule {
-    let s = ctx.node.attr_ints("shape").ok_or_else(|| invalid("attribute shape is missing"))?;
-    Ok(vec![Inferred::of(TensorType::known_dims(dtype(ctx, ElemType::FLOAT)?, s))])
+    let s = ctx
+        .node
+        .attr_ints("shape")
+        .ok_or_else(|| invalid("attribute shape is missing"))?;
+    Ok(vec![Inferred::of(TensorType::known_dims(
+        dtype(ctx, ElemType::FLOAT)?,
+        s,
+    ))])
 }
 
 /// Multinomial: `[batch, sample_size]`, int32 unless `dtype` says otherwise.
@@ -185,12 +206,23 @@ mod tests {
     #[test]
     fn shape_folds_with_symbols() {
         let s = Case::new("Shape").input("float[batch,3,224,224]");
-        assert_eq!((s.ty(), s.value()), ("int64[4]".into(), Some(sym_ints("batch,3,224,224"))));
+        assert_eq!(
+            (s.ty(), s.value()),
+            ("int64[4]".into(), Some(sym_ints("batch,3,224,224")))
+        );
         let part = Case::new("Shape").opset(15).input("float[N,S,?]").int("start", 1);
         assert_eq!((part.ty(), part.value()), ("int64[2]".into(), Some(sym_ints("S,?"))));
-        let tail = Case::new("Shape").opset(15).input("float[N,S,D]").int("start", -1).int("end", 99);
+        let tail = Case::new("Shape")
+            .opset(15)
+            .input("float[N,S,D]")
+            .int("start", -1)
+            .int("end", 99);
         assert_eq!(tail.value(), Some(sym_ints("D")));
-        let empty = Case::new("Shape").opset(15).input("float[N,S,D]").int("start", 2).int("end", 1);
+        let empty = Case::new("Shape")
+            .opset(15)
+            .input("float[N,S,D]")
+            .int("start", 2)
+            .int("end", 1);
         assert_eq!(empty.ty(), "int64[0]");
         assert_eq!(Case::new("Shape").input("float[...]").ty(), "int64[?]");
     }
@@ -208,7 +240,10 @@ mod tests {
         assert_eq!((t.ty(), t.value()), ("int64[2]".into(), Some(ints(&[5, -1]))));
         let f = Case::new("Constant").float("value_float", 0.5);
         assert_eq!((f.ty(), f.value()), ("float[]".into(), Some(floats(&[0.5]))));
-        assert_eq!(Case::new("Constant").floats("value_floats", &[1.0, 2.0]).ty(), "float[2]");
+        assert_eq!(
+            Case::new("Constant").floats("value_floats", &[1.0, 2.0]).ty(),
+            "float[2]"
+        );
         assert_eq!(Case::new("Constant").int("value_int", 7).value(), Some(ints(&[7])));
         assert_eq!(Case::new("Constant").ints("value_ints", &[1, 2, 3]).ty(), "int64[3]");
         assert_eq!(Case::new("Constant").string("value_string", "hi").ty(), "string[]");
@@ -219,18 +254,27 @@ mod tests {
     fn constant_of_shape_fills() {
         let z = Case::new("ConstantOfShape").folded("int64[2]", ints(&[2, 3]));
         assert_eq!((z.ty(), z.value()), ("float[2,3]".into(), Some(floats(&[0.0; 6]))));
-        let ones = Case::new("ConstantOfShape").tensor("value", tensor_i64(&[1], &[1])).folded("int64[1]", ints(&[3]));
+        let ones = Case::new("ConstantOfShape")
+            .tensor("value", tensor_i64(&[1], &[1]))
+            .folded("int64[1]", ints(&[3]));
         assert_eq!((ones.ty(), ones.value()), ("int64[3]".into(), Some(ints(&[1, 1, 1]))));
         let sym = Case::new("ConstantOfShape").folded("int64[2]", sym_ints("N,4"));
         assert_eq!((sym.ty(), sym.value()), ("float[N,4]".into(), None));
         assert_eq!(Case::new("ConstantOfShape").input("int64[3]").ty(), "float[?,?,?]");
         let big = Case::new("ConstantOfShape").folded("int64[2]", ints(&[1 << 20, 1 << 20]));
         assert_eq!((big.ty(), big.value()), ("float[1048576,1048576]".into(), None));
-        assert!(Case::new("ConstantOfShape").folded("int64[1]", ints(&[-1])).invalid().contains("negative"));
+        assert!(
+            Case::new("ConstantOfShape")
+                .folded("int64[1]", ints(&[-1]))
+                .invalid()
+                .contains("negative")
+        );
         let mut half = TensorProto::new();
         half.set_data_type(10);
         half.dims = vec![1];
-        let h = Case::new("ConstantOfShape").tensor("value", half).folded("int64[1]", ints(&[2]));
+        let h = Case::new("ConstantOfShape")
+            .tensor("value", half)
+            .folded("int64[1]", ints(&[2]));
         assert_eq!((h.ty(), h.value()), ("float16[2]".into(), None));
     }
 
@@ -242,7 +286,10 @@ mod tests {
                 .folded("int64[]", ints(&[l]))
                 .folded("int64[]", ints(&[d]))
         };
-        assert_eq!((r(0, 5, 2).ty(), r(0, 5, 2).value()), ("int64[3]".into(), Some(ints(&[0, 2, 4]))));
+        assert_eq!(
+            (r(0, 5, 2).ty(), r(0, 5, 2).value()),
+            ("int64[3]".into(), Some(ints(&[0, 2, 4])))
+        );
         assert_eq!(r(5, 0, -2).value(), Some(ints(&[5, 3, 1])));
         assert_eq!(r(5, 0, 1).ty(), "int64[0]");
         assert_eq!(r(i64::MIN, i64::MAX, 1).ty(), "int64[?]");
@@ -257,15 +304,28 @@ mod tests {
             .folded("float[]", floats(&[1.0]))
             .folded("float[]", floats(&[0.25]));
         assert_eq!(f.value(), Some(floats(&[0.0, 0.25, 0.5, 0.75])));
-        assert_eq!(Case::new("Range").input("int64[]").input("int64[]").input("int64[]").ty(), "int64[?]");
+        assert_eq!(
+            Case::new("Range")
+                .input("int64[]")
+                .input("int64[]")
+                .input("int64[]")
+                .ty(),
+            "int64[?]"
+        );
     }
 
     #[test]
     fn generators() {
-        assert_eq!(Case::new("EyeLike").input("float[3,3]").int("dtype", 7).ty(), "int64[3,3]");
+        assert_eq!(
+            Case::new("EyeLike").input("float[3,3]").int("dtype", 7).ty(),
+            "int64[3,3]"
+        );
         assert_eq!(Case::new("RandomNormalLike").input("float[N,3]").ty(), "float[N,3]");
         assert_eq!(Case::new("RandomUniform").ints("shape", &[2, 3]).ty(), "float[2,3]");
         assert!(Case::new("RandomNormal").invalid().contains("shape"));
-        assert_eq!(Case::new("Multinomial").input("float[N,10]").int("sample_size", 4).ty(), "int32[N,4]");
+        assert_eq!(
+            Case::new("Multinomial").input("float[N,10]").int("sample_size", 4).ty(),
+            "int32[N,4]"
+        );
     }
 }

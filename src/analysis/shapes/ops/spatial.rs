@@ -3,7 +3,7 @@
 //! share one piece of geometry, [`Window`].
 
 use super::dims::affine;
-use super::util::{Rule, ints_attr_len, input, int_attr, invalid, result, shape, shape_min_rank, string_attr};
+use super::util::{Rule, input, int_attr, ints_attr_len, invalid, result, shape, shape_min_rank, string_attr};
 use crate::analysis::shapes::{OpContext, RuleError};
 use crate::ir::Dim;
 use crate::onnx::dtype::ElemType;
@@ -43,7 +43,11 @@ impl Window {
             ceil_mode: int_attr(ctx, "ceil_mode", 0) != 0,
             kernel,
         };
-        for (name, v) in [("kernel_shape", &w.kernel), ("strides", &w.strides), ("dilations", &w.dilations)] {
+        for (name, v) in [
+            ("kernel_shape", &w.kernel),
+            ("strides", &w.strides),
+            ("dilations", &w.dilations),
+        ] {
             if v.iter().any(|&x| x <= 0) {
                 return Err(invalid(format!("{name} {v:?} must be positive")));
             }
@@ -83,7 +87,11 @@ impl Window {
         let (ext, pad) = (self.extent(i)?, self.pad_total(i)?);
         let Dim::Known(v) = d else {
             // Stride 1 keeps a symbol when the padding makes up for the kernel.
-            return Ok(if s == 1 { affine(d, 1, pad - ext + 1) } else { Dim::Unknown });
+            return Ok(if s == 1 {
+                affine(d, 1, pad - ext + 1)
+            } else {
+                Dim::Unknown
+            });
         };
         let span = v
             .checked_add(pad)
@@ -120,9 +128,7 @@ impl Window {
             affine(d, s, offset)
         };
         match out {
-            Dim::Known(v) if v <= 0 => Err(invalid(format!(
-                "output size {v} on spatial axis {i} is not positive"
-            ))),
+            Dim::Known(v) if v <= 0 => Err(invalid(format!("output size {v} on spatial axis {i} is not positive"))),
             _ => Ok(out),
         }
     }
@@ -138,7 +144,10 @@ fn div_ceil(a: i64, b: i64) -> i64 {
 fn kernel_shape(ctx: &OpContext, w: &[Dim], n: usize) -> Result<Option<Vec<i64>>, RuleError> {
     match ctx.node.attr_ints("kernel_shape") {
         Some(k) if k.len() == n => Ok(Some(k.to_vec())),
-        Some(k) => Err(invalid(format!("kernel_shape {k:?} has {} axes, input has {n}", k.len()))),
+        Some(k) => Err(invalid(format!(
+            "kernel_shape {k:?} has {} axes, input has {n}",
+            k.len()
+        ))),
         None => Ok(w.get(2..).and_then(|s| s.iter().map(Dim::known).collect())),
     }
 }
@@ -154,11 +163,7 @@ fn group(ctx: &OpContext) -> Result<i64, RuleError> {
 fn data_and_weight<'a>(ctx: &OpContext<'a>, x: usize, w: usize) -> Result<(&'a [Dim], &'a [Dim]), RuleError> {
     let (xs, ws) = (shape_min_rank(ctx, x, 3)?, shape(ctx, w)?);
     if xs.len() != ws.len() {
-        return Err(invalid(format!(
-            "X has rank {} but W has rank {}",
-            xs.len(),
-            ws.len()
-        )));
+        return Err(invalid(format!("X has rank {} but W has rank {}", xs.len(), ws.len())));
     }
     Ok((xs, ws))
 }
@@ -276,7 +281,10 @@ mod tests {
         assert_eq!(conv().ty(), "float[N,64,218,218]");
         let dil = conv().ints("dilations", &[2, 2]);
         assert_eq!(dil.ty(), "float[N,64,212,212]");
-        let k = Case::new("Conv").input("float[1,3,10]").input("float[8,3,?]").ints("kernel_shape", &[3]);
+        let k = Case::new("Conv")
+            .input("float[1,3,10]")
+            .input("float[8,3,?]")
+            .ints("kernel_shape", &[3]);
         assert_eq!(k.ty(), "float[1,8,8]");
         let no_kernel = Case::new("Conv").input("float[1,3,10]").input("float[8,3,?]");
         assert_eq!(no_kernel.ty(), "float[1,8,?]");
@@ -291,32 +299,65 @@ mod tests {
         let lower = conv().string("auto_pad", "SAME_LOWER");
         assert_eq!(lower.ty(), "float[N,64,224,224]");
         assert_eq!(conv().string("auto_pad", "VALID").ty(), "float[N,64,218,218]");
-        let sym = Case::new("Conv").input("float[N,3,H,W]").input("float[8,3,3,3]").ints("pads", &[1, 1, 1, 1]);
+        let sym = Case::new("Conv")
+            .input("float[N,3,H,W]")
+            .input("float[8,3,3,3]")
+            .ints("pads", &[1, 1, 1, 1]);
         assert_eq!(sym.ty(), "float[N,8,H,W]");
-        let strided = Case::new("Conv").input("float[N,3,H,W]").input("float[8,3,3,3]").ints("strides", &[2, 2]);
+        let strided = Case::new("Conv")
+            .input("float[N,3,H,W]")
+            .input("float[8,3,3,3]")
+            .ints("strides", &[2, 2]);
         assert_eq!(strided.ty(), "float[N,8,?,?]");
-        let same_sym = Case::new("Conv").input("float[N,3,H,W]").input("float[8,3,3,3]").string("auto_pad", "SAME_UPPER");
+        let same_sym = Case::new("Conv")
+            .input("float[N,3,H,W]")
+            .input("float[8,3,3,3]")
+            .string("auto_pad", "SAME_UPPER");
         assert_eq!(same_sym.ty(), "float[N,8,H,W]");
     }
 
     #[test]
     fn conv_contradictions() {
-        let ch = Case::new("Conv").input("float[1,4,8,8]").input("float[8,3,3,3]").invalid();
+        let ch = Case::new("Conv")
+            .input("float[1,4,8,8]")
+            .input("float[8,3,3,3]")
+            .invalid();
         assert!(ch.contains("4 channels") && ch.contains("3 × group 1"), "{ch}");
-        let grouped = Case::new("Conv").input("float[1,4,8,8]").input("float[8,2,3,3]").int("group", 2);
+        let grouped = Case::new("Conv")
+            .input("float[1,4,8,8]")
+            .input("float[8,2,3,3]")
+            .int("group", 2);
         assert_eq!(grouped.ty(), "float[1,8,6,6]");
-        let filters = Case::new("Conv").input("float[1,4,8,8]").input("float[7,2,3,3]").int("group", 2);
+        let filters = Case::new("Conv")
+            .input("float[1,4,8,8]")
+            .input("float[7,2,3,3]")
+            .int("group", 2);
         assert!(filters.invalid().contains("7 filters"));
-        let rank = Case::new("Conv").input("float[1,3,8,8]").input("float[8,3,3]").invalid();
+        let rank = Case::new("Conv")
+            .input("float[1,3,8,8]")
+            .input("float[8,3,3]")
+            .invalid();
         assert!(rank.contains("rank 4") && rank.contains("rank 3"));
-        assert!(Case::new("Conv").input("float[1,3,2,2]").input("float[8,3,3,3]").invalid().contains("exceeds"));
+        assert!(
+            Case::new("Conv")
+                .input("float[1,3,2,2]")
+                .input("float[8,3,3,3]")
+                .invalid()
+                .contains("exceeds")
+        );
         assert!(conv().ints("strides", &[0, 1]).invalid().contains("positive"));
         assert!(conv().ints("pads", &[1, 1]).invalid().contains("pads"));
         assert!(conv().int("group", 0).invalid().contains("group"));
         assert!(conv().string("auto_pad", "SAME").invalid().contains("SAME"));
         let big = conv().ints("pads", &[i64::MAX, 0, 0, 0]).invalid();
         assert!(big.contains("overflow"), "{big}");
-        assert!(Case::new("Conv").input("float[1,3]").input("float[8,3]").invalid().contains("at least 3"));
+        assert!(
+            Case::new("Conv")
+                .input("float[1,3]")
+                .input("float[8,3]")
+                .invalid()
+                .contains("at least 3")
+        );
     }
 
     #[test]
@@ -337,9 +378,16 @@ mod tests {
 
     #[test]
     fn conv_transpose_sizes() {
-        let ct = || Case::new("ConvTranspose").input("float[N,16,7,7]").input("float[16,4,3,3]");
+        let ct = || {
+            Case::new("ConvTranspose")
+                .input("float[N,16,7,7]")
+                .input("float[16,4,3,3]")
+        };
         assert_eq!(ct().ty(), "float[N,4,9,9]");
-        let s2 = ct().ints("strides", &[2, 2]).ints("pads", &[1, 1, 1, 1]).ints("output_padding", &[1, 1]);
+        let s2 = ct()
+            .ints("strides", &[2, 2])
+            .ints("pads", &[1, 1, 1, 1])
+            .ints("output_padding", &[1, 1]);
         assert_eq!(s2.ty(), "float[N,4,14,14]");
         assert_eq!(ct().int("group", 2).ty(), "float[N,8,9,9]");
         assert_eq!(ct().ints("output_shape", &[20, 21]).ty(), "float[N,4,20,21]");
@@ -347,9 +395,14 @@ mod tests {
         let same = ct().string("auto_pad", "SAME_UPPER").ints("strides", &[2, 2]);
         assert_eq!(same.ty(), "float[N,4,14,14]");
         assert_eq!(ct().ints("dilations", &[2, 2]).ty(), "float[N,4,11,11]");
-        let sym = Case::new("ConvTranspose").input("float[N,16,H,W]").input("float[16,4,3,3]").ints("pads", &[1, 1, 1, 1]);
+        let sym = Case::new("ConvTranspose")
+            .input("float[N,16,H,W]")
+            .input("float[16,4,3,3]")
+            .ints("pads", &[1, 1, 1, 1]);
         assert_eq!(sym.ty(), "float[N,4,H,W]");
-        let bad = Case::new("ConvTranspose").input("float[N,8,7,7]").input("float[16,4,3,3]");
+        let bad = Case::new("ConvTranspose")
+            .input("float[N,8,7,7]")
+            .input("float[16,4,3,3]");
         assert!(bad.invalid().contains("8 channels"));
         assert!(ct().ints("output_shape", &[1, 2, 3]).invalid().contains("output_shape"));
         assert!(ct().ints("pads", &[9, 9, 9, 9]).invalid().contains("not positive"));
@@ -357,7 +410,12 @@ mod tests {
 
     #[test]
     fn pooling_sizes() {
-        let mp = || Case::new("MaxPool").outputs(2).input("float[N,64,112,112]").ints("kernel_shape", &[3, 3]);
+        let mp = || {
+            Case::new("MaxPool")
+                .outputs(2)
+                .input("float[N,64,112,112]")
+                .ints("kernel_shape", &[3, 3])
+        };
         let s2 = mp().ints("strides", &[2, 2]).ints("pads", &[1, 1, 1, 1]);
         assert_eq!(s2.types(), ["float[N,64,56,56]", "int64[N,64,56,56]"]);
         assert_eq!(mp().ints("strides", &[2, 2]).ty(), "float[N,64,55,55]");
@@ -373,7 +431,12 @@ mod tests {
             .ints("strides", &[2, 2])
             .int("count_include_pad", 1);
         assert_eq!(avg.ty(), "float[1,8,3,3]");
-        assert!(Case::new("MaxPool").input("float[1,8,7,7]").invalid().contains("kernel_shape"));
+        assert!(
+            Case::new("MaxPool")
+                .input("float[1,8,7,7]")
+                .invalid()
+                .contains("kernel_shape")
+        );
     }
 
     #[test]
@@ -391,7 +454,13 @@ mod tests {
 
     #[test]
     fn global_pooling_keeps_batch_and_channels() {
-        assert_eq!(Case::new("GlobalAveragePool").input("float[N,2048,7,7]").ty(), "float[N,2048,1,1]");
-        assert_eq!(Case::new("GlobalMaxPool").input("float[N,8,5,5,5]").ty(), "float[N,8,1,1,1]");
+        assert_eq!(
+            Case::new("GlobalAveragePool").input("float[N,2048,7,7]").ty(),
+            "float[N,2048,1,1]"
+        );
+        assert_eq!(
+            Case::new("GlobalMaxPool").input("float[N,8,5,5,5]").ty(),
+            "float[N,8,1,1,1]"
+        );
     }
 }

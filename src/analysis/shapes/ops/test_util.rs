@@ -94,7 +94,9 @@ impl Case {
     }
 
     fn push(mut self, t: Option<TensorType>, f: Option<Folded>, present: bool) -> Case {
-        self.node.inputs.push(present.then_some(ValueId(100 + self.types.len())));
+        self.node
+            .inputs
+            .push(present.then_some(ValueId(100 + self.types.len())));
         self.types.push(t);
         self.folded.push(f);
         self
@@ -165,7 +167,9 @@ impl Case {
 
     /// Every output's type as printed (`-` where none was inferred).
     pub fn types(&self) -> Vec<String> {
-        let outs = self.run().unwrap_or_else(|e| panic!("{} failed: {e:?}", self.node.op_type));
+        let outs = self
+            .run()
+            .unwrap_or_else(|e| panic!("{} failed: {e:?}", self.node.op_type));
         outs.iter()
             .map(|o| o.ty.as_ref().map_or_else(|| "-".into(), ToString::to_string))
             .collect()

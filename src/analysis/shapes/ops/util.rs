@@ -43,7 +43,9 @@ pub(super) fn present(ctx: &OpContext, i: usize) -> bool {
     if !ctx.has_input(i) {
         return false;
     }
-    let empty_type = ctx.input_shape(i).is_some_and(|s| s.iter().any(|d| *d == Dim::Known(0)));
+    let empty_type = ctx
+        .input_shape(i)
+        .is_some_and(|s| s.iter().any(|d| *d == Dim::Known(0)));
     let empty_contents = ctx.folded(i).is_some_and(Folded::is_empty);
     !(empty_type || empty_contents)
 }
@@ -112,7 +114,10 @@ pub(super) fn ints_attr_len(ctx: &OpContext, name: &str, n: usize, default: i64)
     match ctx.node.attr_ints(name) {
         None => Ok(vec![default; n]),
         Some(v) if v.len() == n => Ok(v.to_vec()),
-        Some(v) => Err(invalid(format!("attribute {name} has {} values, expected {n}", v.len()))),
+        Some(v) => Err(invalid(format!(
+            "attribute {name} has {} values, expected {n}",
+            v.len()
+        ))),
     }
 }
 
