@@ -220,6 +220,32 @@ def make_mlp(opset, batch, softmax_out, matmul, seed):
     return model, exits[:-1], calib, ov
 
 
+def make_tokens(opset, batch, seed):
+    """A token model (N x 8 x 32): three per-token MatMul+Add+Relu layers, mean
+    pooling over tokens, linear classifier. Exits sit on 3-D tensors, so eexc
+    builds token heads (token-cls / token-mean)."""
+    rng = np.random.default_rng(seed)
+    calib = rng.standard_normal((CALIB, 8, 32)).astype(np.float32).astype(np.float64)
+    b = Builder(rng)
+    h, hv, d = "tokens", calib, 32
+    exits = []
+    for i in range(1, 4):
+        w = sig(rng.standard_normal((64, d)) * np.sqrt(2.0 / d))
+        bias = sig(rng.normal(0.0, 0.1, 64))
+        lin, lv = linear(b, f"layer{i}", h, hv, w, bias, matmul=True)
+        h, hv, d = b.node("Relu", [lin], f"t{i}"), np.maximum(lv, 0), 64
+        exits.append(h)
+    if opset >= 18:
+        b.inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "pool_axes"))
+        pooled = b.node("ReduceMean", [h, "pool_axes"], "pooled", keepdims=0)
+    else:
+        pooled = b.node("ReduceMean", [h], "pooled", axes=[1], keepdims=0)
+    logits, lv = classifier(b, pooled, hv.mean(axis=1), 64, matmul=False)
+    model, ov = finish(b, f"tokens_op{opset}", opset, "tokens", [batch, 8, 32], logits, lv, False,
+                       "token model 8x32, 3 per-token layers, mean pooling, random calibrated weights")
+    return model, exits[:-1], calib, ov
+
+
 MODELS = [
     ("resnet_op13.onnx", lambda: make_resnet(13, 1, False, 1301)),
     ("resnet_op17.onnx", lambda: make_resnet(17, "batch", False, 1701)),
@@ -227,6 +253,8 @@ MODELS = [
     ("mlp_op13.onnx", lambda: make_mlp(13, 1, False, False, 1302)),
     ("mlp_op17.onnx", lambda: make_mlp(17, "batch", False, True, 1702)),
     ("mlp_op21.onnx", lambda: make_mlp(21, 4, True, False, 2102)),
+    ("tokens_op17.onnx", lambda: make_tokens(17, "batch", 1703)),
+    ("tokens_op21.onnx", lambda: make_tokens(21, 2, 2103)),
 ]
 
 

@@ -88,6 +88,11 @@ impl Case {
         self
     }
 
+    pub fn domain(mut self, d: &str) -> Case {
+        self.node.domain = d.into();
+        self
+    }
+
     pub fn outputs(mut self, n: usize) -> Case {
         self.node.outputs = (0..n).map(|i| Some(ValueId(i))).collect();
         self
@@ -110,6 +115,13 @@ impl Case {
     /// An input with known contents.
     pub fn folded(self, t: &str, f: Folded) -> Case {
         self.push(Some(ty(t)), Some(f), true)
+    }
+
+    /// Output 0 of an earlier step (type and contents) as the next input,
+    /// to follow a chain of nodes.
+    pub fn from(self, prev: &Case) -> Case {
+        let out = prev.run().expect("previous step failed").swap_remove(0);
+        self.push(out.ty, out.folded, true)
     }
 
     /// An input whose type is not known yet.
