@@ -5,7 +5,8 @@
 use super::dims::{self, Product, affine, broadcast, fmt_shape};
 use super::fold;
 use super::util::{
-    Ints, Rule, axes, folded_result, input, int_attr, ints_param, invalid, result, shape, unknown_dims, unranked,
+    Ints, Rule, axes, folded_result, input, int_attr, ints_param, invalid, result, shape, shape_length, unknown_dims,
+    unranked,
 };
 use crate::analysis::shapes::{OpContext, RuleError};
 use crate::ir::{Dim, Folded};
@@ -15,14 +16,6 @@ fn dims_input(ctx: &OpContext, i: usize) -> Option<Vec<Dim>> {
     match ctx.folded(i)? {
         Folded::Ints(v) => Some(v.clone()),
         Folded::Floats(_) => None,
-    }
-}
-
-/// Length of 1-D input `i` when its shape says so.
-fn length_of(ctx: &OpContext, i: usize) -> Option<usize> {
-    match ctx.input_shape(i)? {
-        [Dim::Known(n)] => usize::try_from(*n).ok(),
-        _ => None,
     }
 }
 
@@ -48,7 +41,7 @@ pub(super) fn reshape(ctx: &OpContext) -> Rule {
             .map(|v| v.iter().map(|&x| Dim::Known(x)).collect())
     };
     let Some(target) = target else {
-        return Ok(vec![match length_of(ctx, 1) {
+        return Ok(vec![match shape_length(ctx, 1) {
             Some(n) => result(t.elem, unknown_dims(n)),
             None => unranked(t.elem),
         }]);
@@ -197,7 +190,7 @@ pub(super) fn unsqueeze(ctx: &OpContext) -> Rule {
         Ints::Known(list) => list,
         Ints::Absent => return Err(invalid("axes are missing")),
         Ints::Unknown => {
-            return Ok(vec![match (t.rank(), length_of(ctx, 1)) {
+            return Ok(vec![match (t.rank(), shape_length(ctx, 1)) {
                 (Some(r), Some(k)) => result(t.elem, unknown_dims(r + k)),
                 _ => unranked(t.elem),
             }]);
@@ -256,7 +249,7 @@ pub(super) fn expand(ctx: &OpContext) -> Rule {
     input(ctx, 1)?;
     let target = match dims_input(ctx, 1) {
         Some(d) => d,
-        None => match length_of(ctx, 1) {
+        None => match shape_length(ctx, 1) {
             Some(n) => unknown_dims(n),
             None => return Ok(vec![unranked(t.elem)]),
         },

@@ -166,10 +166,16 @@ mod tests {
         for opset in [9, 13] {
             let x = "float[batch,2048,1,1]";
             let shape = Case::new("Shape").opset(opset).input(x);
-            let batch = Case::new("Gather").opset(opset).from(&shape).folded("int64[]", ints(&[0]));
+            let batch = Case::new("Gather")
+                .opset(opset)
+                .from(&shape)
+                .folded("int64[]", ints(&[0]));
             let unsqueeze = match opset {
                 9 => Case::new("Unsqueeze").opset(9).from(&batch).ints("axes", &[0]),
-                _ => Case::new("Unsqueeze").opset(opset).from(&batch).folded("int64[1]", ints(&[0])),
+                _ => Case::new("Unsqueeze")
+                    .opset(opset)
+                    .from(&batch)
+                    .folded("int64[1]", ints(&[0])),
             };
             let target = Case::new("Concat")
                 .opset(opset)
@@ -191,7 +197,10 @@ mod tests {
             .from(&shape)
             .folded("int64[1]", ints(&[0]))
             .folded("int64[1]", ints(&[2]));
-        let target = Case::new("Concat").int("axis", 0).from(&lead).folded("int64[2]", ints(&[12, 64]));
+        let target = Case::new("Concat")
+            .int("axis", 0)
+            .from(&lead)
+            .folded("int64[2]", ints(&[12, 64]));
         assert_eq!(Case::new("Reshape").input(x).from(&target).ty(), "float[N,S,12,64]");
     }
 
@@ -203,10 +212,15 @@ mod tests {
         let count = Case::new("ReduceProd").int("keepdims", 0).from(&shape);
         assert_eq!(count.value(), Some(ints(&[24])));
         let as_float = Case::new("Cast").int("to", 1).from(&count);
-        let half = Case::new("Div").from(&as_float).folded("float[]", super::test_util::floats(&[2.0]));
+        let half = Case::new("Div")
+            .from(&as_float)
+            .folded("float[]", super::test_util::floats(&[2.0]));
         let back = Case::new("Cast").int("to", 7).from(&half);
         assert_eq!(back.value(), Some(ints(&[12])));
-        let steps = Case::new("Range").folded("int64[]", ints(&[0])).from(&back).folded("int64[]", ints(&[4]));
+        let steps = Case::new("Range")
+            .folded("int64[]", ints(&[0]))
+            .from(&back)
+            .folded("int64[]", ints(&[4]));
         assert_eq!((steps.ty(), steps.value()), ("int64[3]".into(), Some(ints(&[0, 4, 8]))));
         let filled = Case::new("ConstantOfShape").from(&shape);
         assert_eq!(filled.ty(), "float[2,3,4]");
@@ -226,19 +240,97 @@ mod tests {
     fn odd_inputs_never_panic() {
         use crate::ir::Folded;
         const OPS: &[&str] = &[
-            "Identity", "Relu", "Neg", "Abs", "Not", "Floor", "Round", "Sign", "Clip", "IsNaN", "Add", "Sub", "Mul",
-            "Div", "Pow", "Mod", "PRelu", "Equal", "Less", "And", "Sum", "Max", "Mean", "Where", "Cast", "CastLike",
-            "Dropout", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Conv", "ConvInteger",
-            "QLinearConv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul",
-            "QLinearMatMul", "Einsum", "BatchNormalization", "LayerNormalization", "InstanceNormalization",
-            "Softmax", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Expand", "Tile", "Pad",
-            "DepthToSpace", "SpaceToDepth", "Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND",
-            "Compress", "NonZero", "OneHot", "TopK", "Resize", "Upsample", "ReduceSum", "ReduceProd", "ReduceMean",
-            "ArgMax", "Constant", "ConstantOfShape", "Shape", "Size", "Range", "EyeLike", "RandomNormal",
+            "Identity",
+            "Relu",
+            "Neg",
+            "Abs",
+            "Not",
+            "Floor",
+            "Round",
+            "Sign",
+            "Clip",
+            "IsNaN",
+            "Add",
+            "Sub",
+            "Mul",
+            "Div",
+            "Pow",
+            "Mod",
+            "PRelu",
+            "Equal",
+            "Less",
+            "And",
+            "Sum",
+            "Max",
+            "Mean",
+            "Where",
+            "Cast",
+            "CastLike",
+            "Dropout",
+            "QuantizeLinear",
+            "DequantizeLinear",
+            "DynamicQuantizeLinear",
+            "Conv",
+            "ConvInteger",
+            "QLinearConv",
+            "ConvTranspose",
+            "MaxPool",
+            "AveragePool",
+            "GlobalAveragePool",
+            "Gemm",
+            "MatMul",
+            "QLinearMatMul",
+            "Einsum",
+            "BatchNormalization",
+            "LayerNormalization",
+            "InstanceNormalization",
+            "Softmax",
+            "Reshape",
+            "Flatten",
+            "Squeeze",
+            "Unsqueeze",
+            "Transpose",
+            "Expand",
+            "Tile",
+            "Pad",
+            "DepthToSpace",
+            "SpaceToDepth",
+            "Concat",
+            "Split",
+            "Slice",
+            "Gather",
+            "GatherElements",
+            "GatherND",
+            "Compress",
+            "NonZero",
+            "OneHot",
+            "TopK",
+            "Resize",
+            "Upsample",
+            "ReduceSum",
+            "ReduceProd",
+            "ReduceMean",
+            "ArgMax",
+            "Constant",
+            "ConstantOfShape",
+            "Shape",
+            "Size",
+            "Range",
+            "EyeLike",
+            "RandomNormal",
             "Multinomial",
         ];
         let big = [i64::MIN, -1, 0, i64::MAX];
-        let types = ["float[]", "float[0]", "float[...]", "int64[?]", "float[N,0,?,1]", "int64[4]", "float[1,1,1,1,1]"];
+        let types = [
+            "float[]",
+            "float[0]",
+            "float[...]",
+            "int64[?]",
+            "float[N,0,?,1]",
+            "int64[4]",
+            "float[1,1,1,1,1]",
+            "int64[1000000000000]",
+        ];
         let contents = [
             None,
             Some(ints(&big)),
@@ -273,9 +365,34 @@ mod tests {
     }
 
     fn case_with_attrs(case: Case, v: i64) -> Case {
-        let names = ["axis", "group", "blocksize", "to", "keepdims", "start", "end", "batch_dims", "k", "sample_size"];
-        let lists = ["axes", "perm", "pads", "strides", "kernel_shape", "dilations", "split", "starts", "ends", "shape"];
-        let mut case = case.string("auto_pad", "SAME_UPPER").string("equation", "...i,i->...").int("ceil_mode", 1);
+        let names = [
+            "axis",
+            "group",
+            "blocksize",
+            "to",
+            "keepdims",
+            "start",
+            "end",
+            "batch_dims",
+            "k",
+            "sample_size",
+        ];
+        let lists = [
+            "axes",
+            "perm",
+            "pads",
+            "strides",
+            "kernel_shape",
+            "dilations",
+            "split",
+            "starts",
+            "ends",
+            "shape",
+        ];
+        let mut case = case
+            .string("auto_pad", "SAME_UPPER")
+            .string("equation", "...i,i->...")
+            .int("ceil_mode", 1);
         for n in names {
             case = case.int(n, v);
         }

@@ -4,7 +4,9 @@
 
 use super::dims::Product;
 use super::fold;
-use super::util::{Rule, folded_result, input, int_attr, invalid, result, same_as, unknown_dims, unranked};
+use super::util::{
+    Rule, folded_result, input, int_attr, invalid, result, same_as, shape_length, unknown_dims, unranked,
+};
 use crate::analysis::shapes::{Inferred, OpContext, RuleError};
 use crate::ir::constant::{self, MAX_FOLDED_ELEMENTS};
 use crate::ir::{Dim, Folded, TensorType};
@@ -59,9 +61,9 @@ pub(super) fn constant_of_shape(ctx: &OpContext) -> Rule {
     let out = match ctx.folded(0) {
         Some(Folded::Ints(d)) => d.clone(),
         Some(Folded::Floats(_)) => return Err(invalid("shape input is not integer")),
-        None => match ctx.input_shape(0) {
-            Some([Dim::Known(n)]) => unknown_dims(usize::try_from(*n).unwrap_or(0)),
-            _ => return Ok(vec![unranked(elem)]),
+        None => match shape_length(ctx, 0) {
+            Some(n) => unknown_dims(n),
+            None => return Ok(vec![unranked(elem)]),
         },
     };
     if let Some(d) = out.iter().find(|d| d.known().is_some_and(|v| v < 0)) {

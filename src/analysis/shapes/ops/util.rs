@@ -66,6 +66,18 @@ pub(super) fn unranked(elem: ElemType) -> Inferred {
     Inferred::of(TensorType { elem, shape: None })
 }
 
+/// Ranks above this are taken as nonsense rather than allocated.
+const MAX_RANK: usize = 1 << 12;
+
+/// Length of 1-D input `i` (a shape tensor whose contents are unknown), i.e.
+/// the rank of the shape it describes.
+pub(super) fn shape_length(ctx: &OpContext, i: usize) -> Option<usize> {
+    match ctx.input_shape(i)? {
+        [Dim::Known(n)] => usize::try_from(*n).ok().filter(|&n| n <= MAX_RANK),
+        _ => None,
+    }
+}
+
 /// A shape of `rank` unknown dimensions.
 pub(super) fn unknown_dims(rank: usize) -> Vec<Dim> {
     vec![Dim::Unknown; rank]
