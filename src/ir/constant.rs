@@ -96,6 +96,23 @@ pub fn decode(t: &TensorProto) -> Option<Folded> {
     }
 }
 
+/// All elements of an in-memory float32 tensor, whatever its size (for
+/// weights that must be read, such as trained exit heads).
+pub fn decode_f32(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type() != 1 || t.data_location() == tensor_proto::DataLocation::EXTERNAL {
+        return None;
+    }
+    let n = tensor_type(t).num_elements()? as usize;
+    let data: Vec<f32> = match t.raw_data.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => r
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        None => t.float_data.clone(),
+    };
+    (data.len() == n).then_some(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,21 +146,4 @@ mod tests {
         let t = tensor(1, &[1 << 20]);
         assert_eq!(decode(&t), None);
     }
-}
-
-/// All elements of an in-memory float32 tensor, whatever its size (for
-/// weights that must be read, such as trained exit heads).
-pub fn decode_f32(t: &TensorProto) -> Option<Vec<f32>> {
-    if t.data_type() != 1 || t.data_location() == tensor_proto::DataLocation::EXTERNAL {
-        return None;
-    }
-    let n = tensor_type(t).num_elements()? as usize;
-    let data: Vec<f32> = match t.raw_data.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => r
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        None => t.float_data.clone(),
-    };
-    (data.len() == n).then_some(data)
 }

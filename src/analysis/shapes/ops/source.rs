@@ -137,7 +137,7 @@ pub(super) fn range(ctx: &OpContext) -> Rule {
             _ => (Dim::Unknown, None),
         },
         (Some(s), Some(l), Some(d)) => match (s.as_f64(), l.as_f64(), d.as_f64()) {
-            (_, _, Some(d)) if d == 0.0 => return Err(invalid("delta is 0")),
+            (_, _, Some(0.0)) => return Err(invalid("delta is 0")),
             (Some(s), Some(l), Some(d)) if ((l - s) / d).is_finite() => {
                 let n = ((l - s) / d).ceil().max(0.0);
                 let folded = (n <= MAX_FOLDED_ELEMENTS as f64)

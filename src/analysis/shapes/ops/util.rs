@@ -45,7 +45,7 @@ pub(super) fn present(ctx: &OpContext, i: usize) -> bool {
     }
     let empty_type = ctx
         .input_shape(i)
-        .is_some_and(|s| s.iter().any(|d| *d == Dim::Known(0)));
+        .is_some_and(|s| s.contains(&Dim::Known(0)));
     let empty_contents = ctx.folded(i).is_some_and(Folded::is_empty);
     !(empty_type || empty_contents)
 }
