@@ -163,13 +163,15 @@ fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Resu
         eexc::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
     }
     let report = eexc::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
+    emit(&report, json, report.to_text())
+}
+
+/// Prints a report as pretty JSON or as its text form.
+fn emit(report: &impl serde::Serialize, json: bool, text: String) -> anyhow::Result<()> {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("encoding JSON report")?
-        );
+        println!("{}", serde_json::to_string_pretty(report).context("encoding JSON report")?);
     } else {
-        print!("{}", report.to_text());
+        print!("{text}");
     }
     Ok(())
 }
@@ -178,14 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect { model, json } => {
             let report = eexc::report::inspect::inspect(&model)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).context("encoding JSON report")?
-                );
-            } else {
-                print!("{}", report.to_text());
-            }
+            emit(&report, json, report.to_text())?;
         }
         Command::InsertExits(args) => insert_exits(args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,

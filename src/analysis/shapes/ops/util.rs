@@ -43,9 +43,7 @@ pub(super) fn present(ctx: &OpContext, i: usize) -> bool {
     if !ctx.has_input(i) {
         return false;
     }
-    let empty_type = ctx
-        .input_shape(i)
-        .is_some_and(|s| s.contains(&Dim::Known(0)));
+    let empty_type = ctx.input_shape(i).is_some_and(|s| s.contains(&Dim::Known(0)));
     let empty_contents = ctx.folded(i).is_some_and(Folded::is_empty);
     !(empty_type || empty_contents)
 }
