@@ -31,7 +31,7 @@ enum Command {
         elide_data_over: Option<u64>,
     },
     /// Insert exit heads and emit an early-exit (or multi-output) model.
-    InsertExits(InsertArgs),
+    InsertExits(Box<InsertArgs>),
     /// Recompute the cost report of an eexc-produced model for an exit distribution.
     Cost {
         model: PathBuf,
@@ -169,7 +169,10 @@ fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Resu
 /// Prints a report as pretty JSON or as its text form.
 fn emit(report: &impl serde::Serialize, json: bool, text: String) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report).context("encoding JSON report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).context("encoding JSON report")?
+        );
     } else {
         print!("{text}");
     }
@@ -182,7 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = eexc::report::inspect::inspect(&model)?;
             emit(&report, json, report.to_text())?;
         }
-        Command::InsertExits(args) => insert_exits(args)?,
+        Command::InsertExits(args) => insert_exits(*args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
         Command::Print { model, elide_data_over } => {
             // Shown as stored: external-data files are not needed to print.

@@ -58,3 +58,103 @@ fn inspect_never_touches_the_input() {
     assert!(eexc(&["inspect", path.to_str().unwrap()]).status.success());
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn shapes_are_fully_inferred_on_the_zoo_models() {
+    for m in common::zoo_models() {
+        let r = eexc::report::inspect::inspect(&m).unwrap();
+        let issues = &r.shape_issues;
+        assert!(
+            issues.unsupported_ops.is_empty(),
+            "{}: {:?}",
+            m.display(),
+            issues.unsupported_ops
+        );
+        assert!(
+            issues.invalid_nodes.is_empty(),
+            "{}: {:?}",
+            m.display(),
+            issues.invalid_nodes
+        );
+        assert!(
+            issues.declared_type_mismatches.is_empty(),
+            "{}: {:?}",
+            m.display(),
+            issues.declared_type_mismatches
+        );
+        assert_eq!(issues.values_without_shape, 0, "{}", m.display());
+        let out = r.outputs[0].ty.as_ref().unwrap().to_string();
+        assert!(
+            out == "float[1,1000]" || out == "float[1,1000,1,1]",
+            "{}: {out}",
+            m.display()
+        );
+    }
+}
+
+#[test]
+fn symbolic_batch_survives_exporter_shape_arithmetic() {
+    // A Shape -> Gather -> Unsqueeze -> Concat -> Reshape chain on a `batch`
+    // sized input, as exporters write Flatten, must fold to [batch, C*H*W].
+    use eexc::onnx::proto::*;
+    use eexc::transform::builder::{attr_int, attr_ints, tensor_i64};
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = GraphProto::new();
+    g.set_name("flatten_export".into());
+    let input = {
+        let mut dims = TensorShapeProto::new();
+        for d in ["batch", "3", "4", "5"] {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            match d.parse::<i64>() {
+                Ok(v) => dim.set_dim_value(v),
+                Err(_) => dim.set_dim_param(d.into()),
+            }
+            dims.dim.push(dim);
+        }
+        let mut tt = type_proto::Tensor::new();
+        tt.set_elem_type(1);
+        tt.shape = Some(dims).into();
+        let mut tp = TypeProto::new();
+        tp.set_tensor_type(tt);
+        let mut v = ValueInfoProto::new();
+        v.set_name("x".into());
+        v.type_ = Some(tp).into();
+        v
+    };
+    g.input.push(input);
+    let node = |op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>| {
+        let mut n = NodeProto::new();
+        n.set_op_type(op.into());
+        n.input = ins.iter().map(|s| s.to_string()).collect();
+        n.output = vec![out.into()];
+        n.attribute = attrs;
+        n
+    };
+    g.initializer.push(tensor_i64("zero", &[], &[0]));
+    g.initializer.push(tensor_i64("minus_one", &[1], &[-1]));
+    g.node.push(node("Shape", &["x"], "s", vec![]));
+    g.node
+        .push(node("Gather", &["s", "zero"], "n", vec![attr_int("axis", 0)]));
+    g.node
+        .push(node("Unsqueeze", &["n"], "n1", vec![attr_ints("axes", &[0])]));
+    g.node.push(node(
+        "Concat",
+        &["n1", "minus_one"],
+        "target",
+        vec![attr_int("axis", 0)],
+    ));
+    g.node.push(node("Reshape", &["x", "target"], "y", vec![]));
+    let mut out = ValueInfoProto::new();
+    out.set_name("y".into());
+    g.output.push(out);
+    let mut m = ModelProto::new();
+    m.set_ir_version(7);
+    let mut op = OperatorSetIdProto::new();
+    op.set_version(11);
+    m.opset_import.push(op);
+    m.graph = Some(g).into();
+    let path = dir.path().join("flatten.onnx");
+    eexc::onnx::save_model(&m, &path, None).unwrap();
+    let r = eexc::report::inspect::inspect(&path).unwrap();
+    assert_eq!(r.outputs[0].ty.as_ref().unwrap().to_string(), "float[batch,60]");
+}

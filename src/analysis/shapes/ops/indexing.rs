@@ -59,6 +59,8 @@ pub(super) fn split(ctx: &OpContext) -> Rule {
     let d = &s[ax];
     let n_out = ctx.node.outputs.len();
     let sizes: Vec<Dim> = match ints_param(ctx, "split", 1, 13) {
+        // An empty `split` tensor stands for "not given".
+        Ints::Known(v) if v.is_empty() => equal_parts(ctx, d, n_out)?,
         Ints::Known(v) => {
             let total = v
                 .iter()
@@ -458,6 +460,11 @@ mod tests {
         assert!(count.invalid().contains("num_outputs 3"));
         let sym = Case::new("Split").outputs(2).int("axis", 1).input("float[2,S]");
         assert_eq!(sym.types(), ["float[2,?]", "float[2,?]"]);
+        let empty = Case::new("Split")
+            .outputs(2)
+            .input("float[6]")
+            .folded("int64[0]", ints(&[]));
+        assert_eq!(empty.types(), ["float[3]", "float[3]"]);
         let unknown = Case::new("Split").outputs(2).input("float[6]").input("int64[2]");
         assert_eq!(unknown.types(), ["float[?]", "float[?]"]);
     }

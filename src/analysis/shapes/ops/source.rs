@@ -4,9 +4,7 @@
 
 use super::dims::Product;
 use super::fold;
-use super::util::{
-    Rule, folded_result, input, int_attr, invalid, result, same_as, shape_length, unknown_dims, unranked,
-};
+use super::util::{Rule, folded_result, input, int_attr, invalid, result, shape_length, unknown_dims, unranked};
 use crate::analysis::shapes::{Inferred, OpContext, RuleError};
 use crate::ir::constant::{self, MAX_FOLDED_ELEMENTS};
 use crate::ir::{Dim, Folded, TensorType};
@@ -192,8 +190,9 @@ pub(super) fn random(ctx: &OpContext) -> Rule {
 
 /// Multinomial: `[batch, sample_size]`, int32 unless `dtype` says otherwise.
 pub(super) fn multinomial(ctx: &OpContext) -> Rule {
-    let batch = match same_as(ctx, 0)?.ty.and_then(|t| t.shape) {
-        Some(s) if s.len() == 2 => s[0].clone(),
+    input(ctx, 0)?;
+    let batch = match ctx.input_shape(0) {
+        Some([b, _]) => b.clone(),
         _ => Dim::Unknown,
     };
     let n = int_attr(ctx, "sample_size", 1);
