@@ -136,6 +136,10 @@ pub struct ExitMeta {
     pub threshold: f32,
     pub temperature: f32,
     pub logits_output: String,
+    /// Suggested weight of this exit's loss when training the heads on the
+    /// multi-output model: the share of the model's FLOPs it has seen (deeper
+    /// exits see more and are weighted more; the final classifier has 1.0).
+    pub loss_weight: f64,
     /// Why `--auto` chose it; empty for `--at`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
@@ -201,6 +205,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
                 threshold: options.threshold(k),
                 temperature: options.temperature(k),
                 logits_output: head::logits_name(k),
+                loss_weight: loss_weight(&table, k),
                 reason: e.reason.clone(),
             }
         })
@@ -243,6 +248,18 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
             warnings,
         },
     ))
+}
+
+/// Cumulative FLOP share of the original network before exit `k`, rounded to
+/// 3 decimals so the metadata stays readable.
+fn loss_weight(table: &cost::CostTable, k: usize) -> f64 {
+    let before: f64 = table.stages[..k].iter().map(|s| s.flops).sum();
+    let share = if table.original.flops > 0.0 {
+        before / table.original.flops
+    } else {
+        0.0
+    };
+    (share * 1000.0).round() / 1000.0
 }
 
 fn validate_options(options: &ExitOptions, exits: usize, classes: i64) -> Result<(), ExitError> {
