@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 venv=.venv
 stamp="$venv/.requirements-test.txt"
 if [ ! -x "$venv/bin/python" ] || ! cmp -s requirements-test.txt "$stamp"; then
-  python3 -m venv "$venv"
+  # Some distributions ship Python without the venv module; virtualenv
+  # (from PyPI) does the same job there.
+  python3 -m venv "$venv" 2>/dev/null || {
+    python3 -m pip install --quiet --user virtualenv && python3 -m virtualenv --quiet "$venv"
+  }
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
   cp requirements-test.txt "$stamp"
 fi
