@@ -18,4 +18,9 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s requirements-test.txt "$stamp"; then
 fi
 export EEXC_PYTHON="$PWD/$venv/bin/python"
 
-cargo test --all-targets "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --all-targets "$@" 2>&1 | tee "$log"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "eexc: %d passed, %d failed\n", p, f }' "$log"
