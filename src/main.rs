@@ -114,8 +114,13 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         logits: a.logits,
         exit_distribution: a.exit_dist,
     };
-    let (model, summary) = eexc::exits::insert_exits(&a.model, &options)?;
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
+    for target in std::iter::once(&out).chain(a.report.as_ref()) {
+        if same_file(target, &a.model) {
+            anyhow::bail!("{}: refusing to overwrite the input model", target.display());
+        }
+    }
+    let (model, summary) = eexc::exits::insert_exits(&a.model, &options)?;
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let report_json = serde_json::to_vec_pretty(&summary).context("encoding the report")?;
     // The model first: a report never describes a model that was not written.
@@ -164,6 +169,15 @@ fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Resu
     }
     let report = eexc::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
     emit(&report, json, report.to_text())
+}
+
+/// True when `a` and `b` name the same existing file (through links or
+/// relative paths alike).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Prints a report as pretty JSON or as its text form.

@@ -314,3 +314,22 @@ fn weights_from_safetensors_npz_and_a_trained_multi_model() {
     );
     assert!(metadata(&from_model).weights.starts_with("model:"));
 }
+
+#[test]
+fn never_overwrites_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    std::fs::copy(testdata("models/squeezenet.onnx"), &model).unwrap();
+    let before = std::fs::read(&model).unwrap();
+    for args in [
+        vec!["-o", model.to_str().unwrap()],
+        vec!["--report", model.to_str().unwrap(), "-o", "/dev/null/never"],
+    ] {
+        let mut all = vec!["insert-exits", model.to_str().unwrap(), "--auto", "2"];
+        all.extend(args);
+        let o = eexc(&all);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to overwrite the input model"));
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+}
