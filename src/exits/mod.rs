@@ -163,6 +163,10 @@ pub struct ExitsMetadata {
 pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, ExitSummary), ExitError> {
     let loaded = crate::onnx::load_model(path)?;
     let mut model = Model::from_proto(&loaded.proto)?;
+    // Emission and the cost analysis each copy the model; the weights (most of
+    // its bytes) are set aside and only put back into the final model.
+    let mut proto = loaded.proto;
+    let stored_weights = set_weights_aside(&mut proto);
     let _ = infer_model(&mut model);
     let graph = &model.graph;
     let classifier = find_classifier(graph, options.logits.as_deref())?;
@@ -175,7 +179,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
     let weights = weights::load(&options.weights, &exits, classifier.classes)?;
     let plan = plan::stages(graph, exits);
     let source = emit::Source {
-        proto: &loaded.proto,
+        proto: &proto,
         graph,
         classifier: &classifier,
         plan: &plan,
@@ -188,6 +192,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         Mode::Multi => source.emit_multi()?,
         Mode::If => source.emit_if(options)?,
     };
+    put_weights_back(&mut out, stored_weights);
     let metas: Vec<ExitMeta> = plan
         .exits
         .iter()
@@ -294,6 +299,39 @@ fn validate_options(options: &ExitOptions, exits: usize, classes: i64) -> Result
         cost::check_distribution(d, exits).map_err(ExitError::BadOption)?;
     }
     Ok(())
+}
+
+/// Replaces each large initializer by its name, type and dims (what shape
+/// inference and the cost model read) and returns the originals.
+fn set_weights_aside(proto: &mut ModelProto) -> Vec<crate::onnx::proto::TensorProto> {
+    let Some(g) = proto.graph.as_mut() else { return Vec::new() };
+    let originals = std::mem::take(&mut g.initializer);
+    g.initializer = originals
+        .iter()
+        .map(|t| {
+            let elements = crate::ir::constant::tensor_type(t).num_elements().unwrap_or(u64::MAX);
+            if elements <= crate::ir::constant::MAX_FOLDED_ELEMENTS {
+                t.clone()
+            } else {
+                let mut shell = crate::onnx::proto::TensorProto::new();
+                shell.name = t.name.clone();
+                shell.data_type = t.data_type;
+                shell.dims = t.dims.clone();
+                shell
+            }
+        })
+        .collect();
+    originals
+}
+
+/// Emission keeps the original initializers first, in order: swap the real
+/// ones back in for their stand-ins.
+fn put_weights_back(model: &mut ModelProto, originals: Vec<crate::onnx::proto::TensorProto>) {
+    let Some(g) = model.graph.as_mut() else { return };
+    let n = originals.len();
+    debug_assert!(g.initializer.len() >= n);
+    debug_assert!(g.initializer.iter().zip(&originals).all(|(a, b)| a.name == b.name));
+    g.initializer.splice(0..n.min(g.initializer.len()), originals);
 }
 
 fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
