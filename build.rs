@@ -8,6 +8,9 @@ fn main() {
         .pure()
         .include("proto")
         .input("proto/onnx.proto")
+        // `bytes` fields as `bytes::Bytes`: decoding from a memory-mapped file
+        // then shares the weights with the mapping instead of copying them.
+        .customize(protobuf_codegen::Customize::default().tokio_bytes(true))
         .cargo_out_dir("onnx_proto")
         .run_from_script();
 }

@@ -304,7 +304,9 @@ fn validate_options(options: &ExitOptions, exits: usize, classes: i64) -> Result
 /// Replaces each large initializer by its name, type and dims (what shape
 /// inference and the cost model read) and returns the originals.
 fn set_weights_aside(proto: &mut ModelProto) -> Vec<crate::onnx::proto::TensorProto> {
-    let Some(g) = proto.graph.as_mut() else { return Vec::new() };
+    let Some(g) = proto.graph.as_mut() else {
+        return Vec::new();
+    };
     let originals = std::mem::take(&mut g.initializer);
     g.initializer = originals
         .iter()

@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn decodes_raw_and_typed_int64() {
         let mut t = tensor(7, &[2]);
-        t.set_raw_data([5i64.to_le_bytes(), (-1i64).to_le_bytes()].concat());
+        t.set_raw_data([5i64.to_le_bytes(), (-1i64).to_le_bytes()].concat().into());
         assert_eq!(decode(&t), Some(Folded::Ints(vec![Dim::Known(5), Dim::Known(-1)])));
         let mut t = tensor(7, &[2]);
         t.int64_data = vec![3, 4];

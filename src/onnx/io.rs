@@ -36,11 +36,24 @@ pub fn load_model(path: &Path) -> Result<LoadedModel, OnnxError> {
 /// files (`external_bytes` stays 0): for tools that only show the model as
 /// stored, such as the printer.
 pub fn read_model(path: &Path) -> Result<LoadedModel, OnnxError> {
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
+    let read_err = |source| OnnxError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    let proto = load_model_from_bytes(&bytes, path)?;
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    if file.metadata().map_err(read_err)?.len() == 0 {
+        return Err(OnnxError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    // SAFETY: the mapping is read-only and eexc never writes its inputs; as
+    // with any tool that maps model files, another process truncating the
+    // file while we run is outside what we can guard against.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?;
+    // Decoding from the mapping lets `raw_data` fields share its pages: the
+    // weights are neither copied nor read unless something uses them.
+    let bytes = bytes::Bytes::from_owner(map);
+    let proto = decode(ModelProto::parse_from_tokio_bytes(&bytes), path)?;
     let base_dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -61,7 +74,12 @@ pub fn load_model_from_bytes(bytes: &[u8], origin: &Path) -> Result<ModelProto, 
             path: origin.to_path_buf(),
         });
     }
-    let proto = ModelProto::parse_from_bytes(bytes).map_err(|e| OnnxError::Decode {
+    decode(ModelProto::parse_from_bytes(bytes), origin)
+}
+
+/// Turns a decoding result into a model, or an error naming `origin`.
+fn decode(parsed: protobuf::Result<ModelProto>, origin: &Path) -> Result<ModelProto, OnnxError> {
+    let proto = parsed.map_err(|e| OnnxError::Decode {
         path: origin.to_path_buf(),
         reason: e.to_string(),
     })?;

@@ -970,7 +970,7 @@ mod tests {
         a.i = Some(-3);
         n.attribute.push(a);
         let mut a = attr("s", A::STRING);
-        a.s = Some(b"a\"b\\ \xff".to_vec());
+        a.s = Some(b"a\"b\\ \xff".to_vec().into());
         n.attribute.push(a);
         let mut a = attr("t", A::TENSOR);
         let mut t = tensor("c", 6, &[2]);
@@ -994,13 +994,13 @@ mod tests {
         a.ints = vec![1, -2];
         n.attribute.push(a);
         let mut a = attr("ss", A::STRINGS);
-        a.strings = vec![b"a".to_vec(), b"b c".to_vec()];
+        a.strings = vec![b"a".to_vec().into(), b"b c".to_vec().into()];
         n.attribute.push(a);
         let mut a = attr("ts", A::TENSORS);
         let mut unnamed = tensor("", 1, &[]);
         unnamed.float_data = vec![1.0];
         let mut raw = tensor("u", 2, &[2]);
-        raw.raw_data = Some(vec![1, 255]);
+        raw.raw_data = Some(vec![1, 255].into());
         a.tensors = vec![unnamed, raw];
         n.attribute.push(a);
         let sparse = SparseTensorProto {
@@ -1211,20 +1211,20 @@ Plain (p) => (q)
             f(&mut t);
             g.initializer.push(t);
         };
-        push(tensor("i8", 3, &[2]), &|t| t.raw_data = Some(vec![0xff, 2]));
-        push(tensor("f16", 10, &[1]), &|t| t.raw_data = Some(vec![0x00, 0x3c]));
-        push(tensor("u32", 12, &[1]), &|t| t.raw_data = Some(vec![0xff; 4]));
+        push(tensor("i8", 3, &[2]), &|t| t.raw_data = Some(vec![0xff, 2].into()));
+        push(tensor("f16", 10, &[1]), &|t| t.raw_data = Some(vec![0x00, 0x3c].into()));
+        push(tensor("u32", 12, &[1]), &|t| t.raw_data = Some(vec![0xff; 4].into()));
         push(tensor("f", 1, &[]), &|t| {
-            t.raw_data = Some(0.1f32.to_le_bytes().to_vec())
+            t.raw_data = Some(0.1f32.to_le_bytes().to_vec().into())
         });
         push(tensor("d", 11, &[1]), &|t| t.double_data = vec![1e100]);
         push(tensor("b", 9, &[2]), &|t| t.int32_data = vec![1, 0]);
         push(tensor("u64", 13, &[1]), &|t| t.uint64_data = vec![u64::MAX]);
         push(tensor("s", 8, &[2]), &|t| {
-            t.string_data = vec![b"x".to_vec(), b"\"".to_vec()]
+            t.string_data = vec![b"x".to_vec().into(), b"\"".to_vec().into()]
         });
         push(tensor("none", 8, &[0]), &|_| {});
-        push(tensor("i4", 22, &[2]), &|t| t.raw_data = Some(vec![0x21]));
+        push(tensor("i4", 22, &[2]), &|t| t.raw_data = Some(vec![0x21].into()));
         push(tensor("c64", 14, &[1]), &|t| t.float_data = vec![1.0, 2.0]);
         push(tensor("", 99, &[1]), &|t| t.int32_data = vec![1]);
         push(tensor("ext", 1, &[2]), &|t| {
@@ -1262,9 +1262,9 @@ Plain (p) => (q)
         // Raw data of the wrong size and negative dims: onnx raises here.
         let mut g = graph("bad", vec![]);
         let mut short = tensor("short", 1, &[2]);
-        short.raw_data = Some(vec![0; 5]);
+        short.raw_data = Some(vec![0; 5].into());
         let mut negative = tensor("neg", 7, &[-1]);
-        negative.raw_data = Some(vec![]);
+        negative.raw_data = Some(vec![].into());
         g.initializer = vec![short, negative];
         // A graph-typed attribute without its graph, an int-typed one with
         // a graph (it still moves the attributes after the inputs), an

@@ -160,7 +160,7 @@ impl Case {
     }
 
     pub fn string(self, name: &str, v: &str) -> Case {
-        self.attr(name, AttributeType::STRING, |a| a.set_s(v.as_bytes().to_vec()))
+        self.attr(name, AttributeType::STRING, |a| a.set_s(v.as_bytes().to_vec().into()))
     }
 
     pub fn tensor(self, name: &str, t: TensorProto) -> Case {
