@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{eexc, py, testdata, zoo_models};
+use common::{eexc, exit_points, modern_models, py, testdata, zoo_models};
 
 /// Runs insert-exits and returns the output path; panics with stderr on failure.
 fn insert(model: &Path, out: &Path, args: &[&str]) -> String {
@@ -57,30 +57,6 @@ fn zoo_models_pass_the_referee() {
     for m in zoo_models() {
         referee(&m, &["--auto", "2"], "6", "1");
     }
-}
-
-/// Small modern-opset classifiers (opsets 13, 17, 21; symbolic batch; one
-/// ending in Softmax), made by tests/python/make_modern_models.py.
-fn modern_models() -> &'static Path {
-    use std::sync::OnceLock;
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        py("make_modern_models.py", &[dir.path()]);
-        dir
-    })
-    .path()
-}
-
-fn exit_points(model: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(modern_models().join("exit_points.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json[model]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

@@ -9,11 +9,11 @@ use super::head::{HeadWeights, build_head, logits_name};
 use super::{ExitError, ExitOptions};
 use crate::analysis::classifier::Classifier;
 use crate::exits::plan::Plan;
-use crate::ir::{Dim, Graph, NameGenerator, TensorType};
+use crate::ir::{Dim, Graph, NameGenerator, TensorType, ValueId};
 use crate::onnx::proto::{
     GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
 };
-use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, tensor_f32};
+use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, attr_ints, tensor_f32};
 
 /// Name of the per-row exit index output.
 pub const EXIT_INDEX: &str = "exit_index";
@@ -280,6 +280,24 @@ impl Source<'_> {
 
     /// If mode: nested `If`s, one per exit.
     pub fn emit_if(&self, options: &ExitOptions) -> Result<ModelProto, ExitError> {
+        self.emit_nested(options, None)
+    }
+
+    /// Compact mode: nested `If`s as in `if` mode, but a batch continues
+    /// past exit k with only its unconfident rows; their results are
+    /// scattered back into place on the way out.
+    pub fn emit_compact(&self, options: &ExitOptions) -> Result<ModelProto, ExitError> {
+        if self.opset < 11 {
+            return Err(ExitError::BadOption(format!(
+                "--mode compact needs opset 11 or later (ScatterND, Compress on any axis); the model imports opset {}",
+                self.opset
+            )));
+        }
+        let crossing = self.crossing_values()?;
+        self.emit_nested(options, Some(&crossing))
+    }
+
+    fn emit_nested(&self, options: &ExitOptions, compact: Option<&[Vec<String>]>) -> Result<ModelProto, ExitError> {
         let out_name = self.graph.value(self.classifier.output).name.clone();
         let mut fixed = vec![EXIT_INDEX.to_string()];
         for k in 1..=self.plan.exits.len() {
@@ -293,7 +311,11 @@ impl Source<'_> {
             b.nodes.push(self.original_node(c).clone());
         }
         let level_outputs = vec![out_name.clone(), EXIT_INDEX.to_string()];
-        self.build_level(&mut b, 1, &level_outputs, None, options, &out_type)?;
+        let scope = Scope {
+            compact,
+            rename: HashMap::new(),
+        };
+        self.build_level(&mut b, 1, &level_outputs, None, options, &out_type, &scope)?;
 
         let mut model = self.proto.clone();
         let (knob_inits, knob_inputs) = self.knob_initializers(options);
@@ -327,6 +349,7 @@ impl Source<'_> {
 
     /// Adds stage k's nodes, head k, decision k and `If_k` (whose outputs are
     /// `outputs`: the prediction and the exit index) to `b`.
+    #[allow(clippy::too_many_arguments)]
     fn build_level(
         &self,
         b: &mut GraphBuilder,
@@ -335,13 +358,14 @@ impl Source<'_> {
         zeros: Option<&str>,
         options: &ExitOptions,
         out_type: &TypeProto,
+        scope: &Scope,
     ) -> Result<(), ExitError> {
-        let k_count = self.plan.exits.len();
         for &n in &self.plan.stages[k - 1] {
-            b.nodes.push(self.original_node(n).clone());
+            b.nodes.push(scope.node(self.original_node(n)));
         }
-        let point = &self.plan.exits[k - 1];
-        let z = build_head(b, k, point, self.classifier.classes, &self.weights[k - 1]);
+        let mut point = self.plan.exits[k - 1].clone();
+        point.tensor = scope.name(&point.tensor).to_string();
+        let z = build_head(b, k, &point, self.classifier.classes, &self.weights[k - 1]);
         let decision = build_decision(
             b,
             k,
@@ -351,7 +375,8 @@ impl Source<'_> {
             &knobs(k),
             &options.never_exit_classes,
         );
-        // An int64 zero per row, from exit 1's logits, to build exit indices.
+        // An int64 zero per row, from exit 1's logits, to build exit indices
+        // (compact mode passes down the zeros of the rows that go on).
         let zeros = match zeros {
             Some(z) => z.to_string(),
             None => {
@@ -365,26 +390,80 @@ impl Source<'_> {
                 b.op("Mul", "eexc_row_zeros", &[&pred, &zero], vec![])
             }
         };
+        // Below the first level a compacted batch has fewer rows than the
+        // model's batch: its branch outputs get an unnamed row dimension.
+        let row_dim_known = k == 1 || scope.compact.is_none();
 
         let mut then_b = b.branch();
         let then_out = then_b.fresh(&format!("eexc_exit{k}_prediction"));
         self.apply_tail(&mut then_b, k, &z, &then_out);
         let then_idx = self.exit_index(&mut then_b, &zeros, k);
-        let then_g = self.branch_graph(&format!("eexc_exit{k}_then"), then_b, &[&then_out, &then_idx], out_type);
+        let then_g = self.branch_graph(
+            &format!("eexc_exit{k}_then"),
+            then_b,
+            &[&then_out, &then_idx],
+            out_type,
+            row_dim_known,
+        );
 
         let mut else_b = b.branch();
-        let else_outputs: Vec<String> = if k < k_count {
-            let names = vec![
-                else_b.fresh(&format!("eexc_after_exit{k}_prediction")),
-                else_b.fresh(&format!("eexc_after_exit{k}_index")),
-            ];
-            self.build_level(&mut else_b, k + 1, &names, Some(&zeros), options, out_type)?;
-            names
-        } else {
-            self.final_stage(&mut else_b, &zeros, k_count + 1)
+        let else_outputs = match scope.compact {
+            None => self.continue_with(&mut else_b, k, &zeros, options, out_type, scope)?,
+            Some(crossing) => {
+                // Only the rows that may not exit go on: every tensor the
+                // rest of the network reads keeps those rows, in order.
+                let base = format!("eexc_exit{k}");
+                let keep = else_b.op("Not", &format!("{base}_continue"), &[&decision.row_ok], vec![]);
+                let found = else_b.op("NonZero", &format!("{base}_continue_at"), &[&keep], vec![]);
+                let rows = else_b.op(
+                    "Transpose",
+                    &format!("{base}_continue_rows"),
+                    &[&found],
+                    vec![attr_ints("perm", &[1, 0])],
+                );
+                let mut inner = Scope {
+                    compact: scope.compact,
+                    rename: scope.rename.clone(),
+                };
+                for name in &crossing[k - 1] {
+                    let current = scope.name(name).to_string();
+                    let kept = else_b.op(
+                        "Compress",
+                        &format!("{name}__rows{k}"),
+                        &[&current, &keep],
+                        vec![attr_int("axis", 0)],
+                    );
+                    inner.rename.insert(name.clone(), kept);
+                }
+                let kept_zeros = else_b.op(
+                    "Compress",
+                    &format!("eexc_row_zeros_{k}"),
+                    &[&zeros, &keep],
+                    vec![attr_int("axis", 0)],
+                );
+                let [deeper_out, deeper_idx] =
+                    self.continue_with(&mut else_b, k, &kept_zeros, options, out_type, &inner)?;
+                // Exit k's answer for every row, overwritten where a row went on.
+                let here_out = else_b.fresh(&format!("{base}_all_rows_prediction"));
+                self.apply_tail(&mut else_b, k, &z, &here_out);
+                let here_idx = self.exit_index(&mut else_b, &zeros, k);
+                let merged_out = else_b.op(
+                    "ScatterND",
+                    &format!("{base}_merged_prediction"),
+                    &[&here_out, &rows, &deeper_out],
+                    vec![],
+                );
+                let merged_idx = else_b.op(
+                    "ScatterND",
+                    &format!("{base}_merged_index"),
+                    &[&here_idx, &rows, &deeper_idx],
+                    vec![],
+                );
+                [merged_out, merged_idx]
+            }
         };
         let refs: Vec<&str> = else_outputs.iter().map(String::as_str).collect();
-        let else_g = self.branch_graph(&format!("eexc_exit{k}_else"), else_b, &refs, out_type);
+        let else_g = self.branch_graph(&format!("eexc_exit{k}_else"), else_b, &refs, out_type, row_dim_known);
 
         b.push(
             "If",
@@ -395,23 +474,45 @@ impl Source<'_> {
         Ok(())
     }
 
+    /// What follows exit k: the next level, or the rest of the network.
+    /// Returns the prediction and exit-index tensors.
+    fn continue_with(
+        &self,
+        b: &mut GraphBuilder,
+        k: usize,
+        zeros: &str,
+        options: &ExitOptions,
+        out_type: &TypeProto,
+        scope: &Scope,
+    ) -> Result<[String; 2], ExitError> {
+        if k < self.plan.exits.len() {
+            let names = [
+                b.fresh(&format!("eexc_after_exit{k}_prediction")),
+                b.fresh(&format!("eexc_after_exit{k}_index")),
+            ];
+            self.build_level(b, k + 1, &names, Some(zeros), options, out_type, scope)?;
+            Ok(names)
+        } else {
+            Ok(self.final_stage(b, zeros, self.plan.exits.len() + 1, scope))
+        }
+    }
+
     /// The rest of the original network, with the prediction renamed (its
     /// name belongs to the main graph's `If` output).
-    fn final_stage(&self, b: &mut GraphBuilder, zeros: &str, index: usize) -> Vec<String> {
+    fn final_stage(&self, b: &mut GraphBuilder, zeros: &str, index: usize, scope: &Scope) -> [String; 2] {
         let out_name = &self.graph.value(self.classifier.output).name;
         let renamed = b.fresh(&format!("{out_name}__final"));
-        let rename: HashMap<&str, &str> = [(out_name.as_str(), renamed.as_str())].into();
         for &n in self.plan.stages.last().map(Vec::as_slice).unwrap_or_default() {
-            let mut node = self.original_node(n).clone();
-            for name in node.input.iter_mut().chain(node.output.iter_mut()) {
-                if let Some(r) = rename.get(name.as_str()) {
-                    *name = r.to_string();
+            let mut node = scope.node(self.original_node(n));
+            for name in node.output.iter_mut() {
+                if name == out_name {
+                    *name = renamed.clone();
                 }
             }
             b.nodes.push(node);
         }
         let idx = self.exit_index(b, zeros, index);
-        vec![renamed, idx]
+        [renamed, idx]
     }
 
     fn exit_index(&self, b: &mut GraphBuilder, zeros: &str, index: usize) -> String {
@@ -419,12 +520,135 @@ impl Source<'_> {
         b.op("Add", &format!("eexc_exit_index_{index}"), &[zeros, &k], vec![])
     }
 
-    fn branch_graph(&self, name: &str, b: GraphBuilder, outputs: &[&str], out_type: &TypeProto) -> GraphProto {
+    fn branch_graph(
+        &self,
+        name: &str,
+        b: GraphBuilder,
+        outputs: &[&str],
+        out_type: &TypeProto,
+        row_dim_known: bool,
+    ) -> GraphProto {
         let mut g = GraphProto::new();
         g.set_name(name.into());
         g.node = b.nodes;
-        g.output.push(value_info(outputs[0], out_type.clone()));
-        g.output.push(value_info(outputs[1], self.exit_index_type()));
+        let (mut out_ty, mut idx_ty) = (out_type.clone(), self.exit_index_type());
+        if !row_dim_known {
+            for ty in [&mut out_ty, &mut idx_ty] {
+                forget_row_dim(ty);
+            }
+        }
+        g.output.push(value_info(outputs[0], out_ty));
+        g.output.push(value_info(outputs[1], idx_ty));
         g
+    }
+
+    /// Compact mode: per exit k, the non-constant tensors made at or before
+    /// exit k that the rest of the network (or a later head) reads. Each must
+    /// carry the batch on axis 0, or it could not be split by row.
+    fn crossing_values(&self) -> Result<Vec<Vec<String>>, ExitError> {
+        let g = self.graph;
+        let batch = self.batch_dim();
+        match &batch {
+            Dim::Sym(_) | Dim::Known(1) => {}
+            other => {
+                return Err(ExitError::BadOption(format!(
+                    "--mode compact needs a symbolic batch dimension (or batch 1); the logits '{}' have batch {}",
+                    g.value(self.classifier.logits).name,
+                    match other {
+                        Dim::Known(v) => v.to_string(),
+                        _ => "unknown".into(),
+                    }
+                )));
+            }
+        }
+        let mut available: HashSet<ValueId> = g.inputs.iter().copied().filter(|&v| !g.value(v).is_constant).collect();
+        let k_count = self.plan.exits.len();
+        let mut all = Vec::with_capacity(k_count);
+        for k in 0..k_count {
+            for &n in &self.plan.stages[k] {
+                available.extend(g.node(n).outputs.iter().flatten().copied());
+            }
+            let mut read_later: Vec<ValueId> = self.plan.stages[k + 1..]
+                .iter()
+                .flatten()
+                .flat_map(|&n| {
+                    let node = g.node(n);
+                    node.inputs.iter().flatten().chain(&node.implicit_inputs).copied()
+                })
+                .chain(self.plan.exits[k + 1..].iter().map(|e| e.value))
+                .filter(|v| available.contains(v) && !g.value(*v).is_constant)
+                .collect();
+            read_later.sort();
+            read_later.dedup();
+            let mut names = Vec::with_capacity(read_later.len());
+            for v in read_later {
+                let value = g.value(v);
+                let leading = value.ty.as_ref().and_then(|t| t.shape.as_ref()).and_then(|s| s.first());
+                if leading != Some(&batch) {
+                    return Err(ExitError::NotRowwise {
+                        tensor: value.name.clone(),
+                        exit: k + 1,
+                        shape: value.ty.as_ref().map_or_else(|| "unknown".into(), |t| t.to_string()),
+                    });
+                }
+                names.push(value.name.clone());
+            }
+            all.push(names);
+        }
+        Ok(all)
+    }
+}
+
+/// Names visible at one nesting level: in compact mode, tensors that were
+/// compacted on the way down are read under their compacted names.
+struct Scope<'c> {
+    compact: Option<&'c [Vec<String>]>,
+    rename: HashMap<String, String>,
+}
+
+impl Scope<'_> {
+    fn name<'a>(&'a self, original: &'a str) -> &'a str {
+        self.rename.get(original).map_or(original, String::as_str)
+    }
+
+    /// A copy of an original node reading the current names, also inside
+    /// its subgraphs (which read outer tensors by name).
+    fn node(&self, original: &NodeProto) -> NodeProto {
+        let mut n = original.clone();
+        if !self.rename.is_empty() {
+            rename_inputs(&mut n, &self.rename);
+        }
+        n
+    }
+}
+
+fn rename_inputs(node: &mut NodeProto, rename: &HashMap<String, String>) {
+    for name in node.input.iter_mut() {
+        if let Some(r) = rename.get(name.as_str()) {
+            *name = r.clone();
+        }
+    }
+    for attr in node.attribute.iter_mut() {
+        let graphs = attr.g.as_mut().into_iter().chain(attr.graphs.iter_mut());
+        for g in graphs {
+            for inner in g.node.iter_mut() {
+                rename_inputs(inner, rename);
+            }
+            for out in g.output.iter_mut() {
+                if let Some(r) = rename.get(out.name()) {
+                    out.set_name(r.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Drops the size of axis 0 from a tensor type (compacted rows).
+fn forget_row_dim(ty: &mut TypeProto) {
+    if let Some(type_proto::Value::TensorType(t)) = ty.value.as_mut()
+        && let Some(shape) = t.shape.as_mut()
+        && let Some(first) = shape.dim.first_mut()
+    {
+        *first = tensor_shape_proto::Dimension::new();
     }
 }

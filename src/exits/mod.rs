@@ -34,6 +34,19 @@ pub enum Mode {
     If,
     /// Original outputs plus every exit's outputs (training, calibration).
     Multi,
+    /// Per-row exits at any batch size: after each exit only the rows that
+    /// are not confident go on (batch compaction).
+    Compact,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::If => "if",
+            Mode::Multi => "multi",
+            Mode::Compact => "compact",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +124,10 @@ pub enum ExitError {
     Weights { path: PathBuf, key: String, reason: String },
     #[error("the model already has a tensor named '{0}', which the emitted model needs")]
     NameTaken(String),
+    #[error(
+        "--mode compact: tensor '{tensor}' ({shape}) is read after exit {exit} but does not carry the batch on axis 0, so it cannot be split by row"
+    )]
+    NotRowwise { tensor: String, exit: usize, shape: String },
     #[error("{0}")]
     BadOption(String),
 }
@@ -191,6 +208,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
     let mut out = match options.mode {
         Mode::Multi => source.emit_multi()?,
         Mode::If => source.emit_if(options)?,
+        Mode::Compact => source.emit_compact(options)?,
     };
     put_weights_back(&mut out, stored_weights);
     let metas: Vec<ExitMeta> = plan
@@ -217,11 +235,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         .collect();
     let meta = ExitsMetadata {
         version: 1,
-        mode: match options.mode {
-            Mode::If => "if",
-            Mode::Multi => "multi",
-        }
-        .into(),
+        mode: options.mode.name().into(),
         logits: graph.value(classifier.logits).name.clone(),
         exits: metas.clone(),
         never_exit_classes: options.never_exit_classes.clone(),
@@ -235,7 +249,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         &serde_json::to_string(&meta).unwrap_or_default(),
     );
     let mut warnings = Vec::new();
-    if !options.weights.is_trained() && options.mode == Mode::If {
+    if !options.weights.is_trained() && options.mode != Mode::Multi {
         warnings.push(format!(
             "exit heads are UNTRAINED (seeded initialiser, seed {}): early exits will return meaningless \
              predictions. Train them (--mode multi, then --weights-from) or pass --weights.",

@@ -79,3 +79,27 @@ pub fn synthetic_models() -> &'static Path {
     })
     .path()
 }
+
+/// Small modern-opset classifiers (opsets 13, 17, 21; symbolic batch; one
+/// ending in Softmax), made by tests/python/make_modern_models.py.
+pub fn modern_models() -> &'static Path {
+    use std::sync::OnceLock;
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        py("make_modern_models.py", &[dir.path()]);
+        dir
+    })
+    .path()
+}
+
+pub fn exit_points(model: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(modern_models().join("exit_points.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json[model]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}

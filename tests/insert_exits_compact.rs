@@ -1,0 +1,150 @@
+//! `insert-exits --mode compact`: per-row exits at any batch size, refereed
+//! by ONNX Runtime against the batch-1 `if` model (tests/python/check_compact.py).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{eexc, exit_points, modern_models, py, testdata};
+
+fn insert(model: &Path, out: &Path, args: &[&str]) {
+    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = eexc(&all);
+    assert!(
+        o.status.success(),
+        "insert-exits {args:?} on {}: {}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Emits the multi, if and compact forms with the same options; the referee
+/// checks every row of batches of `batches` against batch-1 `if` runs.
+fn referee(model: &Path, args: &[&str], batches: &str, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = ["multi", "if", "compact"]
+        .iter()
+        .map(|m| dir.path().join(format!("{m}.onnx")))
+        .collect();
+    for (mode, path) in ["multi", "if", "compact"].iter().zip(&paths) {
+        let mut a = args.to_vec();
+        a.extend(["--mode", mode]);
+        insert(model, path, &a);
+    }
+    let s = |x: &str| PathBuf::from(x);
+    let mut py_args = vec![
+        s("--original"),
+        model.to_path_buf(),
+        s("--multi"),
+        paths[0].clone(),
+        s("--if"),
+        paths[1].clone(),
+        s("--compact"),
+        paths[2].clone(),
+        s("--batches"),
+        s(batches),
+    ];
+    py_args.extend(extra.iter().map(|x| s(x)));
+    let refs: Vec<&Path> = py_args.iter().map(PathBuf::as_path).collect();
+    py("check_compact.py", &refs)
+}
+
+fn at(model: &str) -> String {
+    exit_points(model).into_iter().take(3).collect::<Vec<_>>().join(",")
+}
+
+#[test]
+fn symbolic_batch_models_exit_per_row() {
+    for name in ["resnet_op17", "mlp_op17", "resnet_op21", "tokens_op17"] {
+        let model = modern_models().join(format!("{name}.onnx"));
+        let out = referee(&model, &["--at", &at(&format!("{name}.onnx"))], "1,2,7,64", &[]);
+        assert!(out.contains("ok: mixed-64"), "{out}");
+    }
+}
+
+#[test]
+fn every_confidence_and_never_exit_classes() {
+    let model = modern_models().join("mlp_op17.onnx");
+    for confidence in ["entropy", "margin"] {
+        referee(
+            &model,
+            &[
+                "--at",
+                &at("mlp_op17.onnx"),
+                "--confidence",
+                confidence,
+                "--never-exit-classes",
+                "0,3",
+                "--seed",
+                "5",
+            ],
+            "7,64",
+            &["--seed", "1"],
+        );
+    }
+}
+
+#[test]
+fn fixed_batch_one_model_behaves_like_if_mode() {
+    let model = modern_models().join("resnet_op13.onnx");
+    let out = referee(&model, &["--at", &at("resnet_op13.onnx")], "1", &[]);
+    assert!(out.contains("batch is fixed at 1"), "{out}");
+}
+
+fn refused(model: &Path, exits: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.onnx");
+    let mut args = vec![
+        "insert-exits",
+        model.to_str().unwrap(),
+        "--mode",
+        "compact",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(exits);
+    let o = eexc(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!out.exists(), "no output on error");
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn models_that_cannot_be_split_by_row_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    py("make_compact_edge_models.py", &[dir.path()]);
+    let err = refused(&dir.path().join("fixed_batch4.onnx"), &["--at", "h1"]);
+    assert!(
+        err.contains("needs a symbolic batch dimension") && err.contains("batch 4"),
+        "{err}"
+    );
+    let err = refused(&dir.path().join("shape_crosses.onnx"), &["--at", "h1"]);
+    assert!(
+        err.contains("'x_shape'") && err.contains("after exit 1") && err.contains("axis 0"),
+        "{err}"
+    );
+    // ScatterND and Compress on axis 0 need opset 11; the zoo models are opset 9.
+    let err = refused(&testdata("models/resnet50.onnx"), &["--auto", "1"]);
+    assert!(err.contains("opset 11") && err.contains("opset 9"), "{err}");
+}
+
+#[test]
+fn compact_graph_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mlp.compact.onnx");
+    let at = exit_points("mlp_op17.onnx")
+        .into_iter()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(",");
+    insert(
+        &modern_models().join("mlp_op17.onnx"),
+        &out,
+        &["--at", &at, "--mode", "compact"],
+    );
+    let printed = eexc(&["print", "--elide-data-over", "16", out.to_str().unwrap()]);
+    insta::assert_snapshot!("compact_mlp_graph", String::from_utf8(printed.stdout).unwrap());
+}
