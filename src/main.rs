@@ -45,7 +45,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("where").required(true).args(["at", "auto"])))]
+#[command(group(clap::ArgGroup::new("where").args(["at", "auto"])))]
 #[command(group(clap::ArgGroup::new("source").args(["weights", "weights_from"])))]
 struct InsertArgs {
     model: PathBuf,

@@ -51,7 +51,27 @@ pub fn build_decision(
     knobs: &Knobs,
     never_exit_classes: &[i64],
 ) -> Decision {
-    let base = format!("eexc_exit{exit}");
+    build_decision_named(
+        b,
+        &format!("eexc_exit{exit}"),
+        logits,
+        classes,
+        confidence,
+        knobs,
+        never_exit_classes,
+    )
+}
+
+/// [`build_decision`] with its tensors named after `base`.
+pub fn build_decision_named(
+    b: &mut GraphBuilder,
+    base: &str,
+    logits: &str,
+    classes: i64,
+    confidence: Confidence,
+    knobs: &Knobs,
+    never_exit_classes: &[i64],
+) -> Decision {
     let scaled = b.op("Div", &format!("{base}_scaled"), &[logits, &knobs.temperature], vec![]);
     let probs = b.op(
         "Softmax",

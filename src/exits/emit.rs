@@ -68,29 +68,29 @@ pub fn type_proto(t: &TensorType) -> TypeProto {
     tp
 }
 
-fn value_info(name: &str, ty: TypeProto) -> ValueInfoProto {
+pub(super) fn value_info(name: &str, ty: TypeProto) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
     v.set_name(name.into());
     v.type_ = Some(ty).into();
     v
 }
 
-fn scalar_f32() -> TypeProto {
+pub(super) fn scalar_f32() -> TypeProto {
     type_proto(&TensorType::known_dims(crate::onnx::dtype::ElemType::FLOAT, &[]))
 }
 
 impl Source<'_> {
-    fn main(&self) -> &GraphProto {
+    pub(super) fn main(&self) -> &GraphProto {
         // Loading already required a graph.
         self.proto.graph.as_ref().expect("model has a graph")
     }
 
-    fn original_node(&self, id: crate::ir::NodeId) -> &NodeProto {
+    pub(super) fn original_node(&self, id: crate::ir::NodeId) -> &NodeProto {
         &self.main().node[id.0]
     }
 
     /// Declared type of the prediction output (falls back on inference).
-    fn output_type(&self) -> Result<TypeProto, ExitError> {
+    pub(super) fn output_type(&self) -> Result<TypeProto, ExitError> {
         let name = &self.graph.value(self.classifier.output).name;
         if let Some(t) = self
             .main()
@@ -110,7 +110,7 @@ impl Source<'_> {
             .ok_or_else(|| ExitError::UnknownShape(name.clone()))
     }
 
-    fn batch_dim(&self) -> Dim {
+    pub(super) fn batch_dim(&self) -> Dim {
         self.classifier
             .logits_type
             .shape
@@ -119,14 +119,14 @@ impl Source<'_> {
             .unwrap_or(Dim::Unknown)
     }
 
-    fn exit_index_type(&self) -> TypeProto {
+    pub(super) fn exit_index_type(&self) -> TypeProto {
         type_proto(&TensorType::new(
             crate::onnx::dtype::ElemType::INT64,
             vec![self.batch_dim()],
         ))
     }
 
-    fn logits_type(&self) -> TypeProto {
+    pub(super) fn logits_type(&self) -> TypeProto {
         type_proto(&TensorType::new(
             crate::onnx::dtype::ElemType::FLOAT,
             vec![self.batch_dim(), Dim::Known(self.classifier.classes)],
@@ -135,7 +135,7 @@ impl Source<'_> {
 
     /// A name generator that knows every name in the model and has claimed
     /// the fixed names of the output contract.
-    fn names(&self, fixed: &[String]) -> Result<NameGenerator, ExitError> {
+    pub(super) fn names(&self, fixed: &[String]) -> Result<NameGenerator, ExitError> {
         let mut names = NameGenerator::for_graph(self.graph);
         for n in &self.main().node {
             names.reserve(n.name());
@@ -149,7 +149,7 @@ impl Source<'_> {
     }
 
     /// Replicates the ops after the logits on `logits`, ending in `out`.
-    fn apply_tail(&self, b: &mut GraphBuilder, exit: usize, logits: &str, out: &str) {
+    pub(super) fn apply_tail(&self, b: &mut GraphBuilder, exit: usize, logits: &str, out: &str) {
         let mut current = logits.to_string();
         if self.classifier.logits_type.rank().is_some_and(|r| r > 2) {
             // Logits like N×C×1×1 (SqueezeNet): restore the trailing axes.
@@ -179,7 +179,7 @@ impl Source<'_> {
         }
     }
 
-    fn knob_initializers(&self, options: &ExitOptions) -> (Vec<TensorProto>, Vec<ValueInfoProto>) {
+    pub(super) fn knob_initializers(&self, options: &ExitOptions) -> (Vec<TensorProto>, Vec<ValueInfoProto>) {
         let mut inits = Vec::new();
         let mut inputs = Vec::new();
         for k in 1..=self.plan.exits.len() {
@@ -515,7 +515,7 @@ impl Source<'_> {
         [renamed, idx]
     }
 
-    fn exit_index(&self, b: &mut GraphBuilder, zeros: &str, index: usize) -> String {
+    pub(super) fn exit_index(&self, b: &mut GraphBuilder, zeros: &str, index: usize) -> String {
         let k = b.const_i64(&format!("eexc_index_{index}"), &[], &[index as i64]);
         b.op("Add", &format!("eexc_exit_index_{index}"), &[zeros, &k], vec![])
     }

@@ -45,7 +45,18 @@ pub fn logits_name(exit: usize) -> String {
 /// Adds the head for `exit` (1-based) and returns the logits tensor name
 /// (N × classes), [`logits_name`], which the caller must have reserved.
 pub fn build_head(b: &mut GraphBuilder, exit: usize, point: &ExitPoint, classes: i64, weights: &HeadWeights) -> String {
-    let base = format!("eexc_exit{exit}");
+    let (wn, bn) = weight_names(exit);
+    let w = b.const_f32(&wn, &[classes, point.features], &weights.weight);
+    let bias = b.const_f32(&bn, &[classes], &weights.bias);
+    // The logits keep their contract name exactly (callers reserve it).
+    let logits = logits_name(exit);
+    build_head_from(b, &format!("eexc_exit{exit}"), point, &w, &bias, &logits);
+    logits
+}
+
+/// The head's ops on `point.tensor` with weights already in the graph
+/// (`w`: classes × features, `bias`), writing the logits to `logits`.
+pub fn build_head_from(b: &mut GraphBuilder, base: &str, point: &ExitPoint, w: &str, bias: &str, logits: &str) {
     let x = point.tensor.as_str();
     let pooled = match point.head {
         HeadKind::GapLinear => {
@@ -59,18 +70,12 @@ pub fn build_head(b: &mut GraphBuilder, exit: usize, point: &ExitPoint, classes:
         HeadKind::TokenMean => b.reduce("ReduceMean", &format!("{base}_mean"), x, &[1], false),
         HeadKind::Linear | HeadKind::Auto => x.to_string(),
     };
-    let (wn, bn) = weight_names(exit);
-    let w = b.const_f32(&wn, &[classes, point.features], &weights.weight);
-    let bias = b.const_f32(&bn, &[classes], &weights.bias);
-    // The logits keep their contract name exactly (callers reserve it).
-    let logits = logits_name(exit);
     b.push(
         "Gemm",
-        &[&pooled, &w, &bias],
-        std::slice::from_ref(&logits),
+        &[&pooled, w, bias],
+        &[logits.to_string()],
         vec![attr_int("transB", 1)],
     );
-    logits
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ pub mod cost;
 pub mod decision;
 mod emit;
 pub mod head;
+mod looped;
 pub mod plan;
+pub mod repeat;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ pub enum Mode {
     /// Per-row exits at any batch size: after each exit only the rows that
     /// are not confident go on (batch compaction).
     Compact,
+    /// A run of identical layers as one Loop with an exit after each layer.
+    Loop,
 }
 
 impl Mode {
@@ -45,6 +49,7 @@ impl Mode {
             Mode::If => "if",
             Mode::Multi => "multi",
             Mode::Compact => "compact",
+            Mode::Loop => "loop",
         }
     }
 }
@@ -188,9 +193,30 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
     let graph = &model.graph;
     let classifier = find_classifier(graph, options.logits.as_deref())?;
     let original_cost = graph_cost(graph);
-    let exits = match &options.selection {
-        ExitSelection::At(names) => plan::resolve_at(graph, &classifier, names, options.head)?,
-        ExitSelection::Auto(k) => plan::choose_auto(graph, &original_cost, &classifier, *k, options.head)?,
+    let mut run = None;
+    let exits = match (&options.selection, options.mode) {
+        (ExitSelection::At(names), Mode::Loop) if names.is_empty() => {
+            let found = repeat::find_repeated_run(graph, &original_cost).ok_or_else(|| {
+                ExitError::BadOption(
+                    "--mode loop: the model has no run of two or more identical layers between narrow cuts".into(),
+                )
+            })?;
+            let exits = loop_exits(graph, &classifier, &found, options.head)?;
+            run = Some(found);
+            exits
+        }
+        (_, Mode::Loop) => {
+            return Err(ExitError::BadOption(
+                "--mode loop puts an exit after every repeated layer it finds; drop --at/--auto".into(),
+            ));
+        }
+        (ExitSelection::At(names), _) if names.is_empty() => {
+            return Err(ExitError::BadOption(
+                "say where the exits go: --at TENSORS or --auto K".into(),
+            ));
+        }
+        (ExitSelection::At(names), _) => plan::resolve_at(graph, &classifier, names, options.head)?,
+        (ExitSelection::Auto(k), _) => plan::choose_auto(graph, &original_cost, &classifier, *k, options.head)?,
     };
     validate_options(options, exits.len(), classifier.classes)?;
     let weights = weights::load(&options.weights, &exits, classifier.classes)?;
@@ -209,8 +235,19 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         Mode::Multi => source.emit_multi()?,
         Mode::If => source.emit_if(options)?,
         Mode::Compact => source.emit_compact(options)?,
+        Mode::Loop => {
+            let data = looped::ConstantData {
+                initializers: &stored_weights,
+                base_dir: path.parent().unwrap_or(Path::new(".")),
+            };
+            source.emit_loop(options, run.as_ref().expect("loop mode found a run"), &data)?
+        }
     };
     put_weights_back(&mut out, stored_weights);
+    if options.mode == Mode::Loop {
+        // The looped layers' own weights now live in the stacked tensors.
+        drop_unused_initializers(&mut out);
+    }
     let metas: Vec<ExitMeta> = plan
         .exits
         .iter()
@@ -267,6 +304,54 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
             warnings,
         },
     ))
+}
+
+/// Loop mode: an exit after every repeated layer but the last.
+fn loop_exits(
+    graph: &crate::ir::Graph,
+    classifier: &crate::analysis::classifier::Classifier,
+    run: &repeat::RepeatedRun,
+    head: HeadKind,
+) -> Result<Vec<plan::ExitPoint>, ExitError> {
+    let layers = run.layers.len();
+    run.layers[..layers - 1]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let reason = format!(
+                "after repeated layer {} of {layers} ({} narrow-cut segment(s) per layer)",
+                i + 1,
+                run.segments_per_layer
+            );
+            plan::exit_point(graph, classifier, l.output, head, reason)
+        })
+        .collect()
+}
+
+/// Removes initializers that no node (in any subgraph) and no graph output reads.
+fn drop_unused_initializers(model: &mut ModelProto) {
+    fn reads(g: &crate::onnx::proto::GraphProto, used: &mut std::collections::HashSet<String>) {
+        for n in &g.node {
+            used.extend(n.input.iter().cloned());
+            for a in &n.attribute {
+                for sub in a.g.as_ref().into_iter().chain(a.graphs.iter()) {
+                    reads(sub, used);
+                }
+            }
+        }
+        used.extend(g.output.iter().map(|o| o.name().to_string()));
+    }
+    let Some(g) = model.graph.as_mut() else { return };
+    let mut used = std::collections::HashSet::new();
+    reads(g, &mut used);
+    let dropped: std::collections::HashSet<String> = g
+        .initializer
+        .iter()
+        .filter(|t| !used.contains(t.name()))
+        .map(|t| t.name().to_string())
+        .collect();
+    g.initializer.retain(|t| !dropped.contains(t.name()));
+    g.input.retain(|i| !dropped.contains(i.name()));
 }
 
 /// Cumulative FLOP share of the original network before exit `k`, rounded to

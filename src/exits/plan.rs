@@ -104,7 +104,7 @@ fn topo_position(graph: &Graph, v: ValueId) -> usize {
 }
 
 /// Validates one exit tensor and chooses its head.
-fn exit_point(
+pub(crate) fn exit_point(
     graph: &Graph,
     classifier: &Classifier,
     value: ValueId,
@@ -244,15 +244,28 @@ pub fn choose_auto(
 
 /// Splits the original non-constant nodes into stages.
 pub fn stages(graph: &Graph, exits: Vec<ExitPoint>) -> Plan {
+    let values: Vec<ValueId> = exits.iter().map(|e| e.value).collect();
+    let (stages, constant_nodes) = split_at(graph, &values);
+    Plan {
+        exits,
+        stages,
+        constant_nodes,
+    }
+}
+
+/// Splits the non-constant nodes at `values` (in order): entry k holds the
+/// nodes first needed for `values[k]`, the last entry everything else. Also
+/// returns the nodes computed from constants only.
+pub fn split_at(graph: &Graph, values: &[ValueId]) -> (Vec<Vec<NodeId>>, Vec<NodeId>) {
     let mut assigned = vec![false; graph.nodes.len()];
     let is_const = |n: NodeId| {
         let node = graph.node(n);
         !node.outputs.is_empty() && node.outputs.iter().flatten().all(|&o| graph.value(o).is_constant)
     };
     let mut stages = Vec::new();
-    for e in &exits {
+    for &value in values {
         let mut members = vec![false; graph.nodes.len()];
-        if let Some(p) = graph.producer(e.value) {
+        if let Some(p) = graph.producer(value) {
             let mut stack = vec![p];
             while let Some(n) = stack.pop() {
                 if members[n.0] || assigned[n.0] {
@@ -286,9 +299,5 @@ pub fn stages(graph: &Graph, exits: Vec<ExitPoint>) -> Plan {
         .collect();
     stages.push(rest);
     let constant_nodes = graph.topo.iter().copied().filter(|&n| is_const(n)).collect();
-    Plan {
-        exits,
-        stages,
-        constant_nodes,
-    }
+    (stages, constant_nodes)
 }

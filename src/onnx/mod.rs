@@ -11,6 +11,7 @@ pub mod external;
 mod io;
 pub mod printer;
 pub mod proto;
+pub mod tensor_data;
 
 pub use error::OnnxError;
 pub use io::{LoadedModel, load_model, load_model_from_bytes, read_model, save_model, write_atomically};

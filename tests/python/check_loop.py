@@ -1,0 +1,186 @@
+"""Referee for `eexc insert-exits --mode loop` (repeated layers folded into one ONNX Loop).
+
+Usage:
+    python tests/python/check_loop.py --original ORIG.onnx --if IF.onnx --loop LOOP.onnx
+        [--batch 4] [--trials 24] [--seed 0] [--rtol 1e-5] [--int-high 4]
+
+IF is the `if` model with exits at the outputs of repeated layers 1..L-1 and the same
+heads (same --seed or weights) as LOOP. The contract: LOOP has IF's inputs and outputs;
+its main graph holds exactly one Loop node; every run gives IF's exit index and IF's
+prediction (to --rtol relative to the largest magnitude), for any thresholds and
+temperatures fed; with every threshold above 1 it gives the original model's outputs
+and exit index L.
+
+Checks, each printed as `ok: NAME: detail` or `FAIL: NAME: reason`:
+  checker+ort     onnx.checker full_check on LOOP; ORT loads it
+  structure       one Loop in the main graph; inputs and outputs named as IF's; smaller
+                  than IF on disk (the per-layer weights are stored once, stacked)
+  above-one       thresholds 1.5: the original's outputs, exit index L
+  zero            thresholds 0: IF's outputs (exit 1)
+  random          --trials runs with thresholds ~ U[0, 1] per exit (temperatures
+                  log-uniform in [0.5, 2] on odd trials): IF's outputs; the exits seen
+                  are listed
+
+Ends with `N passed, M failed`; exit 0 when nothing failed, 1 otherwise, 2 when the
+files cannot be used.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+ABOVE = 1.5
+
+
+class Referee:
+    def __init__(self, args):
+        self.args = args
+        self.rng = np.random.default_rng(args.seed)
+        self.models = {k: onnx.load(getattr(args, k)) for k in ("original", "if_", "loop")}
+        meta = {p.key: p.value for p in self.models["loop"].metadata_props}
+        self.meta = json.loads(meta["eexc.exits"])
+        if self.meta["mode"] != "loop":
+            raise ValueError(f"LOOP's metadata says mode {self.meta['mode']!r}")
+        self.exits = self.meta["exits"]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.sessions = {
+            k: ort.InferenceSession(getattr(args, k), opts, providers=["CPUExecutionProvider"])
+            for k in ("original", "if_", "loop")
+        }
+        self.passed = 0
+        self.failed = 0
+
+    def report(self, name, ok, detail):
+        print(f"{'ok' if ok else 'FAIL'}: {name}: {detail}")
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    def feeds(self):
+        g = self.models["original"].graph
+        inits = {t.name for t in g.initializer}
+        out = {}
+        for i in g.input:
+            if i.name in inits:
+                continue
+            tt = i.type.tensor_type
+            shape = [d.dim_value if d.HasField("dim_value") else self.args.batch for d in tt.shape.dim]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+            if np.issubdtype(dtype, np.integer):
+                out[i.name] = self.rng.integers(0, self.args.int_high, size=shape).astype(dtype)
+            else:
+                out[i.name] = self.rng.normal(size=shape).astype(dtype)
+        return out
+
+    def run(self, which, feeds):
+        s = self.sessions[which]
+        names = [o.name for o in s.get_outputs()]
+        # Knobs are initializers that are also inputs: ORT lists them apart.
+        wanted = {i.name for i in s.get_inputs() + s.get_overridable_initializers()}
+        return dict(zip(names, s.run(None, {k: v for k, v in feeds.items() if k in wanted})))
+
+    def knobs(self, thresholds, temperatures=None):
+        out = {e["threshold_input"]: np.array(t, dtype=np.float32) for e, t in zip(self.exits, thresholds)}
+        if temperatures is not None:
+            out.update({e["temperature_input"]: np.array(t, dtype=np.float32)
+                        for e, t in zip(self.exits, temperatures)})
+        return out
+
+    def same(self, got, want):
+        """Worst relative difference over the outputs, or None when exit indices differ."""
+        if not np.array_equal(got["exit_index"], want["exit_index"]):
+            return None
+        worst = 0.0
+        for name, w in want.items():
+            if name == "exit_index":
+                continue
+            scale = max(float(np.abs(w).max()), 1e-30)
+            worst = max(worst, float(np.abs(got[name].astype(np.float64) - w).max()) / scale)
+        return worst
+
+    def compare(self, name, feeds, knobs, against="if_", want_index=None):
+        got = self.run("loop", {**feeds, **knobs})
+        want = self.run(against, {**feeds, **knobs})
+        if against == "original":
+            want = {**want, "exit_index": np.full_like(got["exit_index"], want_index)}
+        rel = self.same(got, want)
+        if rel is None:
+            self.report(name, False, f"exit indices {got['exit_index'].tolist()}, want "
+                                     f"{want['exit_index'].tolist()}")
+            return None
+        if rel > self.args.rtol:
+            self.report(name, False, f"outputs differ by {rel:.2e} relative (> {self.args.rtol:g})")
+            return None
+        return got, rel
+
+    def main(self):
+        try:
+            onnx.checker.check_model(self.models["loop"], full_check=True)
+            self.report("checker+ort", True, "checker full_check passes; ORT loaded it")
+        except Exception as e:  # noqa: BLE001 - any checker failure is a finding
+            self.report("checker+ort", False, str(e).splitlines()[0])
+            return self.finish()
+        g = self.models["loop"].graph
+        loops = [n for n in g.node if n.op_type == "Loop"]
+        same_io = ([i.name for i in g.input] == [i.name for i in self.models["if_"].graph.input]
+                   and [o.name for o in g.output] == [o.name for o in self.models["if_"].graph.output])
+        sizes = (os.path.getsize(self.args.loop), os.path.getsize(self.args.if_))
+        self.report("structure", len(loops) == 1 and same_io and sizes[0] < sizes[1],
+                    f"{len(loops)} Loop node(s) in the main graph, interface as IF: {same_io}, "
+                    f"{sizes[0]} bytes against IF's {sizes[1]}")
+        k = len(self.exits)
+        feeds = self.feeds()
+        res = self.compare("above-one", feeds, self.knobs([ABOVE] * k), against="original", want_index=k + 1)
+        if res:
+            self.report("above-one", True, f"exit index {k + 1}, worst relative difference {res[1]:.1e}")
+        res = self.compare("zero", feeds, self.knobs([0.0] * k))
+        if res:
+            self.report("zero", True, f"exit indices {sorted(set(res[0]['exit_index'].tolist()))}, "
+                                      f"worst relative difference {res[1]:.1e}")
+        seen, worst = set(), 0.0
+        for trial in range(self.args.trials):
+            feeds = self.feeds()
+            thresholds = self.rng.uniform(0, 1, size=k).tolist()
+            temps = np.exp(self.rng.uniform(np.log(0.5), np.log(2), size=k)).tolist() if trial % 2 else None
+            res = self.compare(f"random (trial {trial})", feeds, self.knobs(thresholds, temps))
+            if res is None:
+                return self.finish()
+            seen.update(res[0]["exit_index"].tolist())
+            worst = max(worst, res[1])
+        self.report("random", True, f"{self.args.trials} trials equal IF, exits seen {sorted(seen)}, "
+                                    f"worst relative difference {worst:.1e}")
+        return self.finish()
+
+    def finish(self):
+        print(f"{self.passed} passed, {self.failed} failed")
+        return 1 if self.failed else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--original", required=True)
+    ap.add_argument("--if", dest="if_", required=True)
+    ap.add_argument("--loop", required=True)
+    ap.add_argument("--batch", type=int, default=4, help="value of symbolic dims")
+    ap.add_argument("--trials", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rtol", type=float, default=1e-5)
+    ap.add_argument("--int-high", type=int, default=4, help="integer inputs are drawn from [0, N)")
+    args = ap.parse_args()
+    try:
+        ref = Referee(args)
+    except Exception as e:  # noqa: BLE001 - report any unreadable input as usage error
+        print(f"cannot read models: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return ref.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
