@@ -1,0 +1,165 @@
+//! `insert-exits --mode loop`: repeated layers folded into one ONNX `Loop`,
+//! refereed by ONNX Runtime against the `if` model with the same exits
+//! (tests/python/check_loop.py).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::{eexc, modern_models, py, testdata};
+
+/// BERT-style encoders and deep MLPs with six identical layers
+/// (tests/python/make_repeated_models.py).
+fn repeated_models() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        py("make_repeated_models.py", &[dir.path()]);
+        dir
+    })
+    .path()
+}
+
+fn layer_outputs(model: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repeated_models().join("repeated_layers.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json[model]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn insert(model: &Path, out: &Path, args: &[&str]) -> String {
+    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = eexc(&all);
+    assert!(
+        o.status.success(),
+        "insert-exits {args:?} on {}: {}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn loop_models_equal_the_if_models() {
+    for name in ["bert_op17", "bert_op21", "deep_mlp_op13", "deep_mlp_op17"] {
+        let file = format!("{name}.onnx");
+        let model = repeated_models().join(&file);
+        let layers = layer_outputs(&file);
+        let dir = tempfile::tempdir().unwrap();
+        let (iff, lp) = (dir.path().join("if.onnx"), dir.path().join("loop.onnx"));
+        for confidence in ["maxprob", "margin"] {
+            let report = insert(
+                &model,
+                &lp,
+                &["--mode", "loop", "--confidence", confidence, "--seed", "4"],
+            );
+            // The exits it found are exactly after layers 1..L-1.
+            assert_eq!(reported_exits(&report), layers[..layers.len() - 1], "{report}");
+            let at = layers[..layers.len() - 1].join(",");
+            insert(&model, &iff, &["--at", &at, "--confidence", confidence, "--seed", "4"]);
+            let s = |x: &str| PathBuf::from(x);
+            let out = py(
+                "check_loop.py",
+                &[
+                    &s("--original"),
+                    &model,
+                    &s("--if"),
+                    &iff,
+                    &s("--loop"),
+                    &lp,
+                    &s("--int-high"),
+                    &s("100"),
+                ],
+            );
+            assert!(out.contains("0 failed"), "{out}");
+        }
+    }
+}
+
+/// Exit tensors as the insert-exits report lists them (`exit k: TENSOR (...`).
+fn reported_exits(report: &str) -> Vec<String> {
+    report
+        .lines()
+        .filter_map(|l| l.strip_prefix("exit "))
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| k.parse::<usize>().is_ok())
+        .map(|(_, rest)| rest.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn repeated_layers_inside_the_modern_models_are_found() {
+    // mlp_op17: 64-128-128-128-128-10, so fc2..fc4 repeat; tokens_op17 repeats
+    // its two token-mixing blocks.
+    for (name, want) in [("mlp_op17", vec!["h2", "h3"]), ("tokens_op17", vec!["t2"])] {
+        let model = modern_models().join(format!("{name}.onnx"));
+        let dir = tempfile::tempdir().unwrap();
+        let (iff, lp) = (dir.path().join("if.onnx"), dir.path().join("loop.onnx"));
+        let report = insert(&model, &lp, &["--mode", "loop", "--threshold", "0.3"]);
+        assert_eq!(reported_exits(&report), want, "{report}");
+        insert(&model, &iff, &["--at", &want.join(","), "--threshold", "0.3"]);
+        let s = |x: &str| PathBuf::from(x);
+        py(
+            "check_loop.py",
+            &[&s("--original"), &model, &s("--if"), &iff, &s("--loop"), &lp],
+        );
+    }
+}
+
+fn refused(model: &Path, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("l.onnx");
+    let mut args = vec![
+        "insert-exits",
+        model.to_str().unwrap(),
+        "--mode",
+        "loop",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = eexc(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!out.exists(), "no output on error");
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn loop_mode_refuses_what_it_cannot_fold() {
+    // Residual blocks of growing width: nothing repeats.
+    let err = refused(&modern_models().join("resnet_op17.onnx"), &[]);
+    assert!(err.contains("no run of two or more identical layers"), "{err}");
+    // Exits come from the run itself.
+    let err = refused(&repeated_models().join("deep_mlp_op17.onnx"), &["--auto", "2"]);
+    assert!(err.contains("drop --at/--auto"), "{err}");
+    // ResNet-50 repeats its bottlenecks, but at opset 9 (no Gather index -1).
+    let err = refused(&testdata("models/resnet50.onnx"), &[]);
+    assert!(err.contains("opset 11") && err.contains("opset 9"), "{err}");
+    // Other modes still need a place for the exits.
+    let o = eexc(&[
+        "insert-exits",
+        repeated_models().join("deep_mlp_op17.onnx").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--at TENSORS or --auto K"));
+}
+
+#[test]
+fn loop_graph_snapshot_and_determinism() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repeated_models().join("deep_mlp_op17.onnx");
+    let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+    insert(&model, &a, &["--mode", "loop"]);
+    insert(&model, &b, &["--mode", "loop"]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let printed = eexc(&["print", "--elide-data-over", "16", a.to_str().unwrap()]);
+    insta::assert_snapshot!("loop_deep_mlp_graph", String::from_utf8(printed.stdout).unwrap());
+}
