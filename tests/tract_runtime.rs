@@ -143,3 +143,39 @@ fn modern_models_if_form_runs_in_tract() {
         check(&model, &at, &shape, &output);
     }
 }
+
+/// Loads and optimises `path` in tract with the input fixed to `shape`.
+fn tract_prepares(path: &Path, shape: &[usize]) -> Result<(), String> {
+    let mut model = tract_onnx::onnx().model_for_path(path).map_err(|e| format!("{e:?}"))?;
+    model
+        .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
+        .map_err(|e| format!("{e:?}"))?;
+    model
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// What tract 0.23 makes of the compact and loop forms, as docs/output-graph.md
+/// states it: it refuses both (compact: an `If` whose branches return
+/// data-dependent row counts; loop: `Loop` is not implemented). Should a tract
+/// upgrade run them, this fails and the docs must be updated.
+#[test]
+fn tract_refuses_the_compact_and_loop_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    py("make_modern_models.py", &[dir.path()]);
+    let compact = dir.path().join("compact.onnx");
+    insert(
+        &dir.path().join("mlp_op17.onnx"),
+        &compact,
+        &["--at", "h1,h2", "--mode", "compact"],
+    );
+    let err = tract_prepares(&compact, &[4, 64]).expect_err("tract now runs the compact form");
+    assert!(err.contains("If"), "{err}");
+    py("make_repeated_models.py", &[dir.path()]);
+    let lp = dir.path().join("loop.onnx");
+    insert(&dir.path().join("deep_mlp_op17.onnx"), &lp, &["--mode", "loop"]);
+    let err = tract_prepares(&lp, &[4, 64]).expect_err("tract now runs the loop form");
+    assert!(err.contains("Unimplemented(Loop)"), "{err}");
+}

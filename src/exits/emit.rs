@@ -548,6 +548,24 @@ impl Source<'_> {
     fn crossing_values(&self) -> Result<Vec<Vec<String>>, ExitError> {
         let g = self.graph;
         let batch = self.batch_dim();
+        // A symbolic input batch with a fixed logits batch means stale
+        // declared shapes (value_info from a batch-1 export).
+        if let Some(input) = g.inputs.iter().find(|&&v| !g.value(v).is_constant)
+            && let Some(first) = g
+                .value(*input)
+                .ty
+                .as_ref()
+                .and_then(|t| t.shape.as_ref())
+                .and_then(|s| s.first())
+            && *first != batch
+        {
+            return Err(ExitError::BadOption(format!(
+                "--mode compact: input '{}' has batch {first} but the logits '{}' have batch {batch}; \
+                 the model's declared shapes (value_info) disagree with its inputs",
+                g.value(*input).name,
+                g.value(self.classifier.logits).name
+            )));
+        }
         match &batch {
             Dim::Sym(_) | Dim::Known(1) => {}
             other => {
