@@ -84,6 +84,11 @@ def main():
         if k <= k_count:
             thr[k - 1] = 0.0
         knobs = {e["threshold_input"]: np.array(t, dtype=np.float32) for e, t in zip(exits, thr)}
+        for form in ("if", "loop"):
+            sess = s[form]
+            wanted = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
+            got = sess.run(["exit_index"], {k: v for k, v in {inp.name: x, **knobs}.items() if k in wanted})[0]
+            assert set(got.tolist()) == {k}, f"{form}: exit indices {set(got.tolist())}, wanted {k}"
         t_if, t_loop = latency("if", knobs), latency("loop", knobs)
         label = f"{k}" if k <= k_count else f"{k} (final)"
         print(f"| {label} | {t_if:.3f} | {t_loop:.3f} | {t_loop / t_if:.2f}x | {t_loop / base:.2f}x |",

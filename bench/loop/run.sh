@@ -15,5 +15,5 @@ M="$OUT/bert_op17.onnx"
 for batch in 1 32; do
     echo "## bert_op17, batch $batch"
     $PY bench/loop/latency.py --original "$M" --if "$OUT/bert.if.onnx" --loop "$OUT/bert.loop.onnx" --batch "$batch" \
-        --runs "$([ "$batch" = 1 ] && echo 300 || echo 60)"
+        --runs "$([ "$batch" = 1 ] && echo 500 || echo 150)"
 done
