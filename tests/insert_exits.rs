@@ -5,21 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{eexc, exit_points, modern_models, py, testdata, zoo_models};
-
-/// Runs insert-exits and returns the output path; panics with stderr on failure.
-fn insert(model: &Path, out: &Path, args: &[&str]) -> String {
-    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = eexc(&all);
-    assert!(
-        o.status.success(),
-        "insert-exits {args:?} on {}: {}",
-        model.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::{eexc, exit_points, insert_exits as insert, modern_models, py, testdata, zoo_models};
 
 /// Emits the multi and if forms with the same options and lets the referee
 /// compare them with the original.

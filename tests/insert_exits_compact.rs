@@ -5,19 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{eexc, exit_points, modern_models, py, testdata};
-
-fn insert(model: &Path, out: &Path, args: &[&str]) {
-    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = eexc(&all);
-    assert!(
-        o.status.success(),
-        "insert-exits {args:?} on {}: {}",
-        model.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use common::{eexc, exit_points, insert_exits, insert_exits_refused, modern_models, py, testdata};
 
 /// Emits the multi, if and compact forms with the same options; the referee
 /// checks every row of batches of `batches` against batch-1 `if` runs.
@@ -30,7 +18,7 @@ fn referee(model: &Path, args: &[&str], batches: &str, extra: &[&str]) -> String
     for (mode, path) in ["multi", "if", "compact"].iter().zip(&paths) {
         let mut a = args.to_vec();
         a.extend(["--mode", mode]);
-        insert(model, path, &a);
+        insert_exits(model, path, &a);
     }
     let s = |x: &str| PathBuf::from(x);
     let mut py_args = vec![
@@ -92,42 +80,22 @@ fn fixed_batch_one_model_behaves_like_if_mode() {
     assert!(out.contains("batch is fixed at 1"), "{out}");
 }
 
-fn refused(model: &Path, exits: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("c.onnx");
-    let mut args = vec![
-        "insert-exits",
-        model.to_str().unwrap(),
-        "--mode",
-        "compact",
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(exits);
-    let o = eexc(&args);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(!out.exists(), "no output on error");
-    let err = String::from_utf8(o.stderr).unwrap();
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
 #[test]
 fn models_that_cannot_be_split_by_row_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     py("make_compact_edge_models.py", &[dir.path()]);
-    let err = refused(&dir.path().join("fixed_batch4.onnx"), &["--at", "h1"]);
+    let err = refused_compact(&dir.path().join("fixed_batch4.onnx"), &["--at", "h1"]);
     assert!(
         err.contains("needs a symbolic batch dimension") && err.contains("batch 4"),
         "{err}"
     );
-    let err = refused(&dir.path().join("shape_crosses.onnx"), &["--at", "h1"]);
+    let err = refused_compact(&dir.path().join("shape_crosses.onnx"), &["--at", "h1"]);
     assert!(
         err.contains("'x_shape'") && err.contains("after exit 1") && err.contains("axis 0"),
         "{err}"
     );
     // ScatterND and Compress on axis 0 need opset 11; the zoo models are opset 9.
-    let err = refused(&testdata("models/resnet50.onnx"), &["--auto", "1"]);
+    let err = refused_compact(&testdata("models/resnet50.onnx"), &["--auto", "1"]);
     assert!(err.contains("opset 11") && err.contains("opset 9"), "{err}");
 }
 
@@ -140,11 +108,17 @@ fn compact_graph_snapshot() {
         .take(2)
         .collect::<Vec<_>>()
         .join(",");
-    insert(
+    insert_exits(
         &modern_models().join("mlp_op17.onnx"),
         &out,
         &["--at", &at, "--mode", "compact"],
     );
     let printed = eexc(&["print", "--elide-data-over", "16", out.to_str().unwrap()]);
     insta::assert_snapshot!("compact_mlp_graph", String::from_utf8(printed.stdout).unwrap());
+}
+
+fn refused_compact(model: &Path, exits: &[&str]) -> String {
+    let mut args = vec!["--mode", "compact"];
+    args.extend_from_slice(exits);
+    insert_exits_refused(model, &args)
 }

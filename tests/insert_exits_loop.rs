@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{eexc, modern_models, py, testdata};
+use common::{eexc, insert_exits as insert, insert_exits_refused, modern_models, py, testdata};
 
 /// BERT-style encoders and deep MLPs with six identical layers
 /// (tests/python/make_repeated_models.py).
@@ -30,19 +30,6 @@ fn layer_outputs(model: &str) -> Vec<String> {
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect()
-}
-
-fn insert(model: &Path, out: &Path, args: &[&str]) -> String {
-    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = eexc(&all);
-    assert!(
-        o.status.success(),
-        "insert-exits {args:?} on {}: {}",
-        model.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 #[test]
@@ -112,36 +99,16 @@ fn repeated_layers_inside_the_modern_models_are_found() {
     }
 }
 
-fn refused(model: &Path, extra: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("l.onnx");
-    let mut args = vec![
-        "insert-exits",
-        model.to_str().unwrap(),
-        "--mode",
-        "loop",
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let o = eexc(&args);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(!out.exists(), "no output on error");
-    let err = String::from_utf8(o.stderr).unwrap();
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
 #[test]
 fn loop_mode_refuses_what_it_cannot_fold() {
     // Residual blocks of growing width: nothing repeats.
-    let err = refused(&modern_models().join("resnet_op17.onnx"), &[]);
+    let err = refused_loop(&modern_models().join("resnet_op17.onnx"), &[]);
     assert!(err.contains("no run of two or more identical layers"), "{err}");
     // Exits come from the run itself.
-    let err = refused(&repeated_models().join("deep_mlp_op17.onnx"), &["--auto", "2"]);
+    let err = refused_loop(&repeated_models().join("deep_mlp_op17.onnx"), &["--auto", "2"]);
     assert!(err.contains("drop --at/--auto"), "{err}");
     // ResNet-50 repeats its bottlenecks, but at opset 9 (no Gather index -1).
-    let err = refused(&testdata("models/resnet50.onnx"), &[]);
+    let err = refused_loop(&testdata("models/resnet50.onnx"), &[]);
     assert!(err.contains("opset 11") && err.contains("opset 9"), "{err}");
     // Other modes still need a place for the exits.
     let o = eexc(&[
@@ -162,4 +129,10 @@ fn loop_graph_snapshot_and_determinism() {
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let printed = eexc(&["print", "--elide-data-over", "16", a.to_str().unwrap()]);
     insta::assert_snapshot!("loop_deep_mlp_graph", String::from_utf8(printed.stdout).unwrap());
+}
+
+fn refused_loop(model: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["--mode", "loop"];
+    args.extend_from_slice(extra);
+    insert_exits_refused(model, &args)
 }

@@ -6,15 +6,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{eexc, py, testdata};
-use tract_onnx::prelude::*;
+use common::{py, testdata};
 
 fn insert(model: &Path, out: &Path, args: &[&str]) {
-    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = eexc(&all);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::insert_exits(model, out, args);
 }
+use tract_onnx::prelude::*;
 
 /// Runs `path` in tract on `input` (shape fixed to the input's) and returns
 /// the outputs named in `names`.

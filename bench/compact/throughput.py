@@ -16,40 +16,19 @@ returned. Prints a Markdown table.
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def confidence(kind, z):
-    p = softmax(z.astype(np.float64))
-    if kind == "maxprob":
-        return p.max(axis=1)
-    if kind == "entropy":
-        return 1.0 - (-(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)) / np.log(p.shape[1])
-    top = np.sort(p, axis=1)
-    return top[:, -1] - top[:, -2]
-
-
-def session(path):
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def run(s, feeds):
-    wanted = {i.name for i in s.get_inputs() + s.get_overridable_initializers()}
-    return s.run(None, {k: v for k, v in feeds.items() if k in wanted})
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "python"))
+from eexc_ort import confidence, exits_metadata, run, session, threshold_knobs  # noqa: E402
 
 
 def thresholds_for(dist, conf):
@@ -80,8 +59,7 @@ def main():
     ap.add_argument("--dist", action="append", required=True)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    meta = json.loads({p.key: p.value for p in onnx.load(a.compact, load_external_data=False).metadata_props}["eexc.exits"])
-    exits = meta["exits"]
+    exits = exits_metadata(onnx.load(a.compact, load_external_data=False))["exits"]
     s = {k: session(getattr(a, k)) for k in ("original", "multi", "if", "compact")}
     inp = s["original"].get_inputs()[0]
     rng = np.random.default_rng(a.seed)
@@ -94,7 +72,7 @@ def main():
         batches.append({inp.name: x.astype(np.float32)})
     logits = [[] for _ in exits]
     for f in batches:
-        out = dict(zip([o.name for o in s["multi"].get_outputs()], run(s["multi"], f)))
+        out = run(s["multi"], f)
         for i, e in enumerate(exits):
             logits[i].append(out[e["logits_output"]] / e["temperature"])
     conf = [confidence(e["confidence"], np.concatenate(z)) for e, z in zip(exits, logits)]
@@ -120,8 +98,8 @@ def main():
     for d in a.dist:
         dist = [float(v) for v in d.split(",")]
         thr = thresholds_for(dist, conf)
-        knobs = {e["threshold_input"]: np.array(t, dtype=np.float32) for e, t in zip(exits, thr)}
-        idx = np.concatenate([run(s["compact"], {**f, **knobs})[-1] for f in batches])
+        knobs = threshold_knobs(exits, thr)
+        idx = np.concatenate([run(s["compact"], {**f, **knobs})["exit_index"] for f in batches])
         hist = np.bincount(idx, minlength=len(exits) + 2)[1:].tolist()
         r_if = timed("if", knobs)
         r_c = timed("compact", knobs)

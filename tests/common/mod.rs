@@ -103,3 +103,33 @@ pub fn exit_points(model: &str) -> Vec<String> {
         .map(|v| v.as_str().unwrap().to_string())
         .collect()
 }
+
+/// Runs `eexc insert-exits MODEL -o OUT ARGS...`; returns its stdout and
+/// panics with its stderr on failure.
+pub fn insert_exits(model: &Path, out: &Path, args: &[&str]) -> String {
+    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = eexc(&all);
+    assert!(
+        o.status.success(),
+        "insert-exits {args:?} on {}: {}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs insert-exits expecting a refusal: exit code 2, no output file, no
+/// panic. Returns the error text.
+pub fn insert_exits_refused(model: &Path, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("refused.onnx");
+    let mut all = vec!["insert-exits", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = eexc(&all);
+    assert_eq!(o.status.code(), Some(2), "{args:?} on {}", model.display());
+    assert!(!out.exists(), "no output on error");
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}

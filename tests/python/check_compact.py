@@ -29,30 +29,15 @@ files cannot be used.
 """
 
 import argparse
-import json
 import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+
+from eexc_ort import Tally, confidence, exits_metadata, real_inputs, run, session, threshold_knobs
 
 ABOVE = 1.5
 
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def confidence(kind, z):
-    p = softmax(z.astype(np.float64))
-    if kind == "maxprob":
-        return p.max(axis=1)
-    if kind == "entropy":
-        h = -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
-        return 1.0 - h / np.log(p.shape[1])
-    top = np.sort(p, axis=1)
-    return top[:, -1] - top[:, -2]
 
 
 class Referee:
@@ -60,31 +45,19 @@ class Referee:
         self.args = args
         self.rng = np.random.default_rng(args.seed)
         self.models = {k: onnx.load(getattr(args, k)) for k in ("original", "multi", "if_", "compact")}
-        meta = {p.key: p.value for p in self.models["compact"].metadata_props}
-        self.meta = json.loads(meta["eexc.exits"])
+        self.meta = exits_metadata(self.models["compact"])
         if self.meta["mode"] != "compact":
             raise ValueError(f"COMPACT's metadata says mode {self.meta['mode']!r}")
         self.exits = self.meta["exits"]
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
         self.sessions = {
-            k: ort.InferenceSession(getattr(args, k), opts, providers=["CPUExecutionProvider"])
+            k: session(getattr(args, k))
             for k in ("original", "multi", "if_", "compact")
         }
-        self.passed = 0
-        self.failed = 0
-
-    def report(self, name, ok, detail):
-        print(f"{'ok' if ok else 'FAIL'}: {name}: {detail}")
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
+        self.tally = Tally()
+        self.report = self.tally.report
 
     def real_inputs(self):
-        g = self.models["original"].graph
-        inits = {t.name for t in g.initializer}
-        return [i for i in g.input if i.name not in inits]
+        return real_inputs(self.models["original"])
 
     def feeds(self, batch):
         out = {}
@@ -103,14 +76,10 @@ class Referee:
         return out
 
     def knobs(self, thresholds):
-        return {e["threshold_input"]: np.array(t, dtype=np.float32) for e, t in zip(self.exits, thresholds)}
+        return threshold_knobs(self.exits, thresholds)
 
     def run(self, which, feeds):
-        s = self.sessions[which]
-        names = [o.name for o in s.get_outputs()]
-        # Knobs are initializers that are also inputs: ORT lists them apart.
-        wanted = {i.name for i in s.get_inputs() + s.get_overridable_initializers()}
-        return dict(zip(names, s.run(None, {k: v for k, v in feeds.items() if k in wanted})))
+        return run(self.sessions[which], feeds)
 
     def confidences(self, feeds):
         mo = self.run("multi", feeds)
@@ -170,11 +139,7 @@ class Referee:
         return thresholds
 
     def main(self):
-        try:
-            onnx.checker.check_model(self.models["compact"], full_check=True)
-            self.report("checker+ort", True, "checker full_check passes; ORT loaded it")
-        except Exception as e:  # noqa: BLE001 - any checker failure is a finding
-            self.report("checker+ort", False, str(e).splitlines()[0])
+        if not self.tally.checker(self.models["compact"]):
             return self.finish()
         want_in = [i.name for i in self.models["if_"].graph.input]
         got_in = [i.name for i in self.models["compact"].graph.input]
@@ -207,8 +172,7 @@ class Referee:
         return self.finish()
 
     def finish(self):
-        print(f"{self.passed} passed, {self.failed} failed")
-        return 1 if self.failed else 0
+        return self.tally.finish()
 
 
 def main():

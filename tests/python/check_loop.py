@@ -26,12 +26,12 @@ files cannot be used.
 """
 
 import argparse
-import json
 import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+
+from eexc_ort import Tally, exits_metadata, real_inputs, run, session, threshold_knobs
 
 ABOVE = 1.5
 
@@ -41,34 +41,20 @@ class Referee:
         self.args = args
         self.rng = np.random.default_rng(args.seed)
         self.models = {k: onnx.load(getattr(args, k)) for k in ("original", "if_", "loop")}
-        meta = {p.key: p.value for p in self.models["loop"].metadata_props}
-        self.meta = json.loads(meta["eexc.exits"])
+        self.meta = exits_metadata(self.models["loop"])
         if self.meta["mode"] != "loop":
             raise ValueError(f"LOOP's metadata says mode {self.meta['mode']!r}")
         self.exits = self.meta["exits"]
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
         self.sessions = {
-            k: ort.InferenceSession(getattr(args, k), opts, providers=["CPUExecutionProvider"])
+            k: session(getattr(args, k))
             for k in ("original", "if_", "loop")
         }
-        self.passed = 0
-        self.failed = 0
-
-    def report(self, name, ok, detail):
-        print(f"{'ok' if ok else 'FAIL'}: {name}: {detail}")
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
+        self.tally = Tally()
+        self.report = self.tally.report
 
     def feeds(self):
-        g = self.models["original"].graph
-        inits = {t.name for t in g.initializer}
         out = {}
-        for i in g.input:
-            if i.name in inits:
-                continue
+        for i in real_inputs(self.models["original"]):
             tt = i.type.tensor_type
             shape = [d.dim_value if d.HasField("dim_value") else self.args.batch for d in tt.shape.dim]
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
@@ -79,18 +65,10 @@ class Referee:
         return out
 
     def run(self, which, feeds):
-        s = self.sessions[which]
-        names = [o.name for o in s.get_outputs()]
-        # Knobs are initializers that are also inputs: ORT lists them apart.
-        wanted = {i.name for i in s.get_inputs() + s.get_overridable_initializers()}
-        return dict(zip(names, s.run(None, {k: v for k, v in feeds.items() if k in wanted})))
+        return run(self.sessions[which], feeds)
 
     def knobs(self, thresholds, temperatures=None):
-        out = {e["threshold_input"]: np.array(t, dtype=np.float32) for e, t in zip(self.exits, thresholds)}
-        if temperatures is not None:
-            out.update({e["temperature_input"]: np.array(t, dtype=np.float32)
-                        for e, t in zip(self.exits, temperatures)})
-        return out
+        return threshold_knobs(self.exits, thresholds, temperatures)
 
     def same(self, got, want):
         """Worst relative difference over the outputs, or None when exit indices differ."""
@@ -120,11 +98,7 @@ class Referee:
         return got, rel
 
     def main(self):
-        try:
-            onnx.checker.check_model(self.models["loop"], full_check=True)
-            self.report("checker+ort", True, "checker full_check passes; ORT loaded it")
-        except Exception as e:  # noqa: BLE001 - any checker failure is a finding
-            self.report("checker+ort", False, str(e).splitlines()[0])
+        if not self.tally.checker(self.models["loop"]):
             return self.finish()
         g = self.models["loop"].graph
         loops = [n for n in g.node if n.op_type == "Loop"]
@@ -167,8 +141,7 @@ class Referee:
         return self.finish()
 
     def finish(self):
-        print(f"{self.passed} passed, {self.failed} failed")
-        return 1 if self.failed else 0
+        return self.tally.finish()
 
 
 def main():
