@@ -7,6 +7,7 @@
 pub mod analysis;
 mod error;
 pub mod exits;
+pub mod fit;
 pub mod ir;
 pub mod onnx;
 pub mod report;

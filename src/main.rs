@@ -32,6 +32,9 @@ enum Command {
     },
     /// Insert exit heads and emit an early-exit (or multi-output) model.
     InsertExits(Box<InsertArgs>),
+    /// Fit exit heads on sample inputs (logistic regression on each exit's
+    /// pooled features; targets: the model's own softmax, or labels).
+    Fit(Box<FitArgs>),
     /// Recompute the cost report of an eexc-produced model for an exit distribution.
     Cost {
         model: PathBuf,
@@ -91,6 +94,104 @@ struct InsertArgs {
     /// Write the cost report as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["at", "auto"])))]
+struct FitArgs {
+    model: PathBuf,
+    /// Sample inputs: float32 .npy shaped like the model input, rows first.
+    #[arg(long, value_name = "X.npy")]
+    data: PathBuf,
+    /// Class labels (int64 .npy, one per row); without them the heads learn
+    /// the model's own predictions.
+    #[arg(long, value_name = "Y.npy")]
+    labels: Option<PathBuf>,
+    /// With --labels: their weight in the targets (1: labels only, 0: the
+    /// model's softmax only).
+    #[arg(long, default_value_t = 1.0, requires = "labels")]
+    label_weight: f64,
+    /// Exit tensors (or node names), in any order.
+    #[arg(long, value_delimiter = ',')]
+    at: Vec<String>,
+    /// Pick K narrow cuts spread over the model's FLOPs.
+    #[arg(long, value_name = "K")]
+    auto: Option<usize>,
+    #[arg(long, value_enum, default_value = "auto")]
+    head: eexc::exits::HeadKind,
+    /// The logits tensor, when eexc should not find it itself.
+    #[arg(long)]
+    logits: Option<String>,
+    /// Rows per run of the model.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Seed of the held-out split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Share of rows held out to choose the L2 strength.
+    #[arg(long, default_value_t = 0.2)]
+    held_out: f64,
+    /// Output: the heads as safetensors (what insert-exits --weights reads).
+    #[arg(short, long, value_name = "HEADS.safetensors")]
+    output: PathBuf,
+    /// Write the fit report as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn fit(a: FitArgs) -> anyhow::Result<()> {
+    use eexc::exits::ExitSelection;
+    let options = eexc::fit::FitOptions {
+        data: a.data,
+        labels: a.labels,
+        label_weight: a.label_weight,
+        selection: match a.auto {
+            Some(k) => ExitSelection::Auto(k),
+            None => ExitSelection::At(a.at),
+        },
+        head: a.head,
+        logits: a.logits,
+        batch: a.batch_size,
+        seed: a.seed,
+        held_out: a.held_out,
+    };
+    for input in [Some(&a.model), Some(&options.data), options.labels.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if same_file(&a.output, input) {
+            anyhow::bail!("{}: refusing to overwrite an input file", a.output.display());
+        }
+    }
+    let (heads, report) = eexc::fit::fit(&a.model, &options)?;
+    let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
+    eexc::fit::save_heads(&a.output, &heads, &report.exits, &report)?;
+    if let Some(r) = &a.report {
+        eexc::onnx::write_atomically(r, &report_json)?;
+    }
+    println!("wrote {}", a.output.display());
+    println!(
+        "{} rows ({} held out to choose L2); targets: {}",
+        report.rows, report.held_out_rows, report.targets
+    );
+    if let Some(acc) = report.model_label_accuracy {
+        println!("full model: {:.2}% label accuracy", 100.0 * acc);
+    }
+    println!("\nexit  tensor                    head        features  L2       held-out agreement  all rows  labels");
+    for e in &report.exits {
+        println!(
+            "{:<5} {:<25} {:<11} {:<9} {:<8.0e} {:>17.2}%  {:>7.2}%  {}",
+            e.index,
+            e.tensor,
+            e.head,
+            e.features,
+            e.held_out.l2,
+            100.0 * e.held_out.agreement,
+            100.0 * e.agreement_all_rows,
+            e.label_accuracy.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a))
+        );
+    }
+    Ok(())
 }
 
 fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
@@ -200,6 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             emit(&report, json, report.to_text())?;
         }
         Command::InsertExits(args) => insert_exits(*args)?,
+        Command::Fit(args) => fit(*args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
         Command::Print { model, elide_data_over } => {
             // Shown as stored: external-data files are not needed to print.

@@ -57,8 +57,20 @@ pub fn build_head(b: &mut GraphBuilder, exit: usize, point: &ExitPoint, classes:
 /// The head's ops on `point.tensor` with weights already in the graph
 /// (`w`: classes × features, `bias`), writing the logits to `logits`.
 pub fn build_head_from(b: &mut GraphBuilder, base: &str, point: &ExitPoint, w: &str, bias: &str, logits: &str) {
+    let pooled = build_pooling(b, base, point);
+    b.push(
+        "Gemm",
+        &[&pooled, w, bias],
+        &[logits.to_string()],
+        vec![attr_int("transB", 1)],
+    );
+}
+
+/// The head's pooling of `point.tensor` to N × features (what its linear
+/// layer reads, and what `fit` collects); returns the pooled tensor's name.
+pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> String {
     let x = point.tensor.as_str();
-    let pooled = match point.head {
+    match point.head {
         HeadKind::GapLinear => {
             let gap = b.op("GlobalAveragePool", &format!("{base}_pool"), &[x], vec![]);
             b.op("Flatten", &format!("{base}_flat"), &[&gap], vec![attr_int("axis", 1)])
@@ -69,13 +81,7 @@ pub fn build_head_from(b: &mut GraphBuilder, base: &str, point: &ExitPoint, w: &
         }
         HeadKind::TokenMean => b.reduce("ReduceMean", &format!("{base}_mean"), x, &[1], false),
         HeadKind::Linear | HeadKind::Auto => x.to_string(),
-    };
-    b.push(
-        "Gemm",
-        &[&pooled, w, bias],
-        &[logits.to_string()],
-        vec![attr_int("transB", 1)],
-    );
+    }
 }
 
 #[cfg(test)]

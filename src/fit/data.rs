@@ -1,0 +1,123 @@
+//! Sample data for `fit`: `.npy` arrays, read batch by batch so the inputs
+//! never need to sit in memory whole.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use super::FitError;
+
+/// A float32 `.npy` file opened for reading rows in order.
+pub struct Samples {
+    path: PathBuf,
+    /// Full shape, rows first.
+    pub shape: Vec<usize>,
+    values: Box<dyn Iterator<Item = std::io::Result<f32>>>,
+}
+
+impl Samples {
+    pub fn open(path: &Path) -> Result<Samples, FitError> {
+        let bad = |reason: String| FitError::Data {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+        let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        if npy.order() != npyz::Order::C {
+            return Err(bad("Fortran-ordered array; save it in C order".into()));
+        }
+        let descr = npy.dtype().descr();
+        if !matches!(descr.trim_matches('\''), "<f4" | ">f4" | "=f4") {
+            return Err(bad(format!("element type {descr}; fit takes float32 inputs")));
+        }
+        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        if shape.is_empty() || shape[0] == 0 {
+            return Err(bad("no rows".into()));
+        }
+        let values = npy.data::<f32>().map_err(|e| bad(e.to_string()))?;
+        Ok(Samples {
+            path: path.to_path_buf(),
+            shape,
+            values: Box::new(values),
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn row_len(&self) -> usize {
+        self.shape[1..].iter().product()
+    }
+
+    /// The next `rows` rows, flattened; NaN and infinities are refused.
+    pub fn next_rows(&mut self, first_row: usize, rows: usize) -> Result<Vec<f32>, FitError> {
+        let n = rows * self.row_len();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let v = self
+                .values
+                .next()
+                .ok_or_else(|| FitError::Data {
+                    path: self.path.clone(),
+                    reason: "file ends before its declared shape".into(),
+                })?
+                .map_err(|e| FitError::Data {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if !v.is_finite() {
+                let row = first_row + out.len() / self.row_len();
+                return Err(FitError::Data {
+                    path: self.path.clone(),
+                    reason: format!("row {row} holds a non-finite value ({v})"),
+                });
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+/// Integer class labels (`int64` or `int32`, one per row).
+pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>, FitError> {
+    let bad = |reason: String| FitError::Data {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+    let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+    if npy.shape() != [rows as u64] {
+        return Err(bad(format!(
+            "shape {:?}; the data has {rows} rows, so labels must be [{rows}]",
+            npy.shape()
+        )));
+    }
+    let descr = npy.dtype().descr();
+    let descr = descr.trim_matches('\'');
+    let values: Vec<i64> = if descr.ends_with("i8") {
+        npy.into_vec::<i64>().map_err(|e| bad(e.to_string()))?
+    } else if descr.ends_with("i4") {
+        npy.into_vec::<i32>()
+            .map_err(|e| bad(e.to_string()))?
+            .into_iter()
+            .map(i64::from)
+            .collect()
+    } else {
+        return Err(bad(format!("element type {descr}; labels must be int64 (or int32)")));
+    };
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if (0..classes).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(bad(format!(
+                    "row {i}: label {v} is outside the model's classes 0..{}",
+                    classes - 1
+                )))
+            }
+        })
+        .collect()
+}

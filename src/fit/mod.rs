@@ -1,0 +1,334 @@
+//! `eexc fit`: trains the exit heads from unlabelled (or labelled) sample
+//! inputs, in-process. The model runs on the samples in tract; each exit's
+//! pooled features and the full model's logits are collected; each head is
+//! a multinomial logistic regression fitted by L-BFGS to the full model's
+//! softmax (self-distillation), to labels, or to a mix.
+
+mod data;
+mod features;
+pub mod logreg;
+
+use std::path::{Path, PathBuf};
+
+use tract_onnx::prelude::tract_ndarray::Array2;
+
+use crate::analysis::classifier::find_classifier;
+use crate::analysis::cost::graph_cost;
+use crate::analysis::shapes::infer_model;
+use crate::exits::plan::{self, ExitPoint, HeadKind};
+use crate::exits::{ExitError, ExitSelection};
+use crate::ir::{Dim, Model};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error(transparent)]
+    Exit(#[from] ExitError),
+    #[error("{path}: {reason}")]
+    Data { path: PathBuf, reason: String },
+    #[error("running the model in tract: {0}")]
+    Runtime(String),
+    #[error("L-BFGS: {0}")]
+    Optimiser(String),
+    #[error("{0}")]
+    BadOption(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub data: PathBuf,
+    pub labels: Option<PathBuf>,
+    /// Weight of the labels in the targets (1: labels only; 0: the model's
+    /// own softmax only). Only with `labels`.
+    pub label_weight: f64,
+    pub selection: ExitSelection,
+    pub head: HeadKind,
+    pub logits: Option<String>,
+    /// Rows per tract run.
+    pub batch: usize,
+    /// Seeds the held-out split.
+    pub seed: u64,
+    /// Share of rows held out to choose the L2 strength.
+    pub held_out: f64,
+}
+
+/// One fitted exit, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FittedExit {
+    pub index: usize,
+    pub tensor: String,
+    pub head: String,
+    pub features: i64,
+    /// The L2 strength chosen and the head's held-out scores with it.
+    pub held_out: logreg::HeldOut,
+    /// Agreement with the full model's prediction on every row (fit rows included).
+    pub agreement_all_rows: f64,
+    /// Accuracy against the labels on every row, when labels were given.
+    pub label_accuracy: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FitReport {
+    pub model: String,
+    pub rows: usize,
+    pub held_out_rows: usize,
+    pub targets: String,
+    pub seed: u64,
+    pub exits: Vec<FittedExit>,
+    /// The full model's accuracy on the labels, when given.
+    pub model_label_accuracy: Option<f64>,
+}
+
+/// Fits every exit's head; returns the heads (per exit: weight, bias) and
+/// the report.
+pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>, FitReport), FitError> {
+    if options.batch == 0 {
+        return Err(FitError::BadOption("--batch-size must be at least 1".into()));
+    }
+    if !(0.0..=1.0).contains(&options.label_weight) {
+        return Err(FitError::BadOption("--label-weight must be in [0, 1]".into()));
+    }
+    if !(0.05..=0.5).contains(&options.held_out) {
+        return Err(FitError::BadOption("--held-out must be in [0.05, 0.5]".into()));
+    }
+    let loaded = crate::onnx::load_model(model_path).map_err(ExitError::from)?;
+    let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
+    let _ = infer_model(&mut model);
+    let graph = &model.graph;
+    let classifier = find_classifier(graph, options.logits.as_deref()).map_err(ExitError::from)?;
+    let exits: Vec<ExitPoint> = match &options.selection {
+        ExitSelection::At(names) if names.is_empty() => {
+            return Err(FitError::BadOption(
+                "say where the exits go: --at TENSORS or --auto K".into(),
+            ));
+        }
+        ExitSelection::At(names) => plan::resolve_at(graph, &classifier, names, options.head)?,
+        ExitSelection::Auto(k) => plan::choose_auto(graph, &graph_cost(graph), &classifier, *k, options.head)?,
+    };
+
+    let mut samples = data::Samples::open(&options.data)?;
+    check_input(graph, model_path, &options.data, &samples.shape)?;
+    let rows = samples.rows();
+    let held_out_rows = ((rows as f64) * options.held_out).round() as usize;
+    if rows < 20 || held_out_rows == 0 {
+        return Err(FitError::Data {
+            path: options.data.clone(),
+            reason: format!("{rows} rows; fit needs at least 20 (some are held out to choose the L2 strength)"),
+        });
+    }
+    let classes = classifier.classes;
+    let labels = match &options.labels {
+        Some(p) => Some(data::read_labels(p, rows, classes)?),
+        None => None,
+    };
+    let external = !crate::onnx::external::collect_references(&loaded.proto).is_empty();
+    let model_dir = model_path.parent().unwrap_or(Path::new("."));
+    let collected = features::collect(
+        &loaded.proto,
+        graph,
+        &classifier,
+        &exits,
+        model.onnx_opset(),
+        &mut samples,
+        options.batch,
+        external.then_some(model_dir),
+    )?;
+
+    let c = classes as usize;
+    let logits = Array2::from_shape_vec((rows, c), collected.logits.iter().map(|&v| f64::from(v)).collect())
+        .map_err(|e| FitError::Runtime(format!("logits: {e}")))?;
+    let soft = softmax_rows(&logits);
+    let targets = match &labels {
+        Some(l) => {
+            let mut t = soft.clone() * (1.0 - options.label_weight);
+            for (r, &class) in l.iter().enumerate() {
+                t[[r, class]] += options.label_weight;
+            }
+            t
+        }
+        None => soft.clone(),
+    };
+    let held_out = held_out_mask(rows, held_out_rows, options.seed);
+    let model_pred: Vec<usize> = (0..rows).map(|r| argmax(logits.row(r).iter().copied())).collect();
+
+    let mut heads = Vec::new();
+    let mut fitted = Vec::new();
+    for (i, point) in exits.iter().enumerate() {
+        let features = point.features as usize;
+        let x = &collected.features[i];
+        if x.len() != rows * features {
+            return Err(FitError::Runtime(format!(
+                "exit {} ('{}'): {} feature values for {rows} rows of {features}",
+                i + 1,
+                point.tensor,
+                x.len()
+            )));
+        }
+        let (head, score) = logreg::fit_head(x, &targets, features, &held_out)?;
+        let pred: Vec<usize> = (0..rows)
+            .map(|r| {
+                let row = &x[r * features..(r + 1) * features];
+                argmax((0..c).map(|k| {
+                    let w = &head.weight[k * features..(k + 1) * features];
+                    f64::from(head.bias[k]) + w.iter().zip(row).map(|(a, b)| f64::from(a * b)).sum::<f64>()
+                }))
+            })
+            .collect();
+        fitted.push(FittedExit {
+            index: i + 1,
+            tensor: point.tensor.clone(),
+            head: point.head.name().into(),
+            features: point.features,
+            held_out: score,
+            agreement_all_rows: share(pred.iter().zip(&model_pred).filter(|(a, b)| a == b).count(), rows),
+            label_accuracy: labels
+                .as_ref()
+                .map(|l| share(pred.iter().zip(l).filter(|(a, b)| a == b).count(), rows)),
+        });
+        heads.push(head);
+    }
+    let report = FitReport {
+        model: model_path.display().to_string(),
+        rows,
+        held_out_rows,
+        targets: match &labels {
+            None => "the model's own softmax (self-distillation)".into(),
+            Some(_) if options.label_weight >= 1.0 => "labels".into(),
+            Some(_) => format!(
+                "{:.2} × labels + {:.2} × the model's softmax",
+                options.label_weight,
+                1.0 - options.label_weight
+            ),
+        },
+        seed: options.seed,
+        exits: fitted,
+        model_label_accuracy: labels
+            .as_ref()
+            .map(|l| share(model_pred.iter().zip(l).filter(|(a, b)| a == b).count(), rows)),
+    };
+    Ok((heads, report))
+}
+
+fn share(count: usize, of: usize) -> f64 {
+    count as f64 / of.max(1) as f64
+}
+
+fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    values
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |(bi, bv), (i, v)| if v > bv { (i, v) } else { (bi, bv) },
+        )
+        .0
+}
+
+fn softmax_rows(z: &Array2<f64>) -> Array2<f64> {
+    let mut p = z.clone();
+    for mut row in p.rows_mut() {
+        let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum = row.sum();
+        row.mapv_inplace(|v| v / sum);
+    }
+    p
+}
+
+/// `count` of `rows` rows, chosen by a seeded shuffle (SplitMix64 +
+/// Fisher–Yates, written out so a seed picks the same rows forever).
+fn held_out_mask(rows: usize, count: usize, seed: u64) -> Vec<bool> {
+    let mut state = seed ^ 0x5EED_F17E_D00D_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut order: Vec<usize> = (0..rows).collect();
+    for i in (1..rows).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    let mut mask = vec![false; rows];
+    for &r in &order[..count] {
+        mask[r] = true;
+    }
+    mask
+}
+
+/// The data must have the model's single input's shape (any batch).
+fn check_input(graph: &crate::ir::Graph, model: &Path, data: &Path, shape: &[usize]) -> Result<(), FitError> {
+    let inputs: Vec<_> = graph.inputs.iter().filter(|&&v| !graph.value(v).is_constant).collect();
+    let [input] = inputs.as_slice() else {
+        return Err(FitError::BadOption(format!(
+            "{}: fit feeds one input tensor; the model has {} inputs",
+            model.display(),
+            inputs.len()
+        )));
+    };
+    let value = graph.value(**input);
+    let Some(ty) = value.ty.as_ref() else { return Ok(()) };
+    if ty.elem != crate::onnx::dtype::ElemType::FLOAT {
+        return Err(FitError::BadOption(format!(
+            "{}: input '{}' is {}; fit feeds float32 data",
+            model.display(),
+            value.name,
+            ty.elem.name()
+        )));
+    }
+    if let Some(dims) = &ty.shape {
+        let fits = dims.len() == shape.len()
+            && dims
+                .iter()
+                .zip(shape)
+                .skip(1)
+                .all(|(d, &s)| !matches!(d, Dim::Known(k) if *k as usize != s));
+        if !fits {
+            return Err(FitError::Data {
+                path: data.to_path_buf(),
+                reason: format!(
+                    "shape {shape:?} does not fit input '{}' {} (rows first, then the input's other dims)",
+                    value.name, ty
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the heads as safetensors (`exit{k}.weight` classes × features,
+/// `exit{k}.bias`), the file `insert-exits --weights` reads, atomically.
+pub fn save_heads(
+    path: &Path,
+    heads: &[logreg::Head],
+    exits: &[FittedExit],
+    report: &FitReport,
+) -> Result<(), FitError> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (h, e) in heads.iter().zip(exits) {
+        let classes = h.bias.len();
+        let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        tensors.push((
+            format!("exit{}.weight", e.index),
+            vec![classes, e.features as usize],
+            le(&h.weight),
+        ));
+        tensors.push((format!("exit{}.bias", e.index), vec![classes], le(&h.bias)));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| FitError::Runtime(format!("{name}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    // One metadata entry: a HashMap of several would serialise in random order.
+    let mut meta = std::collections::HashMap::new();
+    meta.insert(
+        "eexc.fit".to_string(),
+        serde_json::json!({"producer": "eexc fit", "targets": report.targets, "seed": report.seed}).to_string(),
+    );
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| FitError::Runtime(e.to_string()))?;
+    crate::onnx::write_atomically(path, &bytes).map_err(|e| FitError::Exit(ExitError::from(e)))
+}
