@@ -11,6 +11,7 @@ pub mod fit;
 pub mod ir;
 pub mod onnx;
 pub mod report;
+pub mod runtime;
 pub mod transform;
 
 pub use error::Error;

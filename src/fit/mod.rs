@@ -4,7 +4,6 @@
 //! a multinomial logistic regression fitted by L-BFGS to the full model's
 //! softmax (self-distillation), to labels, or to a mix.
 
-mod data;
 mod features;
 pub mod logreg;
 
@@ -105,7 +104,7 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
         ExitSelection::Auto(k) => plan::choose_auto(graph, &graph_cost(graph), &classifier, *k, options.head)?,
     };
 
-    let mut samples = data::Samples::open(&options.data)?;
+    let mut samples = crate::runtime::Samples::open(&options.data)?;
     check_input(graph, model_path, &options.data, &samples.shape)?;
     let rows = samples.rows();
     let held_out_rows = ((rows as f64) * options.held_out).round() as usize;
@@ -117,7 +116,7 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
     }
     let classes = classifier.classes;
     let labels = match &options.labels {
-        Some(p) => Some(data::read_labels(p, rows, classes)?),
+        Some(p) => Some(crate::runtime::read_labels(p, rows, classes)?),
         None => None,
     };
     let external = !crate::onnx::external::collect_references(&loaded.proto).is_empty();

@@ -1,11 +1,11 @@
-//! Sample data for `fit`: `.npy` arrays, read batch by batch so the inputs
+//! Sample data: `.npy` arrays, read batch by batch so the inputs
 //! never need to sit in memory whole.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use super::FitError;
+use crate::fit::FitError;
 
 /// A float32 `.npy` file opened for reading rows in order.
 pub struct Samples {

@@ -1,0 +1,129 @@
+//! The embedded runtime (tract, pure Rust): runs a model over sample data
+//! read from `.npy`, batch by batch, and collects chosen outputs.
+
+mod samples;
+
+use protobuf::Message;
+use tract_onnx::prelude::*;
+
+pub use samples::{Samples, read_labels};
+
+use crate::fit::FitError;
+use crate::onnx::proto::ModelProto;
+
+/// Runs `model` over every row of `samples`, `batch` rows at a time, and
+/// returns each of `outputs` as one row-major buffer (rows in order).
+/// `external_dir` is the model's folder when its weights are external.
+pub fn run_batched(
+    model: &ModelProto,
+    outputs: &[String],
+    samples: &mut Samples,
+    batch: usize,
+    external_dir: Option<&std::path::Path>,
+    what: &str,
+) -> Result<Vec<Vec<f32>>, FitError> {
+    let bytes = model
+        .write_to_bytes()
+        .map_err(|e| FitError::Runtime(format!("cannot encode the model for tract: {e}")))?;
+    let rows = samples.rows();
+    let row_shape = samples.shape[1..].to_vec();
+    let progress = indicatif::ProgressBar::new(rows as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} rows ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    progress.set_message(what.to_string());
+    let mut columns = vec![Vec::new(); outputs.len()];
+    // One optimised plan per batch size met (full batches, then the rest).
+    let mut plans: Vec<(usize, Plan)> = Vec::new();
+    let mut done = 0;
+    while done < rows {
+        let n = batch.min(rows - done);
+        if !plans.iter().any(|(size, _)| *size == n) {
+            plans.push((n, prepare(&bytes, outputs, n, &row_shape, external_dir)?));
+        }
+        let plan = &plans.iter().find(|(size, _)| *size == n).expect("plan just made").1;
+        let data = samples.next_rows(done, n)?;
+        for (column, values) in columns.iter_mut().zip(run_plan(plan, &data, n, &row_shape, outputs)?) {
+            column.extend(values);
+        }
+        done += n;
+        progress.set_position(done as u64);
+    }
+    progress.finish_and_clear();
+    Ok(columns)
+}
+
+/// A model optimised by tract for one input shape.
+pub type Plan = std::sync::Arc<TypedRunnableModel>;
+
+/// Runs one batch (`rows` rows of `row_shape`) through `plan`; returns the
+/// outputs flattened, as f32.
+pub fn run_plan(
+    plan: &Plan,
+    data: &[f32],
+    rows: usize,
+    row_shape: &[usize],
+    outputs: &[String],
+) -> Result<Vec<Vec<f32>>, FitError> {
+    let mut shape = vec![rows];
+    shape.extend_from_slice(row_shape);
+    let input = Tensor::from_shape(&shape, data).map_err(|e| FitError::Runtime(format!("{e}")))?;
+    let result = plan
+        .run(tvec!(input.into()))
+        .map_err(|e| FitError::Runtime(format!("{e:#}")))?;
+    result
+        .iter()
+        .zip(outputs)
+        .map(|(out, name)| {
+            let out = out
+                .cast_to::<f32>()
+                .map_err(|e| FitError::Runtime(format!("output '{name}': {e}")))?;
+            let view = out
+                .to_plain_array_view::<f32>()
+                .map_err(|e| FitError::Runtime(format!("output '{name}': {e}")))?;
+            Ok(view.iter().copied().collect())
+        })
+        .collect()
+}
+
+/// Loads `bytes` into tract with the input fixed to `rows` × `row_shape`
+/// and `outputs` as the outputs, optimised and runnable.
+pub fn prepare(
+    bytes: &[u8],
+    outputs: &[String],
+    rows: usize,
+    row_shape: &[usize],
+    external_dir: Option<&std::path::Path>,
+) -> Result<Plan, FitError> {
+    let fail = |e: TractError| FitError::Runtime(format!("{e:#}"));
+    let mut model = if let Some(model_dir) = external_dir {
+        // External weights resolve against the model's folder.
+        let tmp = tempfile::Builder::new()
+            .prefix(".eexc-run-")
+            .suffix(".onnx")
+            .tempfile_in(model_dir)
+            .map_err(|e| FitError::Runtime(format!("{}: {e}", model_dir.display())))?;
+        std::fs::write(tmp.path(), bytes).map_err(|e| FitError::Runtime(e.to_string()))?;
+        tract_onnx::onnx().model_for_path(tmp.path()).map_err(fail)?
+    } else {
+        tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(fail)?
+    };
+    let mut shape = vec![rows];
+    shape.extend_from_slice(row_shape);
+    model
+        .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))
+        .map_err(fail)?;
+    let outlets: Vec<OutletId> = outputs
+        .iter()
+        .map(|name| {
+            model
+                .find_outlet_label(name)
+                .or_else(|| model.node_by_name(name).ok().map(|n| OutletId::new(n.id, 0)))
+                .ok_or_else(|| FitError::Runtime(format!("tract lost the output '{name}'")))
+        })
+        .collect::<Result<_, _>>()?;
+    model.select_output_outlets(&outlets).map_err(fail)?;
+    model.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)
+}
