@@ -5,6 +5,7 @@
 //! candidates, [`report`] turns results into tables and JSON.
 
 pub mod analysis;
+pub mod calibrate;
 mod error;
 pub mod exits;
 pub mod fit;

@@ -35,6 +35,9 @@ enum Command {
     /// Fit exit heads on sample inputs (logistic regression on each exit's
     /// pooled features; targets: the model's own softmax, or labels).
     Fit(Box<FitArgs>),
+    /// Calibrate an early-exit model: per-exit temperatures, and the
+    /// threshold that minimises the expected cost under a guaranteed bound.
+    Calibrate(Box<CalibrateArgs>),
     /// Recompute the cost report of an eexc-produced model for an exit distribution.
     Cost {
         model: PathBuf,
@@ -194,6 +197,132 @@ fn fit(a: FitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("bound").required(true).args(["max_drop", "max_disagree"])))]
+struct CalibrateArgs {
+    /// An early-exit model made by insert-exits (if, compact or multi mode).
+    model: PathBuf,
+    /// Calibration inputs: float32 .npy shaped like the model input.
+    #[arg(long, value_name = "X.npy")]
+    data: PathBuf,
+    /// Class labels (int64 .npy); needed for --max-drop.
+    #[arg(long, value_name = "Y.npy")]
+    labels: Option<PathBuf>,
+    /// Largest accuracy drop against the full model, e.g. 1% or 0.01.
+    #[arg(long, value_parser = parse_share)]
+    max_drop: Option<f64>,
+    /// Largest share of predictions that differ from the full model's.
+    #[arg(long, value_parser = parse_share)]
+    max_disagree: Option<f64>,
+    /// The guarantee holds with probability at least 1 − delta.
+    #[arg(long, default_value_t = 0.05)]
+    delta: f64,
+    /// Rows per run of the model.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Output model (default: MODEL with .calibrated.onnx).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The calibration report as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Every candidate threshold's exit shares, risk, p-value and cost, as CSV.
+    #[arg(long, value_name = "CURVE.csv")]
+    curve: Option<PathBuf>,
+    /// The accuracy-vs-cost curve as SVG.
+    #[arg(long, value_name = "PLOT.svg")]
+    plot: Option<PathBuf>,
+}
+
+/// `1%` or `0.01`.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => s.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("'{s}': expected a share such as 1% or 0.01"))?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}': must lie strictly between 0% and 100%"))
+    }
+}
+
+fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
+    use eexc::calibrate::choose::Target;
+    let target = match (a.max_drop, a.max_disagree) {
+        (Some(e), _) => Target::MaxDrop(e),
+        (None, Some(e)) => Target::MaxDisagree(e),
+        (None, None) => anyhow::bail!("give --max-drop or --max-disagree"),
+    };
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.model.with_extension("calibrated.onnx"));
+    for target_path in [Some(&out), a.report.as_ref(), a.curve.as_ref(), a.plot.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        for input in [Some(&a.model), Some(&a.data), a.labels.as_ref()].into_iter().flatten() {
+            if same_file(target_path, input) {
+                anyhow::bail!("{}: refusing to overwrite an input file", target_path.display());
+            }
+        }
+    }
+    let options = eexc::calibrate::CalibrateOptions {
+        data: a.data,
+        labels: a.labels,
+        target,
+        delta: a.delta,
+        batch: a.batch_size,
+    };
+    let c = eexc::calibrate::calibrate(&a.model, &options)?;
+    let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    eexc::onnx::save_model(&c.model, &out, Some(&source_dir))?;
+    if let Some(r) = &a.report {
+        let json = serde_json::to_vec_pretty(&c.report).context("encoding the report")?;
+        eexc::onnx::write_atomically(r, &json)?;
+    }
+    if let Some(p) = &a.curve {
+        eexc::onnx::write_atomically(p, eexc::calibrate::curve_csv(&c.curve).as_bytes())?;
+    }
+    if let Some(p) = &a.plot {
+        eexc::onnx::write_atomically(p, c.svg.as_bytes())?;
+    }
+    let r = &c.report;
+    println!("wrote {}", out.display());
+    println!(
+        "{} rows; threshold {:.3}: risk {:.4} (p = {:.2e} ≤ δ = {}), certified by {}",
+        r.rows, r.threshold, r.chosen.risk, r.chosen.p_value, r.delta, r.guarantee
+    );
+    if let Some(acc) = r.full_model_accuracy {
+        println!(
+            "accuracy: full model {:.2}%, early-exit {:.2}%",
+            100.0 * acc,
+            100.0 * r.chosen.accuracy.unwrap_or(0.0)
+        );
+    }
+    println!("agreement with the full model: {:.2}%", 100.0 * r.chosen.agreement);
+    println!(
+        "\nexit  tensor                    T before  T after  ECE before  ECE after  exit rate  right when exiting"
+    );
+    for e in &r.exits {
+        println!(
+            "{:<5} {:<25} {:<9.3} {:<8.3} {:<11.4} {:<10.4} {:>8.2}%  {}",
+            e.index,
+            e.tensor,
+            e.temperature_before,
+            e.temperature,
+            e.ece_before,
+            e.ece_after,
+            100.0 * e.exit_rate,
+            e.accuracy_of_exits.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a))
+        );
+    }
+    print!("\n{}", r.cost.to_text());
+    Ok(())
+}
+
 fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
     use eexc::exits::{ExitOptions, ExitSelection, WeightSource};
     let options = ExitOptions {
@@ -302,6 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::InsertExits(args) => insert_exits(*args)?,
         Command::Fit(args) => fit(*args)?,
+        Command::Calibrate(args) => calibrate(*args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
         Command::Print { model, elide_data_over } => {
             // Shown as stored: external-data files are not needed to print.

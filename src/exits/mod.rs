@@ -178,6 +178,9 @@ pub struct ExitsMetadata {
     pub trained: bool,
     pub weights: String,
     pub cost: cost::CostTable,
+    /// Set by `eexc calibrate`: what the thresholds were chosen for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<serde_json::Value>,
 }
 
 /// Runs the whole insertion on `path`; returns the emitted model (not yet
@@ -279,12 +282,9 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         trained: options.weights.is_trained(),
         weights: options.weights.describe(),
         cost: table,
+        calibration: None,
     };
-    set_metadata(
-        &mut out,
-        METADATA_KEY,
-        &serde_json::to_string(&meta).unwrap_or_default(),
-    );
+    write_metadata(&mut out, &meta);
     let mut warnings = Vec::new();
     if !options.weights.is_trained() && options.mode != Mode::Multi {
         warnings.push(format!(
@@ -441,6 +441,11 @@ fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
     kv.set_key(key.into());
     kv.set_value(value.into());
     model.metadata_props.push(kv);
+}
+
+/// Writes (or replaces) the `eexc.exits` metadata.
+pub fn write_metadata(model: &mut ModelProto, meta: &ExitsMetadata) {
+    set_metadata(model, METADATA_KEY, &serde_json::to_string(meta).unwrap_or_default());
 }
 
 /// Reads the `eexc.exits` metadata of an eexc-produced model.

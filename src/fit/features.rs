@@ -2,12 +2,12 @@
 //! exit, the pooled features its head reads, and the model's own logits.
 
 use super::FitError;
-use crate::runtime::Samples;
 use crate::analysis::classifier::Classifier;
 use crate::exits::head::build_pooling;
 use crate::exits::plan::ExitPoint;
 use crate::ir::{Graph, NameGenerator};
 use crate::onnx::proto::{ModelProto, ValueInfoProto};
+use crate::runtime::Samples;
 use crate::transform::builder::GraphBuilder;
 
 /// Row-major matrices, one row per sample.

@@ -1,0 +1,337 @@
+//! Calibration on cached outputs (pure functions, so repeated splits need
+//! one run of the model): per-exit temperatures by NLL, ECE, and the sweep
+//! of a shared threshold λ with its risk, p-value and expected cost.
+
+use crate::exits::Confidence;
+use crate::exits::cost::{CostReport, CostTable};
+
+use super::guarantee;
+
+/// What the calibration must keep below its bound.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "epsilon")]
+pub enum Target {
+    /// Rows the full model gets right and the early exit gets wrong (needs labels).
+    MaxDrop(f64),
+    /// Rows where the early exit's prediction differs from the full model's.
+    MaxDisagree(f64),
+}
+
+impl Target {
+    pub fn epsilon(self) -> f64 {
+        match self {
+            Target::MaxDrop(e) | Target::MaxDisagree(e) => e,
+        }
+    }
+}
+
+/// One exit's cached logits (rows × classes) and how it decides.
+pub struct ExitData<'a> {
+    pub logits: &'a [f32],
+    pub confidence: Confidence,
+}
+
+/// Everything the sweep reads, for the rows being calibrated on.
+pub struct Observed<'a> {
+    pub exits: Vec<ExitData<'a>>,
+    pub classes: usize,
+    /// The full model's prediction per row.
+    pub full_pred: &'a [usize],
+    pub labels: Option<&'a [usize]>,
+    pub never_exit_classes: &'a [usize],
+}
+
+impl Observed<'_> {
+    pub fn rows(&self) -> usize {
+        self.full_pred.len()
+    }
+
+    /// What a head is scored against: the labels, or the full model.
+    pub fn reference(&self) -> &[usize] {
+        self.labels.unwrap_or(self.full_pred)
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+        )
+        .0
+}
+
+/// Softmax of `row / t`, in f64.
+fn probabilities(row: &[f32], t: f64) -> Vec<f64> {
+    let scaled: Vec<f64> = row.iter().map(|&v| f64::from(v) / t).collect();
+    let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = scaled.iter().map(|v| (v - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// The decision's confidence, exactly as the emitted graph computes it
+/// (docs/output-graph.md).
+pub fn confidence(kind: Confidence, row: &[f32], t: f64) -> f64 {
+    let p = probabilities(row, t);
+    match kind {
+        Confidence::Maxprob => p.iter().cloned().fold(0.0, f64::max),
+        Confidence::Entropy => {
+            let neg_h: f64 = p.iter().filter(|&&v| v > 0.0).map(|v| v * v.ln()).sum();
+            1.0 + neg_h / (p.len() as f64).ln()
+        }
+        Confidence::Margin => {
+            let mut sorted = p.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            sorted[0] - sorted.get(1).copied().unwrap_or(0.0)
+        }
+    }
+}
+
+/// Mean negative log-likelihood of `reference` under softmax(z / t).
+fn nll(logits: &[f32], classes: usize, reference: &[usize], t: f64) -> f64 {
+    let total: f64 = logits
+        .chunks_exact(classes)
+        .zip(reference)
+        .map(|(row, &y)| -probabilities(row, t)[y].max(1e-300).ln())
+        .sum();
+    total / reference.len().max(1) as f64
+}
+
+/// The temperature minimising the NLL: golden-section search on β = 1/T in
+/// [1/20, 20] (the NLL is convex in β).
+pub fn fit_temperature(logits: &[f32], classes: usize, reference: &[usize]) -> f64 {
+    let f = |beta: f64| nll(logits, classes, reference, 1.0 / beta);
+    let (mut a, mut b) = (0.05f64, 20.0f64);
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..80 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = f(d);
+        }
+    }
+    2.0 / (a + b)
+}
+
+/// Expected calibration error of the max-probability confidence against
+/// `reference`, 15 equal-width bins.
+pub fn ece(logits: &[f32], classes: usize, reference: &[usize], t: f64) -> f64 {
+    const BINS: usize = 15;
+    let mut count = [0usize; BINS];
+    let mut conf_sum = [0.0f64; BINS];
+    let mut hit_sum = [0.0f64; BINS];
+    for (row, &y) in logits.chunks_exact(classes).zip(reference) {
+        let p = probabilities(row, t);
+        let (pred, conf) = p
+            .iter()
+            .enumerate()
+            .fold((0, 0.0), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
+        let bin = ((conf * BINS as f64) as usize).min(BINS - 1);
+        count[bin] += 1;
+        conf_sum[bin] += conf;
+        hit_sum[bin] += f64::from(u8::from(pred == y));
+    }
+    let n = reference.len().max(1) as f64;
+    (0..BINS)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (count[b] as f64 / n) * (conf_sum[b] / count[b] as f64 - hit_sum[b] / count[b] as f64).abs())
+        .sum()
+}
+
+/// Per exit and row: the confidence at the exit's temperature, the head's
+/// prediction, and whether a never-exit class holds the row back.
+pub struct Decisions {
+    pub confidence: Vec<Vec<f64>>,
+    pub prediction: Vec<Vec<usize>>,
+    pub held_back: Vec<Vec<bool>>,
+}
+
+pub fn decisions(obs: &Observed, temperatures: &[f64]) -> Decisions {
+    let c = obs.classes;
+    let mut d = Decisions {
+        confidence: Vec::new(),
+        prediction: Vec::new(),
+        held_back: Vec::new(),
+    };
+    for (e, &t) in obs.exits.iter().zip(temperatures) {
+        let rows = e.logits.chunks_exact(c);
+        d.confidence
+            .push(rows.clone().map(|r| confidence(e.confidence, r, t)).collect());
+        let preds: Vec<usize> = rows.map(argmax).collect();
+        d.held_back
+            .push(preds.iter().map(|p| obs.never_exit_classes.contains(p)).collect());
+        d.prediction.push(preds);
+    }
+    d
+}
+
+/// Per row: the exit taken (1-based; K+1 for the full model) and the
+/// prediction returned, with every exit's threshold at `lambda`.
+pub fn outcome(d: &Decisions, full_pred: &[usize], lambda: f64) -> (Vec<usize>, Vec<usize>) {
+    let k = d.confidence.len();
+    full_pred
+        .iter()
+        .enumerate()
+        .map(|(r, &full)| {
+            (0..k)
+                .find(|&e| !d.held_back[e][r] && d.confidence[e][r] >= lambda)
+                .map_or((k + 1, full), |e| (e + 1, d.prediction[e][r]))
+        })
+        .unzip()
+}
+
+/// One candidate threshold of the sweep.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CurvePoint {
+    pub threshold: f64,
+    /// Share of rows leaving at exits 1..K, then at the full model.
+    pub exit_shares: Vec<f64>,
+    pub losses: u64,
+    pub risk: f64,
+    pub p_value: f64,
+    pub certified: bool,
+    /// Accuracy against the labels (when given).
+    pub accuracy: Option<f64>,
+    /// Agreement with the full model's prediction.
+    pub agreement: f64,
+    pub expected_flops: f64,
+    /// 1 − expected / original FLOPs.
+    pub savings: f64,
+}
+
+/// The shared-threshold candidates, most conservative first.
+pub fn grid() -> Vec<f64> {
+    (0..=200).map(|i| 1.0 - f64::from(i) * 0.005).collect()
+}
+
+/// Sweeps the grid: risk, p-value, certification (fixed sequence) and
+/// expected cost of every candidate.
+pub fn sweep(obs: &Observed, d: &Decisions, target: Target, delta: f64, table: &CostTable) -> Vec<CurvePoint> {
+    let n = obs.rows();
+    let k = obs.exits.len();
+    let mut points: Vec<CurvePoint> = grid()
+        .into_iter()
+        .map(|lambda| {
+            let (exit, pred) = outcome(d, obs.full_pred, lambda);
+            let losses = (0..n)
+                .filter(|&r| match target {
+                    Target::MaxDisagree(_) => pred[r] != obs.full_pred[r],
+                    Target::MaxDrop(_) => {
+                        let y = obs.labels.expect("max-drop needs labels")[r];
+                        obs.full_pred[r] == y && pred[r] != y
+                    }
+                })
+                .count() as u64;
+            let mut counts = vec![0usize; k + 1];
+            for &e in &exit {
+                counts[e - 1] += 1;
+            }
+            let shares: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
+            let report = CostReport::new(table, Some(&shares[..k]));
+            let expected = report.expected.as_ref().map_or(table.original.flops, |e| e.cost.flops);
+            CurvePoint {
+                threshold: lambda,
+                exit_shares: shares,
+                losses,
+                risk: losses as f64 / n as f64,
+                p_value: guarantee::p_value(losses, n as u64, target.epsilon()),
+                certified: false,
+                accuracy: obs
+                    .labels
+                    .map(|l| pred.iter().zip(l).filter(|(a, b)| a == b).count() as f64 / n as f64),
+                agreement: pred.iter().zip(obs.full_pred).filter(|(a, b)| a == b).count() as f64 / n as f64,
+                expected_flops: expected,
+                savings: if table.original.flops > 0.0 {
+                    1.0 - expected / table.original.flops
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect();
+    let p: Vec<f64> = points.iter().map(|c| c.p_value).collect();
+    let certified = guarantee::certified_prefix(&p, delta);
+    for c in &mut points[..certified] {
+        c.certified = true;
+    }
+    points
+}
+
+/// The certified candidate with the lowest expected cost (the first such
+/// on a tie: the more conservative).
+pub fn best(points: &[CurvePoint]) -> Option<&CurvePoint> {
+    points
+        .iter()
+        .filter(|c| c.certified)
+        .fold(None, |best: Option<&CurvePoint>, c| match best {
+            Some(b) if b.expected_flops <= c.expected_flops => Some(b),
+            _ => Some(c),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidences_match_their_definitions() {
+        let row = [2.0f32, 0.0, 0.0];
+        let e2 = 2f64.exp();
+        let p0 = e2 / (e2 + 2.0);
+        assert!((confidence(Confidence::Maxprob, &row, 1.0) - p0).abs() < 1e-12);
+        let p1 = 1.0 / (e2 + 2.0);
+        assert!((confidence(Confidence::Margin, &row, 1.0) - (p0 - p1)).abs() < 1e-12);
+        let h = -(p0 * p0.ln() + 2.0 * p1 * p1.ln());
+        assert!((confidence(Confidence::Entropy, &row, 1.0) - (1.0 - h / 3f64.ln())).abs() < 1e-12);
+        // Temperature 2 halves the logits.
+        let half = [1.0f32, 0.0, 0.0];
+        assert!(
+            (confidence(Confidence::Maxprob, &row, 2.0) - confidence(Confidence::Maxprob, &half, 1.0)).abs() < 1e-12
+        );
+    }
+
+    #[test]
+    fn temperature_fit_recovers_a_known_scale() {
+        // Logits are 3× what a calibrated model would emit for these labels:
+        // rows of [s, 0] with label 0 in a share q of rows. The NLL optimum
+        // has softmax(s/T)[0] = q.
+        let s = 6.0f32;
+        let q: f64 = 0.8;
+        let mut logits = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..100 {
+            logits.extend([s, 0.0]);
+            labels.push(usize::from(i >= 80));
+        }
+        let t = fit_temperature(&logits, 2, &labels);
+        let want = f64::from(s) / (q / (1.0 - q)).ln();
+        assert!((t - want).abs() < 1e-4, "{t} vs {want}");
+        // At that temperature the confidence equals the accuracy: ECE 0.
+        assert!(ece(&logits, 2, &labels, t) < 1e-6);
+        assert!(ece(&logits, 2, &labels, 1.0) > 0.1);
+    }
+
+    #[test]
+    fn outcome_takes_the_first_confident_exit_unless_held_back() {
+        let d = Decisions {
+            confidence: vec![vec![0.9, 0.5, 0.95], vec![0.99, 0.99, 0.2]],
+            prediction: vec![vec![1, 1, 3], vec![2, 2, 2]],
+            held_back: vec![vec![false, false, true], vec![false, false, false]],
+        };
+        let (exit, pred) = outcome(&d, &[7, 7, 7], 0.8);
+        assert_eq!(exit, vec![1, 2, 3]);
+        assert_eq!(pred, vec![1, 2, 7]);
+    }
+}

@@ -1,0 +1,119 @@
+//! Every exit's logits for every row, from an early-exit model: the nested
+//! `If`s are unrolled into one flat graph (names are unique across a model
+//! and its branches, so the branch nodes can join the main graph), in which
+//! each head runs on all rows. Compact models' row compaction becomes an
+//! identity; a multi-output model already is flat.
+
+use std::collections::HashSet;
+
+use crate::exits::ExitsMetadata;
+use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+
+/// The flat model and its outputs: exit 1..K logits, then the full model's
+/// prediction.
+pub fn flat_model(model: &ModelProto, meta: &ExitsMetadata) -> Result<(ModelProto, Vec<String>), String> {
+    let g = model.graph.as_ref().ok_or("the model has no graph")?;
+    let mut outputs: Vec<String> = meta.exits.iter().map(|e| e.logits_output.clone()).collect();
+    let mut flat = model.clone();
+    let fg = flat.graph.as_mut().expect("checked above");
+    match meta.mode.as_str() {
+        "multi" => {
+            let first = g.output.first().ok_or("the model has no outputs")?;
+            outputs.push(first.name().to_string());
+        }
+        "if" | "compact" => {
+            let mut nodes = Vec::new();
+            let mut final_prediction = None;
+            unroll(&g.node, &mut nodes, &mut final_prediction);
+            outputs.push(final_prediction.ok_or("no eexc If found in the model")?);
+            fg.node = prune(nodes, &outputs);
+        }
+        other => {
+            return Err(format!(
+                "a '{other}' model cannot be calibrated directly; calibrate its 'if' form (the same exits and heads) and copy the thresholds"
+            ));
+        }
+    }
+    fg.output = outputs
+        .iter()
+        .map(|o| {
+            let mut v = ValueInfoProto::new();
+            v.set_name(o.clone());
+            v
+        })
+        .collect();
+    Ok((flat, outputs))
+}
+
+fn is_exit_if(n: &NodeProto) -> bool {
+    n.op_type() == "If"
+        && n.attribute
+            .iter()
+            .any(|a| a.name() == "then_branch" && a.g.as_ref().is_some_and(|g| g.name().starts_with("eexc_exit")))
+}
+
+fn else_branch(n: &NodeProto) -> Option<&GraphProto> {
+    n.attribute
+        .iter()
+        .find(|a| a.name() == "else_branch")
+        .and_then(|a| a.g.as_ref())
+}
+
+fn unroll(nodes: &[NodeProto], out: &mut Vec<NodeProto>, final_prediction: &mut Option<String>) {
+    for n in nodes {
+        if is_exit_if(n)
+            && let Some(else_g) = else_branch(n)
+        {
+            if !else_g.node.iter().any(is_exit_if) {
+                // The innermost else: the rest of the network and its prediction.
+                *final_prediction = else_g.output.first().map(|o| o.name().to_string());
+            }
+            unroll(&else_g.node, out, final_prediction);
+        } else if n.op_type() == "Compress"
+            && n.input
+                .get(1)
+                .is_some_and(|m| m.starts_with("eexc_exit") && m.ends_with("_continue"))
+        {
+            // Compact mode keeps the unconfident rows; here every row goes on.
+            let mut id = NodeProto::new();
+            id.set_op_type("Identity".into());
+            id.set_name(n.name().to_string());
+            id.input = vec![n.input[0].clone()];
+            id.output = n.output.clone();
+            out.push(id);
+        } else {
+            out.push(n.clone());
+        }
+    }
+}
+
+/// Keeps the nodes the outputs need (reading subgraphs' outer names too).
+fn prune(nodes: Vec<NodeProto>, outputs: &[String]) -> Vec<NodeProto> {
+    fn reads(n: &NodeProto, into: &mut Vec<String>) {
+        into.extend(n.input.iter().cloned());
+        for a in &n.attribute {
+            for g in a.g.as_ref().into_iter().chain(a.graphs.iter()) {
+                for inner in &g.node {
+                    reads(inner, into);
+                }
+                into.extend(g.output.iter().map(|o| o.name().to_string()));
+            }
+        }
+    }
+    let mut needed: HashSet<String> = outputs.iter().cloned().collect();
+    let mut keep = vec![false; nodes.len()];
+    for (i, n) in nodes.iter().enumerate().rev() {
+        if n.output.iter().any(|o| needed.contains(o)) {
+            keep[i] = true;
+            let mut r = Vec::new();
+            reads(n, &mut r);
+            needed.extend(r);
+        }
+    }
+    nodes
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(n, _)| n)
+        .collect()
+}

@@ -1,0 +1,384 @@
+//! `eexc calibrate`: per-exit temperatures (NLL) and one shared confidence
+//! threshold chosen to minimise the expected cost subject to a bound on the
+//! accuracy drop (labels) or the disagreement with the full model, with a
+//! distribution-free guarantee (guarantee.rs). Writes the thresholds and
+//! temperatures into the model's knobs and metadata.
+
+pub mod choose;
+mod flatten;
+pub mod guarantee;
+mod plot;
+
+use std::path::{Path, PathBuf};
+
+use choose::{CurvePoint, ExitData, Observed, Target};
+
+use crate::exits::cost::CostReport;
+use crate::exits::{Confidence, ExitsMetadata};
+use crate::fit::FitError;
+use crate::onnx::proto::ModelProto;
+use crate::runtime::{Samples, read_labels};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    #[error(transparent)]
+    Run(#[from] FitError),
+    #[error("{path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+    #[error(
+        "{got} calibration rows; a guarantee at {}% with δ = {delta} needs at least {needed} (even with no loss seen, p = (1 − ε)^n must reach δ)",
+        100.0 * epsilon
+    )]
+    TooFewRows {
+        got: usize,
+        needed: u64,
+        epsilon: f64,
+        delta: f64,
+    },
+    #[error(
+        "no threshold keeps the {what} under {}% with δ = {delta} on these {rows} rows: even the most conservative candidate is not certified",
+        100.0 * epsilon
+    )]
+    NothingCertified {
+        what: &'static str,
+        epsilon: f64,
+        delta: f64,
+        rows: usize,
+    },
+    #[error("{0}")]
+    BadOption(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
+    pub data: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub target: Target,
+    pub delta: f64,
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExitCalibration {
+    pub index: usize,
+    pub tensor: String,
+    pub temperature_before: f64,
+    pub temperature: f64,
+    /// Expected calibration error of the head's max-probability confidence
+    /// against the reference (labels, or the full model's predictions).
+    pub ece_before: f64,
+    pub ece_after: f64,
+    /// Share of rows leaving here at the chosen threshold.
+    pub exit_rate: f64,
+    /// Of the rows leaving here: share right against the reference.
+    pub accuracy_of_exits: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CalibrationReport {
+    pub schema: &'static str,
+    pub model: String,
+    pub rows: usize,
+    pub target: Target,
+    pub delta: f64,
+    pub guarantee: &'static str,
+    /// Rows any certificate at this ε and δ needs.
+    pub min_rows: u64,
+    pub threshold: f64,
+    pub exits: Vec<ExitCalibration>,
+    pub chosen: CurvePoint,
+    pub full_model_accuracy: Option<f64>,
+    pub cost: CostReport,
+}
+
+/// The calibration worked out on cached outputs.
+pub struct Outcome {
+    pub temperatures: Vec<f64>,
+    pub curve: Vec<CurvePoint>,
+    pub chosen: CurvePoint,
+}
+
+/// Temperatures, the sweep and the choice for rows already run through the
+/// model (also what the repeated-split tests call).
+pub fn calibrate_observed(
+    obs: &Observed,
+    table: &crate::exits::cost::CostTable,
+    target: Target,
+    delta: f64,
+) -> Result<Outcome, CalibrateError> {
+    let epsilon = target.epsilon();
+    let needed = guarantee::min_samples(epsilon, delta);
+    if (obs.rows() as u64) < needed {
+        return Err(CalibrateError::TooFewRows {
+            got: obs.rows(),
+            needed,
+            epsilon,
+            delta,
+        });
+    }
+    let temperatures: Vec<f64> = obs
+        .exits
+        .iter()
+        .map(|e| choose::fit_temperature(e.logits, obs.classes, obs.reference()))
+        .collect();
+    let d = choose::decisions(obs, &temperatures);
+    let curve = choose::sweep(obs, &d, target, delta, table);
+    let chosen = choose::best(&curve).cloned().ok_or(CalibrateError::NothingCertified {
+        what: match target {
+            Target::MaxDrop(_) => "accuracy drop",
+            Target::MaxDisagree(_) => "disagreement with the full model",
+        },
+        epsilon,
+        delta,
+        rows: obs.rows(),
+    })?;
+    Ok(Outcome {
+        temperatures,
+        curve,
+        chosen,
+    })
+}
+
+/// Rows run through an early-exit model: every exit's logits and the full
+/// model's prediction.
+pub struct RunOutputs {
+    pub meta: ExitsMetadata,
+    pub model: ModelProto,
+    pub classes: usize,
+    pub exit_logits: Vec<Vec<f32>>,
+    pub full_pred: Vec<usize>,
+}
+
+/// Loads an eexc model and runs its flat form over `data` in tract.
+pub fn run_exits(path: &Path, data: &Path, batch: usize) -> Result<RunOutputs, CalibrateError> {
+    let bad = |reason: String| CalibrateError::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let loaded = crate::onnx::load_model(path).map_err(|e| bad(e.to_string()))?;
+    let meta = crate::exits::read_metadata(&loaded.proto)
+        .ok_or_else(|| {
+            bad(format!(
+                "not made by eexc insert-exits (no '{}' metadata)",
+                crate::exits::METADATA_KEY
+            ))
+        })?
+        .map_err(|e| bad(format!("unreadable '{}' metadata: {e}", crate::exits::METADATA_KEY)))?;
+    let (flat, outputs) = flatten::flat_model(&loaded.proto, &meta).map_err(bad)?;
+    let mut samples = Samples::open(data)?;
+    let rows = samples.rows();
+    let external = !crate::onnx::external::collect_references(&loaded.proto).is_empty();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut columns = crate::runtime::run_batched(
+        &flat,
+        &outputs,
+        &mut samples,
+        batch,
+        external.then_some(dir),
+        "running the exits",
+    )?;
+    let final_out = columns.pop().unwrap_or_default();
+    let classes = columns.first().map_or(0, |c| c.len() / rows.max(1));
+    if classes == 0 || columns.iter().any(|c| c.len() != rows * classes) {
+        return Err(bad("the exits' logits do not have one row per sample".into()));
+    }
+    let width = final_out.len() / rows.max(1);
+    let full_pred = final_out
+        .chunks_exact(width.max(1))
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+                )
+                .0
+        })
+        .collect();
+    Ok(RunOutputs {
+        meta,
+        model: loaded.proto,
+        classes,
+        exit_logits: columns,
+        full_pred,
+    })
+}
+
+pub fn confidence_kind(name: &str) -> Confidence {
+    match name {
+        "entropy" => Confidence::Entropy,
+        "margin" => Confidence::Margin,
+        _ => Confidence::Maxprob,
+    }
+}
+
+/// The calibrated model, its report, the curve and its plot.
+pub struct Calibrated {
+    pub model: ModelProto,
+    pub report: CalibrationReport,
+    pub curve: Vec<CurvePoint>,
+    pub svg: String,
+}
+
+pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, CalibrateError> {
+    let epsilon = options.target.epsilon();
+    if !(epsilon > 0.0 && epsilon < 1.0) {
+        return Err(CalibrateError::BadOption(format!(
+            "the bound must be in (0%, 100%); got {}%",
+            100.0 * epsilon
+        )));
+    }
+    if !(options.delta > 0.0 && options.delta < 1.0) {
+        return Err(CalibrateError::BadOption(format!(
+            "--delta must be in (0, 1); got {}",
+            options.delta
+        )));
+    }
+    if matches!(options.target, Target::MaxDrop(_)) && options.labels.is_none() {
+        return Err(CalibrateError::BadOption(
+            "--max-drop needs --labels; without labels use --max-disagree".into(),
+        ));
+    }
+    let run = run_exits(path, &options.data, options.batch)?;
+    let labels = match &options.labels {
+        Some(p) => Some(read_labels(p, run.full_pred.len(), run.classes as i64)?),
+        None => None,
+    };
+    let never: Vec<usize> = run.meta.never_exit_classes.iter().map(|&c| c as usize).collect();
+    let obs = Observed {
+        exits: run
+            .exit_logits
+            .iter()
+            .zip(&run.meta.exits)
+            .map(|(l, e)| ExitData {
+                logits: l,
+                confidence: confidence_kind(&e.confidence),
+            })
+            .collect(),
+        classes: run.classes,
+        full_pred: &run.full_pred,
+        labels: labels.as_deref(),
+        never_exit_classes: &never,
+    };
+    let outcome = calibrate_observed(&obs, &run.meta.cost, options.target, options.delta)?;
+    let reference = obs.reference();
+    let d = choose::decisions(&obs, &outcome.temperatures);
+    let (exit_of, pred) = choose::outcome(&d, &run.full_pred, outcome.chosen.threshold);
+    let exits: Vec<ExitCalibration> = run
+        .meta
+        .exits
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let leaving: Vec<usize> = (0..exit_of.len()).filter(|&r| exit_of[r] == i + 1).collect();
+            ExitCalibration {
+                index: e.index,
+                tensor: e.tensor.clone(),
+                temperature_before: f64::from(e.temperature),
+                temperature: outcome.temperatures[i],
+                ece_before: choose::ece(&run.exit_logits[i], run.classes, reference, f64::from(e.temperature)),
+                ece_after: choose::ece(&run.exit_logits[i], run.classes, reference, outcome.temperatures[i]),
+                exit_rate: leaving.len() as f64 / exit_of.len() as f64,
+                accuracy_of_exits: (!leaving.is_empty()).then(|| {
+                    leaving.iter().filter(|&&r| pred[r] == reference[r]).count() as f64 / leaving.len() as f64
+                }),
+            }
+        })
+        .collect();
+    let k = run.meta.exits.len();
+    let report = CalibrationReport {
+        schema: "eexc.calibrate/1",
+        model: path.display().to_string(),
+        rows: run.full_pred.len(),
+        target: options.target,
+        delta: options.delta,
+        guarantee: "Learn-then-Test, fixed-sequence testing over one shared threshold (most conservative first), exact binomial p-values",
+        min_rows: guarantee::min_samples(epsilon, options.delta),
+        threshold: outcome.chosen.threshold,
+        exits,
+        chosen: outcome.chosen.clone(),
+        full_model_accuracy: labels
+            .as_ref()
+            .map(|l| run.full_pred.iter().zip(l).filter(|(a, b)| a == b).count() as f64 / l.len() as f64),
+        cost: CostReport::new(&run.meta.cost, Some(&outcome.chosen.exit_shares[..k])),
+    };
+    let mut model = run.model;
+    write_knobs(&mut model, &run.meta, &outcome, &report)?;
+    let title = format!(
+        "{} — {} ≤ {}% (δ = {})",
+        path.file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+        match options.target {
+            Target::MaxDrop(_) => "accuracy drop",
+            Target::MaxDisagree(_) => "disagreement",
+        },
+        100.0 * epsilon,
+        options.delta
+    );
+    let svg = plot::curve_svg(&outcome.curve, Some(&outcome.chosen), &title);
+    Ok(Calibrated {
+        model,
+        report,
+        curve: outcome.curve,
+        svg,
+    })
+}
+
+/// Sets the knob initializers' defaults and the metadata to the calibration.
+fn write_knobs(
+    model: &mut ModelProto,
+    meta: &ExitsMetadata,
+    outcome: &Outcome,
+    report: &CalibrationReport,
+) -> Result<(), CalibrateError> {
+    let mut meta = meta.clone();
+    let g = model.graph.as_mut().expect("loaded models have a graph");
+    for (i, e) in meta.exits.iter_mut().enumerate() {
+        e.threshold = outcome.chosen.threshold as f32;
+        e.temperature = outcome.temperatures[i] as f32;
+        for (name, value) in [(&e.threshold_input, e.threshold), (&e.temperature_input, e.temperature)] {
+            if let Some(t) = g.initializer.iter_mut().find(|t| t.name() == name.as_str()) {
+                *t = crate::transform::builder::tensor_f32(name, &[], &[value]);
+            }
+        }
+    }
+    meta.calibration = Some(serde_json::json!({
+        "target": report.target,
+        "delta": report.delta,
+        "rows": report.rows,
+        "threshold": report.threshold,
+        "risk": report.chosen.risk,
+        "p_value": report.chosen.p_value,
+        "guarantee": report.guarantee,
+    }));
+    crate::exits::write_metadata(model, &meta);
+    Ok(())
+}
+
+/// The sweep as CSV: one row per candidate threshold.
+pub fn curve_csv(curve: &[CurvePoint]) -> String {
+    let k = curve.first().map_or(0, |c| c.exit_shares.len());
+    let mut s = String::from("threshold");
+    for e in 1..k {
+        s.push_str(&format!(",exit{e}_share"));
+    }
+    s.push_str(",full_share,losses,risk,p_value,certified,accuracy,agreement,expected_flops,savings\n");
+    for c in curve {
+        s.push_str(&format!("{:.3}", c.threshold));
+        for share in &c.exit_shares {
+            s.push_str(&format!(",{share:.6}"));
+        }
+        s.push_str(&format!(
+            ",{},{:.6},{:.6e},{},{},{:.6},{:.1},{:.6}\n",
+            c.losses,
+            c.risk,
+            c.p_value,
+            c.certified,
+            c.accuracy.map_or(String::new(), |a| format!("{a:.6}")),
+            c.agreement,
+            c.expected_flops,
+            c.savings
+        ));
+    }
+    s
+}
