@@ -6,7 +6,9 @@
 
 pub mod analysis;
 pub mod calibrate;
+pub mod compile;
 mod error;
+pub mod eval;
 pub mod exits;
 pub mod fit;
 pub mod ir;

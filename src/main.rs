@@ -38,6 +38,11 @@ enum Command {
     /// Calibrate an early-exit model: per-exit temperatures, and the
     /// threshold that minimises the expected cost under a guaranteed bound.
     Calibrate(Box<CalibrateArgs>),
+    /// Measure an early-exit model (and the original) on held-out data in tract.
+    Eval(Box<EvalArgs>),
+    /// The whole pipeline for a CI step: insert, fit, calibrate, emit, report;
+    /// fails when the target cannot be met or the savings gate is not reached.
+    Compile(Box<CompileArgs>),
     /// Recompute the cost report of an eexc-produced model for an exit distribution.
     Cost {
         model: PathBuf,
@@ -323,6 +328,191 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// An early-exit model made by insert-exits (if mode).
+    model: PathBuf,
+    /// Held-out inputs: float32 .npy shaped like the model input.
+    #[arg(long, value_name = "X.npy")]
+    data: PathBuf,
+    /// Class labels (int64 .npy), for accuracies.
+    #[arg(long, value_name = "Y.npy")]
+    labels: Option<PathBuf>,
+    /// The original model, for agreement, latency and the measured speedup.
+    #[arg(long, value_name = "MODEL.onnx")]
+    baseline: Option<PathBuf>,
+    /// Per-row prediction and exit index as int64 .npy [rows, 2].
+    #[arg(long, value_name = "P.npy")]
+    predictions: Option<PathBuf>,
+    /// Print the JSON report instead of the text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let options = eexc::eval::EvalOptions {
+        data: a.data,
+        labels: a.labels,
+        baseline: a.baseline,
+    };
+    let e = eexc::eval::eval(&a.model, &options)?;
+    if let Some(p) = &a.predictions {
+        eexc::eval::save_predictions(p, &e.predictions)?;
+    }
+    let r = &e.report;
+    let mut text = format!("{} rows, {}\n", r.rows, r.runtime);
+    let line = |name: &str, s: &eexc::eval::Side| {
+        format!(
+            "{name:<10} accuracy {}  latency mean {:.3} ms, p50 {:.3} ms, p90 {:.3} ms  throughput {:.1} rows/s\n",
+            s.accuracy.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
+            s.timing.mean_ms,
+            s.timing.p50_ms,
+            s.timing.p90_ms,
+            s.timing.rows_per_second
+        )
+    };
+    text.push_str(&line("early-exit", &r.early_exit));
+    if let Some(b) = &r.baseline {
+        text.push_str(&line("baseline", b));
+    }
+    if let Some(a) = r.agreement {
+        text.push_str(&format!("agreement  {:.2}%\n", 100.0 * a));
+    }
+    text.push_str(&format!("exits      {:?} (exits 1..K, then the full model)\n", r.exit_histogram));
+    text.push_str(&format!(
+        "speedup    measured {}, predicted by the cost model {:.2}x\n",
+        r.measured_speedup.map_or("- (give --baseline)".into(), |s| format!("{s:.2}x")),
+        r.predicted_speedup
+    ));
+    emit(r, a.json, text)
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("bound").required(true).args(["max_drop", "max_disagree"])))]
+#[command(group(clap::ArgGroup::new("where").args(["at", "auto"])))]
+struct CompileArgs {
+    model: PathBuf,
+    /// Sample inputs (float32 .npy): split into a fit part and a calibration part.
+    #[arg(long, value_name = "X.npy")]
+    data: PathBuf,
+    /// Class labels (int64 .npy); needed for --max-drop.
+    #[arg(long, value_name = "Y.npy")]
+    labels: Option<PathBuf>,
+    #[arg(long, value_parser = parse_share)]
+    max_drop: Option<f64>,
+    #[arg(long, value_parser = parse_share)]
+    max_disagree: Option<f64>,
+    #[arg(long, default_value_t = 0.05)]
+    delta: f64,
+    /// Exit tensors (default: --auto 3).
+    #[arg(long, value_delimiter = ',')]
+    at: Vec<String>,
+    #[arg(long, value_name = "K")]
+    auto: Option<usize>,
+    #[arg(long, value_enum, default_value = "auto")]
+    head: eexc::exits::HeadKind,
+    /// if (batch exits when every row may) or compact (per-row exits).
+    #[arg(long, value_enum, default_value = "if")]
+    mode: eexc::exits::Mode,
+    #[arg(long, value_enum, default_value = "maxprob")]
+    confidence: eexc::exits::Confidence,
+    /// Share of the rows that fit the heads; the rest calibrate.
+    #[arg(long, default_value_t = 0.5)]
+    fit_share: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Fail (exit 1, no model written) when the expected FLOP savings are
+    /// below this share, e.g. 20%.
+    #[arg(long, value_parser = parse_share)]
+    fail_under_savings: Option<f64>,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The JSON report (written even when the gate fails).
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// The savings gate failed: the run worked, its result is not good enough.
+#[derive(Debug)]
+struct GateFailed(String);
+
+impl std::fmt::Display for GateFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GateFailed {}
+
+fn compile(a: CompileArgs) -> anyhow::Result<()> {
+    use eexc::calibrate::choose::Target;
+    use eexc::exits::{ExitSelection, Mode};
+    if !matches!(a.mode, Mode::If | Mode::Compact) {
+        anyhow::bail!("compile emits --mode if or compact");
+    }
+    for input in [Some(&a.model), Some(&a.data), a.labels.as_ref()].into_iter().flatten() {
+        for target in [Some(&a.output), a.report.as_ref()].into_iter().flatten() {
+            if same_file(target, input) {
+                anyhow::bail!("{}: refusing to overwrite an input file", target.display());
+            }
+        }
+    }
+    let options = eexc::compile::CompileOptions {
+        data: a.data,
+        labels: a.labels,
+        selection: match (a.auto, a.at.is_empty()) {
+            (Some(k), _) => ExitSelection::Auto(k),
+            (None, false) => ExitSelection::At(a.at),
+            (None, true) => ExitSelection::Auto(3),
+        },
+        head: a.head,
+        mode: a.mode,
+        confidence: a.confidence,
+        target: match (a.max_drop, a.max_disagree) {
+            (Some(e), _) => Target::MaxDrop(e),
+            (None, Some(e)) => Target::MaxDisagree(e),
+            (None, None) => anyhow::bail!("give --max-drop or --max-disagree"),
+        },
+        delta: a.delta,
+        fit_share: a.fit_share,
+        seed: a.seed,
+        batch: a.batch_size,
+    };
+    let work = tempfile::tempdir().context("creating a scratch folder")?;
+    let (model, report) = eexc::compile::compile(&a.model, &options, work.path())?;
+    if let Some(r) = &a.report {
+        let json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
+        eexc::onnx::write_atomically(r, &json)?;
+    }
+    let c = &report.calibration;
+    println!(
+        "fit on {} rows, calibrated on {}: threshold {:.3}, risk {:.4} (p = {:.2e} ≤ δ = {}), expected FLOP savings {:.1}%",
+        report.fit_rows,
+        report.calibration_rows,
+        c.threshold,
+        c.chosen.risk,
+        c.chosen.p_value,
+        c.delta,
+        100.0 * report.savings
+    );
+    if let Some(gate) = a.fail_under_savings
+        && report.savings < gate
+    {
+        return Err(GateFailed(format!(
+            "gate failed: expected FLOP savings {:.1}% are under --fail-under-savings {:.1}%; no model written",
+            100.0 * report.savings,
+            100.0 * gate
+        ))
+        .into());
+    }
+    let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    eexc::onnx::save_model(&model, &a.output, Some(&source_dir))?;
+    println!("wrote {}", a.output.display());
+    Ok(())
+}
+
 fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
     use eexc::exits::{ExitOptions, ExitSelection, WeightSource};
     let options = ExitOptions {
@@ -432,6 +622,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::InsertExits(args) => insert_exits(*args)?,
         Command::Fit(args) => fit(*args)?,
         Command::Calibrate(args) => calibrate(*args)?,
+        Command::Eval(args) => eval(*args)?,
+        Command::Compile(args) => compile(*args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
         Command::Print { model, elide_data_over } => {
             // Shown as stored: external-data files are not needed to print.
@@ -455,7 +647,8 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("eexc: error: {line}");
-            ExitCode::from(2)
+            // 1: the run worked but a gate failed; 2: it could not run.
+            ExitCode::from(if e.is::<GateFailed>() { 1 } else { 2 })
         }
     }
 }

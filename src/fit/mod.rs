@@ -232,10 +232,20 @@ fn softmax_rows(z: &Array2<f64>) -> Array2<f64> {
     p
 }
 
-/// `count` of `rows` rows, chosen by a seeded shuffle (SplitMix64 +
-/// Fisher–Yates, written out so a seed picks the same rows forever).
+/// `count` of `rows` rows, chosen by a seeded shuffle.
 fn held_out_mask(rows: usize, count: usize, seed: u64) -> Vec<bool> {
-    let mut state = seed ^ 0x5EED_F17E_D00D_u64;
+    let order = seeded_permutation(rows, seed ^ 0x5EED_F17E_D00D_u64);
+    let mut mask = vec![false; rows];
+    for &r in &order[..count] {
+        mask[r] = true;
+    }
+    mask
+}
+
+/// The rows 0..rows in a seeded order (SplitMix64 + Fisher–Yates, written
+/// out so a seed gives the same order forever).
+pub fn seeded_permutation(rows: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
     let mut next = move || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = state;
@@ -248,11 +258,7 @@ fn held_out_mask(rows: usize, count: usize, seed: u64) -> Vec<bool> {
         let j = (next() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
-    let mut mask = vec![false; rows];
-    for &r in &order[..count] {
-        mask[r] = true;
-    }
-    mask
+    order
 }
 
 /// The data must have the model's single input's shape (any batch).

@@ -385,6 +385,8 @@ def main():
             print(f"ORT vs numpy on test: max abs diff {float(np.max(np.abs(out - ref[name]))):.3g}")
         ort_acc[name] = accuracy(out, y)
     print("accuracy (ONNX Runtime): " + ", ".join(f"{k} {v:.4f}" for k, v in ort_acc.items()))
+    # The doc string quotes the numpy reference's accuracies; they must be ORT's.
+    assert ort_acc == ref_acc, (ort_acc, ref_acc)
     print(f"wrote {model_path} ({len(data)} bytes) and the split .npy files")
     if ort_acc["test"] < MIN_TEST_ACC:
         print(f"FAIL: test accuracy {ort_acc['test']:.4f} < {MIN_TEST_ACC}", file=sys.stderr)
