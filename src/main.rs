@@ -378,10 +378,14 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(a) = r.agreement {
         text.push_str(&format!("agreement  {:.2}%\n", 100.0 * a));
     }
-    text.push_str(&format!("exits      {:?} (exits 1..K, then the full model)\n", r.exit_histogram));
+    text.push_str(&format!(
+        "exits      {:?} (exits 1..K, then the full model)\n",
+        r.exit_histogram
+    ));
     text.push_str(&format!(
         "speedup    measured {}, predicted by the cost model {:.2}x\n",
-        r.measured_speedup.map_or("- (give --baseline)".into(), |s| format!("{s:.2}x")),
+        r.measured_speedup
+            .map_or("- (give --baseline)".into(), |s| format!("{s:.2}x")),
         r.predicted_speedup
     ));
     emit(r, a.json, text)
@@ -636,6 +640,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Printing into a closed pipe (`eexc ... | head`) ends the process
+    // quietly, as for other command-line tools, instead of panicking.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of a signal at start-up, before
+    // any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -56,7 +56,11 @@ pub struct CompileReport {
 
 /// Runs the pipeline; returns the calibrated model and the report. `work`
 /// is a scratch folder for the intermediate files.
-pub fn compile(model: &Path, options: &CompileOptions, work: &Path) -> Result<(ModelProto, CompileReport), CompileError> {
+pub fn compile(
+    model: &Path,
+    options: &CompileOptions,
+    work: &Path,
+) -> Result<(ModelProto, CompileReport), CompileError> {
     if !(0.1..=0.9).contains(&options.fit_share) {
         return Err(CompileError::BadOption("--fit-share must be in [0.1, 0.9]".into()));
     }
@@ -166,7 +170,11 @@ fn split_rows(options: &CompileOptions, work: &Path) -> Result<Split, CompileErr
     })
 }
 
-fn write_npy<T: npyz::Serialize + npyz::AutoSerialize>(path: &Path, shape: &[usize], data: &[T]) -> Result<(), CompileError> {
+fn write_npy<T: npyz::Serialize + npyz::AutoSerialize>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<(), CompileError> {
     use npyz::WriterBuilder;
     let fail = |e: std::io::Error| CompileError::Io(format!("{}: {e}", path.display()));
     let file = std::fs::File::create(path).map_err(fail)?;

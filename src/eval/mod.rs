@@ -71,7 +71,10 @@ fn timing(mut ms: Vec<f64>) -> Timing {
 fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+        )
         .0
 }
 
@@ -87,15 +90,23 @@ fn run_rows(path: &Path, data: &Path, with_exit: bool) -> Result<(Vec<Row>, usiz
     };
     let loaded = crate::onnx::load_model(path).map_err(|e| bad(e.to_string()))?;
     let g = loaded.proto.graph.as_ref().ok_or_else(|| bad("no graph".into()))?;
-    let first = g.output.first().ok_or_else(|| bad("no outputs".into()))?.name().to_string();
+    let first = g
+        .output
+        .first()
+        .ok_or_else(|| bad("no outputs".into()))?
+        .name()
+        .to_string();
     let mut outputs = vec![first];
     if with_exit {
         if !g.output.iter().any(|o| o.name() == crate::exits::EXIT_INDEX) {
-            return Err(bad("no 'exit_index' output: evaluate an if or compact model made by insert-exits".into()));
+            return Err(bad(
+                "no 'exit_index' output: evaluate an if or compact model made by insert-exits".into(),
+            ));
         }
         outputs.push(crate::exits::EXIT_INDEX.to_string());
     }
-    let bytes = protobuf::Message::write_to_bytes(&loaded.proto).map_err(|e| bad(e.to_string()))?;
+    let bytes =
+        protobuf::Message::write_to_bytes(&crate::runtime::for_tract(&loaded.proto)).map_err(|e| bad(e.to_string()))?;
     let mut samples = Samples::open(data)?;
     let row_shape = samples.shape[1..].to_vec();
     let external = !crate::onnx::external::collect_references(&loaded.proto).is_empty();
@@ -127,7 +138,10 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, CalibrateEr
     let meta = crate::exits::read_metadata(&loaded.proto)
         .ok_or_else(|| CalibrateError::Model {
             path: path.to_path_buf(),
-            reason: format!("not made by eexc insert-exits (no '{}' metadata)", crate::exits::METADATA_KEY),
+            reason: format!(
+                "not made by eexc insert-exits (no '{}' metadata)",
+                crate::exits::METADATA_KEY
+            ),
         })?
         .map_err(|e| CalibrateError::Model {
             path: path.to_path_buf(),
@@ -172,15 +186,16 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, CalibrateEr
     };
     let shares: Vec<f64> = histogram[..k].iter().map(|&c| c as f64 / rows as f64).collect();
     let cost = CostReport::new(&meta.cost, Some(&shares));
-    let expected = cost.expected.as_ref().map_or(meta.cost.original.flops, |e| e.cost.flops);
+    let expected = cost
+        .expected
+        .as_ref()
+        .map_or(meta.cost.original.flops, |e| e.cost.flops);
     let report = EvalReport {
         schema: "eexc.eval/1",
         model: path.display().to_string(),
         rows,
         runtime: "tract (one row per run)",
-        measured_speedup: baseline
-            .as_ref()
-            .map(|b| b.timing.mean_ms / early_exit.timing.mean_ms),
+        measured_speedup: baseline.as_ref().map(|b| b.timing.mean_ms / early_exit.timing.mean_ms),
         early_exit,
         baseline,
         agreement,
@@ -206,7 +221,9 @@ pub fn save_predictions(path: &Path, predictions: &[(i64, i64)]) -> Result<(), C
             .begin_nd()
             .map_err(|e| CalibrateError::BadOption(e.to_string()))?;
         for &(p, e) in predictions {
-            w.push(&p).and_then(|_| w.push(&e)).map_err(|e| CalibrateError::BadOption(e.to_string()))?;
+            w.push(&p)
+                .and_then(|_| w.push(&e))
+                .map_err(|e| CalibrateError::BadOption(e.to_string()))?;
         }
         w.finish().map_err(|e| CalibrateError::BadOption(e.to_string()))?;
     }

@@ -251,7 +251,15 @@ impl CostReport {
             100.0 * self.worst_case_overhead_ratio
         );
         if let Some(e) = &self.expected {
-            let dist: Vec<String> = e.distribution.iter().map(|p| format!("{p}")).collect();
+            // Four decimals, trailing zeros dropped: 0.3 stays 0.3, 397ths stay short.
+            let dist: Vec<String> = e
+                .distribution
+                .iter()
+                .map(|p| {
+                    let s = format!("{p:.4}");
+                    s.trim_end_matches('0').trim_end_matches('.').to_string()
+                })
+                .collect();
             out += &format!(
                 "expected      {} FLOPs, {} MACs, {} weights read under exit distribution [{}]\nsavings       {:.1}% of FLOPs vs the original; average exit depth {:.2}\n",
                 g(e.cost.flops),

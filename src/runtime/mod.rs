@@ -22,7 +22,7 @@ pub fn run_batched(
     external_dir: Option<&std::path::Path>,
     what: &str,
 ) -> Result<Vec<Vec<f32>>, FitError> {
-    let bytes = model
+    let bytes = for_tract(model)
         .write_to_bytes()
         .map_err(|e| FitError::Runtime(format!("cannot encode the model for tract: {e}")))?;
     let rows = samples.rows();
@@ -51,6 +51,44 @@ pub fn run_batched(
     }
     progress.finish_and_clear();
     Ok(columns)
+}
+
+/// The model as tract should see it: without declared intermediate and
+/// output shapes (tract takes them as facts, and a symbolic `batch` there
+/// cannot unify with the concrete batch each plan is made for; tract infers
+/// them again), and with node names that cannot collide with the names tract
+/// gives its own helper nodes (`<node>.bias` for a Conv inside an `If`
+/// meets an initializer of that name in many exports).
+pub fn for_tract(model: &ModelProto) -> ModelProto {
+    fn strip(g: &mut crate::onnx::proto::GraphProto) {
+        g.value_info.clear();
+        for n in g.node.iter_mut() {
+            let name = format!("{}#node", n.name());
+            n.set_name(name);
+        }
+        for o in g.output.iter_mut() {
+            if let Some(crate::onnx::proto::type_proto::Value::TensorType(t)) =
+                o.type_.as_mut().and_then(|t| t.value.as_mut())
+            {
+                t.shape = protobuf::MessageField::none();
+            }
+        }
+        for n in g.node.iter_mut() {
+            for a in n.attribute.iter_mut() {
+                if let Some(sub) = a.g.as_mut() {
+                    strip(sub);
+                }
+                for sub in a.graphs.iter_mut() {
+                    strip(sub);
+                }
+            }
+        }
+    }
+    let mut m = model.clone();
+    if let Some(g) = m.graph.as_mut() {
+        strip(g);
+    }
+    m
 }
 
 /// A model optimised by tract for one input shape.
