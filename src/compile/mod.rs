@@ -140,7 +140,7 @@ fn split_rows(options: &CompileOptions, work: &Path) -> Result<Split, CompileErr
         None => None,
     };
     let fit_rows = ((rows as f64) * options.fit_share).round() as usize;
-    let order = crate::fit::seeded_permutation(rows, options.seed ^ 0xC0_4D_11E);
+    let order = crate::fit::seeded_permutation(rows, options.seed ^ 0x0C04_D11E);
     let (fit_idx, calib_idx) = order.split_at(fit_rows);
     let write = |name: &str, idx: &[usize]| -> Result<PathBuf, CompileError> {
         let mut shape = samples.shape.clone();
