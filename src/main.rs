@@ -423,6 +423,12 @@ struct CompileArgs {
     /// Share of the rows that fit the heads; the rest calibrate.
     #[arg(long, default_value_t = 0.5)]
     fit_share: f64,
+    /// Calibrate on these rows instead (then all of --data fits the heads).
+    #[arg(long, value_name = "X2.npy")]
+    calib_data: Option<PathBuf>,
+    /// Labels of --calib-data.
+    #[arg(long, value_name = "Y2.npy", requires = "calib_data")]
+    calib_labels: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value_t = 64)]
@@ -456,7 +462,14 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
     if !matches!(a.mode, Mode::If | Mode::Compact) {
         anyhow::bail!("compile emits --mode if or compact");
     }
-    for input in [Some(&a.model), Some(&a.data), a.labels.as_ref()].into_iter().flatten() {
+    let inputs = [
+        Some(&a.model),
+        Some(&a.data),
+        a.labels.as_ref(),
+        a.calib_data.as_ref(),
+        a.calib_labels.as_ref(),
+    ];
+    for input in inputs.into_iter().flatten() {
         for target in [Some(&a.output), a.report.as_ref()].into_iter().flatten() {
             if same_file(target, input) {
                 anyhow::bail!("{}: refusing to overwrite an input file", target.display());
@@ -481,6 +494,7 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         },
         delta: a.delta,
         fit_share: a.fit_share,
+        calibration: a.calib_data.map(|x| (x, a.calib_labels)),
         seed: a.seed,
         batch: a.batch_size,
     };
@@ -659,8 +673,20 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("eexc: error: {line}");
-            // 1: the run worked but a gate failed; 2: it could not run.
-            ExitCode::from(if e.is::<GateFailed>() { 1 } else { 2 })
+            // 1: the run worked but a gate failed (savings, or no certified
+            // threshold); 2: it could not run.
+            let gate = e.is::<GateFailed>()
+                || matches!(
+                    e.downcast_ref::<eexc::compile::CompileError>(),
+                    Some(eexc::compile::CompileError::Calibrate(
+                        eexc::calibrate::CalibrateError::NothingCertified { .. }
+                    ))
+                )
+                || matches!(
+                    e.downcast_ref::<eexc::calibrate::CalibrateError>(),
+                    Some(eexc::calibrate::CalibrateError::NothingCertified { .. })
+                );
+            ExitCode::from(if gate { 1 } else { 2 })
         }
     }
 }

@@ -382,3 +382,98 @@ pub fn curve_csv(curve: &[CurvePoint]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exits::cost::{CostTable, Work};
+
+    fn table() -> CostTable {
+        let w = |f: f64| Work {
+            macs: f / 2.0,
+            flops: f,
+            weight_bytes: 0.0,
+        };
+        CostTable {
+            original: w(100.0),
+            stages: vec![w(20.0)],
+            heads: vec![w(1.0)],
+            decisions: vec![w(1.0)],
+            final_stage: w(80.0),
+            uncosted_ops: Vec::new(),
+        }
+    }
+
+    /// 400 rows; the head gives every row the same margin `margin` and is
+    /// right on a share `right` of them (the full model predicts class 0).
+    fn observed(logits: &mut Vec<f32>, right: f64, margin: f32) -> Vec<usize> {
+        for r in 0..400 {
+            let class = usize::from((r as f64) >= right * 400.0);
+            let mut row = [0.0f32; 2];
+            row[class] = margin;
+            logits.extend(row);
+        }
+        vec![0; 400]
+    }
+
+    #[test]
+    fn a_saturated_wrong_head_certifies_nothing() {
+        // Margins so large that every confidence is exactly 1 even at the
+        // highest temperature: at every candidate all rows exit, 10% wrongly.
+        let mut logits = Vec::new();
+        let full = observed(&mut logits, 0.9, 1e4);
+        let obs = Observed {
+            exits: vec![ExitData {
+                logits: &logits,
+                confidence: Confidence::Maxprob,
+            }],
+            classes: 2,
+            full_pred: &full,
+            labels: None,
+            never_exit_classes: &[],
+        };
+        // 10% of rows disagree at every threshold: 5% cannot be certified.
+        let err = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, CalibrateError::NothingCertified { rows: 400, .. }),
+            "{err}"
+        );
+        // With never-exit class 1 those rows stay for the full model: certified.
+        let never = [1usize];
+        let obs = Observed {
+            never_exit_classes: &never,
+            ..obs
+        };
+        let out = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05).unwrap();
+        assert_eq!(out.chosen.risk, 0.0);
+        assert!((out.chosen.exit_shares[0] - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_head_that_cannot_tell_its_mistakes_does_not_exit() {
+        // Same confidence on right and wrong rows: any threshold that lets
+        // one row exit lets all exit (10% disagreement), so the certified
+        // choice is to exit nowhere, which costs the head.
+        let mut logits = Vec::new();
+        let full = observed(&mut logits, 0.9, 3.0);
+        let obs = Observed {
+            exits: vec![ExitData {
+                logits: &logits,
+                confidence: Confidence::Maxprob,
+            }],
+            classes: 2,
+            full_pred: &full,
+            labels: None,
+            never_exit_classes: &[],
+        };
+        let out = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05).unwrap();
+        assert_eq!(out.chosen.exit_shares[0], 0.0);
+        assert!(out.chosen.savings < 0.0);
+        // Its temperature makes the confidence the accuracy: p = 0.9.
+        let t = out.temperatures[0];
+        let p = choose::confidence(Confidence::Maxprob, &logits[..2], t);
+        assert!((p - 0.9).abs() < 1e-4, "{p}");
+    }
+}

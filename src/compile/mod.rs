@@ -37,6 +37,9 @@ pub struct CompileOptions {
     pub delta: f64,
     /// Share of the rows used to fit the heads; the rest calibrate.
     pub fit_share: f64,
+    /// Separate calibration rows (and labels): then every `data` row fits
+    /// the heads and nothing is split.
+    pub calibration: Option<(PathBuf, Option<PathBuf>)>,
     pub seed: u64,
     pub batch: usize,
 }
@@ -64,7 +67,17 @@ pub fn compile(
     if !(0.1..=0.9).contains(&options.fit_share) {
         return Err(CompileError::BadOption("--fit-share must be in [0.1, 0.9]".into()));
     }
-    let split = split_rows(options, work)?;
+    let split = match &options.calibration {
+        Some((x, y)) => Split {
+            fit_x: options.data.clone(),
+            fit_y: options.labels.clone(),
+            calib_x: x.clone(),
+            calib_y: y.clone(),
+            fit_rows: crate::runtime::Samples::open(&options.data)?.rows(),
+            calib_rows: crate::runtime::Samples::open(x)?.rows(),
+        },
+        None => split_rows(options, work)?,
+    };
     let fit_options = FitOptions {
         data: split.fit_x.clone(),
         labels: split.fit_y.clone(),
