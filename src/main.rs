@@ -222,6 +222,13 @@ struct CalibrateArgs {
     /// The guarantee holds with probability at least 1 − delta.
     #[arg(long, default_value_t = 0.05)]
     delta: f64,
+    /// Share of the rows set aside to fit the temperatures; the threshold
+    /// test uses the rest. 0 fits them on every row (guarantee approximate).
+    #[arg(long, default_value_t = 0.2)]
+    temperature_share: f64,
+    /// Seed of that split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Rows per run of the model.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -280,6 +287,10 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         target,
         delta: a.delta,
         batch: a.batch_size,
+        split: eexc::calibrate::Split {
+            temperature_share: a.temperature_share,
+            seed: a.seed,
+        },
     };
     let c = eexc::calibrate::calibrate(&a.model, &options)?;
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
@@ -297,8 +308,12 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let r = &c.report;
     println!("wrote {}", out.display());
     println!(
-        "{} rows; threshold {:.3}: risk {:.4} (p = {:.2e} ≤ δ = {}), certified by {}",
-        r.rows, r.threshold, r.chosen.risk, r.chosen.p_value, r.delta, r.guarantee
+        "{} rows: {} fit the temperatures, {} test the thresholds",
+        r.rows, r.temperature_rows, r.testing_rows
+    );
+    println!(
+        "threshold {:.3}: risk {:.4} (p = {:.2e} ≤ δ = {}), certified by {}",
+        r.threshold, r.chosen.risk, r.chosen.p_value, r.delta, r.guarantee
     );
     if let Some(acc) = r.full_model_accuracy {
         println!(

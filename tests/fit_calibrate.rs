@@ -314,3 +314,147 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
         "{err}"
     );
 }
+
+/// The guarantee on real data: calibration and test rows (797 in all) are
+/// re-split at random; each time the threshold is chosen on 400 rows and the
+/// realised disagreement (or accuracy drop) is measured on the other 397.
+/// Learn-then-Test bounds the *true* risk (P[risk > ε] ≤ δ); 397 held-out
+/// rows only estimate it, so a split counts as a violation when those rows
+/// show the risk above ε at the 5% level (one-sided binomial test). The
+/// share of violations must stay under δ + 5%. (The exact check, against a
+/// known true risk, is in src/calibrate/mod.rs.)
+#[test]
+fn calibration_respects_its_target_in_repeated_random_splits() {
+    use eexc::calibrate::choose::{self, Target};
+    use eexc::calibrate::{calibrate_observed, confidence_kind, run_exits};
+
+    let dir = tempfile::tempdir().unwrap();
+    let heads = fit_heads(dir.path());
+    let ee = dir.path().join("ee.onnx");
+    insert_exits(
+        &digits("digits_resnet.onnx"),
+        &ee,
+        &["--at", EXITS, "--weights", heads.to_str().unwrap()],
+    );
+    let a = run_exits(&ee, &digits("calib_x.npy"), 64).unwrap();
+    let b = run_exits(&ee, &digits("test_x.npy"), 64).unwrap();
+    let rows = a.full_pred.len() + b.full_pred.len();
+    let logits: Vec<Vec<f32>> = a
+        .exit_logits
+        .iter()
+        .zip(&b.exit_logits)
+        .map(|(x, y)| x.iter().chain(y).copied().collect())
+        .collect();
+    let full: Vec<usize> = a.full_pred.iter().chain(&b.full_pred).copied().collect();
+    let labels: Vec<usize> = eexc::runtime::read_labels(&digits("calib_y.npy"), 397, 10)
+        .unwrap()
+        .into_iter()
+        .chain(eexc::runtime::read_labels(&digits("test_y.npy"), 400, 10).unwrap())
+        .collect();
+    let c = a.classes;
+    let kinds: Vec<_> = a.meta.exits.iter().map(|e| confidence_kind(&e.confidence)).collect();
+    let subset = |idx: &[usize]| -> Parts {
+        (
+            logits
+                .iter()
+                .map(|l| {
+                    idx.iter()
+                        .flat_map(|&r| l[r * c..(r + 1) * c].iter().copied())
+                        .collect()
+                })
+                .collect(),
+            idx.iter().map(|&r| full[r]).collect(),
+            idx.iter().map(|&r| labels[r]).collect(),
+        )
+    };
+    let delta = 0.1;
+    for target in [Target::MaxDisagree(0.03), Target::MaxDrop(0.01)] {
+        let splits = 40;
+        let (mut violations, mut raw, mut uncertified) = (0, 0, 0);
+        let mut savings = 0.0;
+        for split in 0..splits {
+            let order = eexc::fit::seeded_permutation(rows, 1000 + split);
+            let (cal_idx, test_idx) = order.split_at(400);
+            let (cal, test) = (subset(cal_idx), subset(test_idx));
+            let (obs_cal, obs_test) = (observe(&cal, &kinds, c), observe(&test, &kinds, c));
+            let out = match calibrate_observed(&obs_cal, &a.meta.cost, target, delta, Default::default()) {
+                Ok(out) => out,
+                // Nothing certified: no early exit is shipped, so nothing can be violated.
+                Err(eexc::calibrate::CalibrateError::NothingCertified { .. }) => {
+                    uncertified += 1;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let d = choose::decisions(&obs_test, &out.temperatures);
+            let (_, pred) = choose::outcome(&d, &test.1, out.chosen.threshold);
+            let n = test.1.len() as f64;
+            let realised = match target {
+                Target::MaxDisagree(_) => pred.iter().zip(&test.1).filter(|(p, f)| p != f).count() as f64 / n,
+                Target::MaxDrop(_) => {
+                    let right = |p: &[usize]| p.iter().zip(&test.2).filter(|(p, y)| p == y).count() as f64 / n;
+                    right(&test.1) - right(&pred)
+                }
+            };
+            if realised > target.epsilon() {
+                raw += 1;
+            }
+            // Losses seen on the held-out rows (drop: full right, exit wrong).
+            let losses = match target {
+                Target::MaxDisagree(_) => pred.iter().zip(&test.1).filter(|(p, f)| p != f).count(),
+                Target::MaxDrop(_) => (0..test.1.len())
+                    .filter(|&r| test.1[r] == test.2[r] && pred[r] != test.2[r])
+                    .count(),
+            } as u64;
+            let upper_tail = if losses == 0 {
+                1.0
+            } else {
+                1.0 - eexc::calibrate::guarantee::p_value(losses - 1, test.1.len() as u64, target.epsilon())
+            };
+            if upper_tail <= 0.05 {
+                violations += 1;
+            }
+            savings += out.chosen.savings / splits as f64;
+        }
+        eprintln!(
+            "{target:?}: held-out risk above the bound in {raw} of {splits} splits, significantly so in {violations}; nothing certified in {uncertified}; mean expected savings {savings:.3}"
+        );
+        assert!(
+            f64::from(violations) <= (delta + 0.05) * f64::from(splits as u32),
+            "{target:?}: {violations} of {splits} splits significantly over the bound"
+        );
+        assert!(
+            uncertified <= splits / 4,
+            "{target:?}: nothing certified in {uncertified} splits"
+        );
+        assert!(
+            savings > 0.1,
+            "{target:?}: the guarantee should still leave savings ({savings})"
+        );
+    }
+}
+
+/// Rows of cached outputs: per-exit logits, full-model predictions, labels.
+type Parts = (Vec<Vec<f32>>, Vec<usize>, Vec<usize>);
+
+fn observe<'a>(
+    p: &'a Parts,
+    kinds: &[eexc::exits::Confidence],
+    classes: usize,
+) -> eexc::calibrate::choose::Observed<'a> {
+    eexc::calibrate::choose::Observed {
+        exits: p
+            .0
+            .iter()
+            .zip(kinds)
+            .map(|(l, &k)| eexc::calibrate::choose::ExitData {
+                logits: l,
+                confidence: k,
+            })
+            .collect(),
+        classes,
+        full_pred: &p.1,
+        labels: Some(&p.2),
+        never_exit_classes: &[],
+    }
+}

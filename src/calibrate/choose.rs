@@ -52,6 +52,59 @@ impl Observed<'_> {
     }
 }
 
+/// Owned rows of an [`Observed`] (a subset of another).
+pub struct Rows {
+    pub logits: Vec<Vec<f32>>,
+    pub kinds: Vec<Confidence>,
+    pub classes: usize,
+    pub full_pred: Vec<usize>,
+    pub labels: Option<Vec<usize>>,
+    pub never_exit_classes: Vec<usize>,
+}
+
+impl Rows {
+    pub fn view(&self) -> Observed<'_> {
+        Observed {
+            exits: self
+                .logits
+                .iter()
+                .zip(&self.kinds)
+                .map(|(l, &k)| ExitData {
+                    logits: l,
+                    confidence: k,
+                })
+                .collect(),
+            classes: self.classes,
+            full_pred: &self.full_pred,
+            labels: self.labels.as_deref(),
+            never_exit_classes: &self.never_exit_classes,
+        }
+    }
+}
+
+impl Observed<'_> {
+    /// The rows `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Rows {
+        let c = self.classes;
+        Rows {
+            logits: self
+                .exits
+                .iter()
+                .map(|e| {
+                    idx.iter()
+                        .flat_map(|&r| e.logits[r * c..(r + 1) * c].iter().copied())
+                        .collect()
+                })
+                .collect(),
+            kinds: self.exits.iter().map(|e| e.confidence).collect(),
+            classes: c,
+            full_pred: idx.iter().map(|&r| self.full_pred[r]).collect(),
+            labels: self.labels.map(|l| idx.iter().map(|&r| l[r]).collect()),
+            never_exit_classes: self.never_exit_classes.to_vec(),
+        }
+    }
+}
+
 fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
@@ -167,8 +220,13 @@ pub fn decisions(obs: &Observed, temperatures: &[f64]) -> Decisions {
     };
     for (e, &t) in obs.exits.iter().zip(temperatures) {
         let rows = e.logits.chunks_exact(c);
-        d.confidence
-            .push(rows.clone().map(|r| confidence(e.confidence, r, t)).collect());
+        // Rounded to f32 as the graph computes and compares it (f32
+        // thresholds): a confidence that saturates to 1 there does here too.
+        d.confidence.push(
+            rows.clone()
+                .map(|r| f64::from(confidence(e.confidence, r, t) as f32))
+                .collect(),
+        );
         let preds: Vec<usize> = rows.map(argmax).collect();
         d.held_back
             .push(preds.iter().map(|p| obs.never_exit_classes.contains(p)).collect());
@@ -211,9 +269,12 @@ pub struct CurvePoint {
     pub savings: f64,
 }
 
-/// The shared-threshold candidates, most conservative first.
+/// The shared-threshold candidates, most conservative first (each an f32,
+/// as the model stores it).
 pub fn grid() -> Vec<f64> {
-    (0..=200).map(|i| 1.0 - f64::from(i) * 0.005).collect()
+    (0..=200)
+        .map(|i| f64::from((1.0 - f64::from(i) * 0.005) as f32))
+        .collect()
 }
 
 /// Sweeps the grid: risk, p-value, certification (fixed sequence) and

@@ -118,6 +118,10 @@ pub fn compile(
             target: options.target,
             delta: options.delta,
             batch: options.batch,
+            split: crate::calibrate::Split {
+                temperature_share: 0.2,
+                seed: options.seed,
+            },
         },
     )?;
     let report = CompileReport {
