@@ -572,6 +572,7 @@ mod tests {
         // δ plus three standard errors of a share over 300 trials.
         let allowed = delta + 3.0 * (delta * (1.0 - delta) / f64::from(trials as u32)).sqrt();
         let share = f64::from(violations) / f64::from(trials as u32);
+        eprintln!("true risk above ε in {violations} of {trials} trials (δ = {delta})");
         assert!(share <= allowed, "true risk above ε in {violations} of {trials} trials");
     }
 
