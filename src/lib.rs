@@ -12,6 +12,7 @@ pub mod eval;
 pub mod exits;
 pub mod fit;
 pub mod ir;
+pub mod numeric;
 pub mod onnx;
 pub mod report;
 pub mod runtime;

@@ -202,8 +202,33 @@ fn fit(a: FitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What calibration must keep under a bound, and how surely.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("bound").required(true).args(["max_drop", "max_disagree"])))]
+struct BoundArgs {
+    /// Largest accuracy drop against the full model, e.g. 1% or 0.01 (needs labels).
+    #[arg(long, value_parser = parse_share)]
+    max_drop: Option<f64>,
+    /// Largest share of predictions that differ from the full model's.
+    #[arg(long, value_parser = parse_share)]
+    max_disagree: Option<f64>,
+    /// The guarantee holds with probability at least 1 − delta.
+    #[arg(long, default_value_t = 0.05)]
+    delta: f64,
+}
+
+impl BoundArgs {
+    fn target(&self) -> anyhow::Result<eexc::calibrate::choose::Target> {
+        use eexc::calibrate::choose::Target;
+        match (self.max_drop, self.max_disagree) {
+            (Some(e), _) => Ok(Target::MaxDrop(e)),
+            (None, Some(e)) => Ok(Target::MaxDisagree(e)),
+            (None, None) => anyhow::bail!("give --max-drop or --max-disagree"),
+        }
+    }
+}
+
+#[derive(clap::Args)]
 struct CalibrateArgs {
     /// An early-exit model made by insert-exits (if, compact or multi mode).
     model: PathBuf,
@@ -213,15 +238,8 @@ struct CalibrateArgs {
     /// Class labels (int64 .npy); needed for --max-drop.
     #[arg(long, value_name = "Y.npy")]
     labels: Option<PathBuf>,
-    /// Largest accuracy drop against the full model, e.g. 1% or 0.01.
-    #[arg(long, value_parser = parse_share)]
-    max_drop: Option<f64>,
-    /// Largest share of predictions that differ from the full model's.
-    #[arg(long, value_parser = parse_share)]
-    max_disagree: Option<f64>,
-    /// The guarantee holds with probability at least 1 − delta.
-    #[arg(long, default_value_t = 0.05)]
-    delta: f64,
+    #[command(flatten)]
+    bound: BoundArgs,
     /// Share of the rows set aside to fit the temperatures; the threshold
     /// test uses the rest. 0 fits them on every row (guarantee approximate).
     #[arg(long, default_value_t = 0.2)]
@@ -261,12 +279,7 @@ fn parse_share(s: &str) -> Result<f64, String> {
 }
 
 fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
-    use eexc::calibrate::choose::Target;
-    let target = match (a.max_drop, a.max_disagree) {
-        (Some(e), _) => Target::MaxDrop(e),
-        (None, Some(e)) => Target::MaxDisagree(e),
-        (None, None) => anyhow::bail!("give --max-drop or --max-disagree"),
-    };
+    let target = a.bound.target()?;
     let out = a
         .output
         .clone()
@@ -285,7 +298,7 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         data: a.data,
         labels: a.labels,
         target,
-        delta: a.delta,
+        delta: a.bound.delta,
         batch: a.batch_size,
         split: eexc::calibrate::Split {
             temperature_share: a.temperature_share,
@@ -407,7 +420,6 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("bound").required(true).args(["max_drop", "max_disagree"])))]
 #[command(group(clap::ArgGroup::new("where").args(["at", "auto"])))]
 struct CompileArgs {
     model: PathBuf,
@@ -417,12 +429,8 @@ struct CompileArgs {
     /// Class labels (int64 .npy); needed for --max-drop.
     #[arg(long, value_name = "Y.npy")]
     labels: Option<PathBuf>,
-    #[arg(long, value_parser = parse_share)]
-    max_drop: Option<f64>,
-    #[arg(long, value_parser = parse_share)]
-    max_disagree: Option<f64>,
-    #[arg(long, default_value_t = 0.05)]
-    delta: f64,
+    #[command(flatten)]
+    bound: BoundArgs,
     /// Exit tensors (default: --auto 3).
     #[arg(long, value_delimiter = ',')]
     at: Vec<String>,
@@ -472,7 +480,6 @@ impl std::fmt::Display for GateFailed {
 impl std::error::Error for GateFailed {}
 
 fn compile(a: CompileArgs) -> anyhow::Result<()> {
-    use eexc::calibrate::choose::Target;
     use eexc::exits::{ExitSelection, Mode};
     if !matches!(a.mode, Mode::If | Mode::Compact) {
         anyhow::bail!("compile emits --mode if or compact");
@@ -502,12 +509,8 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         head: a.head,
         mode: a.mode,
         confidence: a.confidence,
-        target: match (a.max_drop, a.max_disagree) {
-            (Some(e), _) => Target::MaxDrop(e),
-            (None, Some(e)) => Target::MaxDisagree(e),
-            (None, None) => anyhow::bail!("give --max-drop or --max-disagree"),
-        },
-        delta: a.delta,
+        target: a.bound.target()?,
+        delta: a.bound.delta,
         fit_share: a.fit_share,
         calibration: a.calib_data.map(|x| (x, a.calib_labels)),
         seed: a.seed,

@@ -37,6 +37,18 @@ fn fit_heads(dir: &Path) -> PathBuf {
     heads
 }
 
+/// The `if` model with heads fitted on the training split (uncalibrated).
+fn early_exit_model(dir: &Path) -> PathBuf {
+    let heads = fit_heads(dir);
+    let ee = dir.join("ee.onnx");
+    insert_exits(
+        &digits("digits_resnet.onnx"),
+        &ee,
+        &["--at", EXITS, "--weights", heads.to_str().unwrap()],
+    );
+    ee
+}
+
 fn s(x: &str) -> PathBuf {
     PathBuf::from(x)
 }
@@ -139,9 +151,7 @@ fn bad_data_is_refused_with_the_reason() {
     let err = fit(&digits("test_x.npy"), &["--labels", labels.to_str().unwrap()]);
     assert!(err.contains("label 10 is outside the model's classes 0..9"), "{err}");
     // Too few calibration rows for the guarantee asked for: say how many.
-    let ee = dir.path().join("ee.onnx");
-    let heads = fit_heads(dir.path());
-    insert_exits(&model, &ee, &["--at", EXITS, "--weights", heads.to_str().unwrap()]);
+    let ee = early_exit_model(dir.path());
     let err = refused(&[
         "calibrate",
         ee.to_str().unwrap(),
@@ -168,13 +178,7 @@ fn bad_data_is_refused_with_the_reason() {
 #[test]
 fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
     let dir = tempfile::tempdir().unwrap();
-    let heads = fit_heads(dir.path());
-    let ee = dir.path().join("ee.onnx");
-    insert_exits(
-        &digits("digits_resnet.onnx"),
-        &ee,
-        &["--at", EXITS, "--weights", heads.to_str().unwrap()],
-    );
+    let ee = early_exit_model(dir.path());
     let cal = dir.path().join("cal.onnx");
     let (csv, svg) = (dir.path().join("curve.csv"), dir.path().join("curve.svg"));
     let out = ok(&[
@@ -329,13 +333,7 @@ fn calibration_respects_its_target_in_repeated_random_splits() {
     use eexc::calibrate::{calibrate_observed, confidence_kind, run_exits};
 
     let dir = tempfile::tempdir().unwrap();
-    let heads = fit_heads(dir.path());
-    let ee = dir.path().join("ee.onnx");
-    insert_exits(
-        &digits("digits_resnet.onnx"),
-        &ee,
-        &["--at", EXITS, "--weights", heads.to_str().unwrap()],
-    );
+    let ee = early_exit_model(dir.path());
     let a = run_exits(&ee, &digits("calib_x.npy"), 64).unwrap();
     let b = run_exits(&ee, &digits("test_x.npy"), 64).unwrap();
     let rows = a.full_pred.len() + b.full_pred.len();

@@ -4,6 +4,7 @@
 
 use crate::exits::Confidence;
 use crate::exits::cost::{CostReport, CostTable};
+use crate::numeric::argmax;
 
 use super::guarantee;
 
@@ -103,16 +104,6 @@ impl Observed<'_> {
             never_exit_classes: self.never_exit_classes.to_vec(),
         }
     }
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-        )
-        .0
 }
 
 /// Softmax of `row / t`, in f64.
@@ -227,7 +218,7 @@ pub fn decisions(obs: &Observed, temperatures: &[f64]) -> Decisions {
                 .map(|r| f64::from(confidence(e.confidence, r, t) as f32))
                 .collect(),
         );
-        let preds: Vec<usize> = rows.map(argmax).collect();
+        let preds: Vec<usize> = rows.map(|r| argmax(r.iter().copied())).collect();
         d.held_back
             .push(preds.iter().map(|p| obs.never_exit_classes.contains(p)).collect());
         d.prediction.push(preds);

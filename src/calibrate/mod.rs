@@ -237,15 +237,7 @@ pub fn run_exits(path: &Path, data: &Path, batch: usize) -> Result<RunOutputs, C
     let width = final_out.len() / rows.max(1);
     let full_pred = final_out
         .chunks_exact(width.max(1))
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-                )
-                .0
-        })
+        .map(|r| crate::numeric::argmax(r.iter().copied()))
         .collect();
     Ok(RunOutputs {
         meta,

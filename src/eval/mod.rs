@@ -4,6 +4,7 @@
 //! throughput, and the measured speedup next to the cost model's
 //! prediction for the exit distribution it saw.
 
+use crate::numeric::argmax;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -68,16 +69,6 @@ fn timing(mut ms: Vec<f64>) -> Timing {
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-        )
-        .0
-}
-
 /// Runs `path` one row at a time; returns per row the first output's argmax,
 /// the `exit_index` output when asked for, and the latency in ms.
 type Row = (usize, i64, f64);
@@ -123,7 +114,7 @@ fn run_rows(path: &Path, data: &Path, with_exit: bool) -> Result<(Vec<Row>, usiz
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         let exit = if with_exit { result[1][0] as i64 } else { 0 };
         width = result[0].len();
-        out.push((argmax(&result[0]), exit, ms));
+        out.push((argmax(result[0].iter().copied()), exit, ms));
         progress.inc(1);
     }
     progress.finish_and_clear();

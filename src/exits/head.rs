@@ -13,19 +13,12 @@ pub struct HeadWeights {
 }
 
 /// Deterministic initial weights, uniform in ±1/√features (the usual
-/// linear-layer default). The generator (SplitMix64) is written out here so a
-/// seed gives the same model bytes forever, whatever crate versions change.
+/// linear-layer default), from SplitMix64 so a seed gives the same model
+/// bytes forever.
 pub fn seeded_weights(seed: u64, exit: usize, classes: i64, features: i64) -> HeadWeights {
-    let mut state = seed ^ (exit as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::numeric::SplitMix64::new(seed ^ (exit as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let bound = 1.0 / (features as f64).sqrt();
-    let mut uniform = move || ((next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound;
+    let mut uniform = move || (rng.next_f64() * 2.0 - 1.0) * bound;
     let weight = (0..classes * features).map(|_| uniform() as f32).collect();
     let bias = (0..classes).map(|_| uniform() as f32).collect();
     HeadWeights { weight, bias }

@@ -3,10 +3,11 @@
 //! mix) by L-BFGS (argmin), with an L2 penalty on W chosen on a held-out
 //! split.
 
+use crate::numeric::argmax;
 use argmin::core::{CostFunction, Executor, Gradient};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
-use tract_onnx::prelude::tract_ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use tract_onnx::prelude::tract_ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::FitError;
 
@@ -119,16 +120,6 @@ fn solve(x: ArrayView2<f64>, targets: ArrayView2<f64>, l2: f64) -> Result<Vec<f6
         .ok_or_else(|| FitError::Optimiser("L-BFGS returned no parameters".into()))
 }
 
-fn argmax(row: ArrayView1<f64>) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f64::NEG_INFINITY),
-            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-        )
-        .0
-}
-
 /// Fits one head. `x` is rows × features, `targets` rows × classes (each row
 /// a distribution); `held_out` marks the rows kept out while choosing the L2
 /// strength. The final head is refitted on every row.
@@ -163,7 +154,7 @@ pub fn fit_head(
             .rows()
             .into_iter()
             .zip(t_test.rows())
-            .filter(|(p, t)| argmax(*p) == argmax(*t))
+            .filter(|(p, t)| argmax(p.iter().copied()) == argmax(t.iter().copied()))
             .count();
         let score = HeldOut {
             l2,

@@ -147,7 +147,9 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
         None => soft.clone(),
     };
     let held_out = held_out_mask(rows, held_out_rows, options.seed);
-    let model_pred: Vec<usize> = (0..rows).map(|r| argmax(logits.row(r).iter().copied())).collect();
+    let model_pred: Vec<usize> = (0..rows)
+        .map(|r| crate::numeric::argmax(logits.row(r).iter().copied()))
+        .collect();
 
     let mut heads = Vec::new();
     let mut fitted = Vec::new();
@@ -166,7 +168,7 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
         let pred: Vec<usize> = (0..rows)
             .map(|r| {
                 let row = &x[r * features..(r + 1) * features];
-                argmax((0..c).map(|k| {
+                crate::numeric::argmax((0..c).map(|k| {
                     let w = &head.weight[k * features..(k + 1) * features];
                     f64::from(head.bias[k]) + w.iter().zip(row).map(|(a, b)| f64::from(a * b)).sum::<f64>()
                 }))
@@ -211,16 +213,6 @@ fn share(count: usize, of: usize) -> f64 {
     count as f64 / of.max(1) as f64
 }
 
-fn argmax(values: impl Iterator<Item = f64>) -> usize {
-    values
-        .enumerate()
-        .fold(
-            (0, f64::NEG_INFINITY),
-            |(bi, bv), (i, v)| if v > bv { (i, v) } else { (bi, bv) },
-        )
-        .0
-}
-
 fn softmax_rows(z: &Array2<f64>) -> Array2<f64> {
     let mut p = z.clone();
     for mut row in p.rows_mut() {
@@ -242,20 +234,12 @@ fn held_out_mask(rows: usize, count: usize, seed: u64) -> Vec<bool> {
     mask
 }
 
-/// The rows 0..rows in a seeded order (SplitMix64 + Fisher–Yates, written
-/// out so a seed gives the same order forever).
+/// The rows 0..rows in a seeded order (SplitMix64 + Fisher–Yates).
 pub fn seeded_permutation(rows: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::numeric::SplitMix64::new(seed);
     let mut order: Vec<usize> = (0..rows).collect();
     for i in (1..rows).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
     order
