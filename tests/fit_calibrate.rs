@@ -82,6 +82,38 @@ fn fitted_heads_agree_with_the_full_model_on_the_test_split() {
 }
 
 #[test]
+fn npz_data_gives_the_same_heads_as_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    py("make_bad_npy.py", &[dir.path(), &digits("train_x.npy")]);
+    let npy = std::fs::read(fit_heads(dir.path())).unwrap();
+    let fit = |data: &str| {
+        let out = dir.path().join("npz.safetensors");
+        let o = eexc(&[
+            "fit",
+            digits("digits_resnet.onnx").to_str().unwrap(),
+            "--data",
+            data,
+            "--at",
+            EXITS,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        (o, out)
+    };
+    let one = dir.path().join("train_one.npz");
+    let (o, out) = fit(one.to_str().unwrap());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(out).unwrap(), npy);
+    let two = dir.path().join("train_two.npz");
+    let (o, _) = fit(two.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds 2 arrays (x, y); name one as FILE.npz:NAME"));
+    let (o, out) = fit(&format!("{}:x", two.display()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(out).unwrap(), npy);
+}
+
+#[test]
 fn fit_is_deterministic_and_the_seed_moves_the_held_out_split() {
     let dir = tempfile::tempdir().unwrap();
     let a = fit_heads(dir.path());

@@ -1,8 +1,8 @@
-//! Sample data: `.npy` arrays, read batch by batch so the inputs
-//! never need to sit in memory whole.
+//! Sample data: `.npy` arrays (or one array of an `.npz`), read batch by
+//! batch so `.npy` inputs never need to sit in memory whole.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::fit::FitError;
@@ -21,8 +21,7 @@ impl Samples {
             path: path.to_path_buf(),
             reason,
         };
-        let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-        let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+        let npy = open_array(path).map_err(bad)?;
         if npy.order() != npyz::Order::C {
             return Err(bad("Fortran-ordered array; save it in C order".into()));
         }
@@ -85,8 +84,7 @@ pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>,
         path: path.to_path_buf(),
         reason,
     };
-    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-    let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+    let npy = open_array(path).map_err(bad)?;
     if npy.shape() != [rows as u64] {
         return Err(bad(format!(
             "shape {:?}; the data has {rows} rows, so labels must be [{rows}]",
@@ -120,4 +118,49 @@ pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>,
             }
         })
         .collect()
+}
+
+/// Opens `FILE.npy`, or an array of an `.npz`: `FILE.npz` when it holds one
+/// array, `FILE.npz:NAME` to pick one. An `.npz` member is decompressed into
+/// memory; a `.npy` file is streamed.
+fn open_array(path: &Path) -> Result<npyz::NpyFile<Box<dyn Read>>, String> {
+    let spec = path.to_string_lossy();
+    let (file, member) = match spec.rsplit_once(".npz:") {
+        Some((stem, name)) => (PathBuf::from(format!("{stem}.npz")), Some(name.to_string())),
+        None => (path.to_path_buf(), None),
+    };
+    let is_npz = member.is_some() || file.extension().is_some_and(|e| e == "npz");
+    if !is_npz {
+        let f = File::open(&file).map_err(|e| e.to_string())?;
+        let reader: Box<dyn Read> = Box::new(BufReader::new(f));
+        return npyz::NpyFile::new(reader).map_err(|e| format!("not a .npy file: {e}"));
+    }
+    let mut archive = npyz::npz::NpzArchive::open(&file).map_err(|e| format!("not an .npz file: {e}"))?;
+    let names: Vec<String> = archive.array_names().map(str::to_string).collect();
+    let name = match (member, names.as_slice()) {
+        (Some(m), _) if names.contains(&m) => m,
+        (Some(m), _) => {
+            return Err(format!(
+                "no array '{m}' in the archive (it holds: {})",
+                names.join(", ")
+            ));
+        }
+        (None, [one]) => one.clone(),
+        (None, _) => {
+            return Err(format!(
+                "the archive holds {} arrays ({}); name one as FILE.npz:NAME",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+    };
+    let mut bytes = Vec::new();
+    archive
+        .zip_archive()
+        .by_name(&format!("{name}.npy"))
+        .map_err(|e| e.to_string())?
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    let reader: Box<dyn Read> = Box::new(std::io::Cursor::new(bytes));
+    npyz::NpyFile::new(reader).map_err(|e| format!("'{name}' is not an array: {e}"))
 }
