@@ -123,7 +123,7 @@ pub enum ExitError {
         rank: usize,
         head: &'static str,
     },
-    #[error("--auto {wanted}: only {found} suitable narrow cuts between 15% and 85% of FLOPs")]
+    #[error("--auto {wanted}: only {found} suitable narrow cuts at distinct depths between 15% and 85% of FLOPs")]
     TooFewCandidates { wanted: usize, found: usize },
     #[error("{path}: '{key}': {reason}")]
     Weights { path: PathBuf, key: String, reason: String },

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::analysis::classifier::Classifier;
 use crate::analysis::cost::GraphCost;
-use crate::analysis::cuts::narrow_cuts;
+use crate::analysis::cuts::{NarrowCut, narrow_cuts};
 use crate::ir::{Dim, Graph, NodeId, TensorType, ValueId, ValueKind};
 
 use super::ExitError;
@@ -190,6 +190,9 @@ pub const AUTO_MIN_SHARE: f64 = 0.15;
 /// Cuts deeper than this save too little to pay for a head.
 pub const AUTO_MAX_SHARE: f64 = 0.85;
 
+/// Cuts closer than this in FLOP share count as the same depth for `--auto`.
+const DISTINCT_SHARE: f64 = 0.005;
+
 /// `--auto K`: K narrow cuts spread evenly over the FLOP share between
 /// [`AUTO_MIN_SHARE`] and [`AUTO_MAX_SHARE`], each the candidate closest to
 /// its target share.
@@ -205,30 +208,48 @@ pub fn choose_auto(
         .filter(|c| (AUTO_MIN_SHARE..=AUTO_MAX_SHARE).contains(&c.flop_share))
         .filter(|c| exit_point(graph, classifier, c.value, head, String::new()).is_ok())
         .collect();
-    if candidates.len() < k {
-        return Err(ExitError::TooFewCandidates {
-            wanted: k,
-            found: candidates.len(),
-        });
+    // Depths: candidates (in topological order, so by growing share) more
+    // than DISTINCT_SHARE apart.
+    let mut depths: Vec<f64> = Vec::new();
+    for c in &candidates {
+        if depths.last().is_none_or(|&d| c.flop_share - d >= DISTINCT_SHARE) {
+            depths.push(c.flop_share);
+        }
+    }
+    let too_few = || ExitError::TooFewCandidates {
+        wanted: k,
+        found: depths.len(),
+    };
+    if depths.len() < k {
+        return Err(too_few());
     }
     let mut chosen: Vec<ExitPoint> = Vec::new();
+    let mut chosen_shares: Vec<f64> = Vec::new();
     for i in 1..=k {
         let target = AUTO_MIN_SHARE + (AUTO_MAX_SHARE - AUTO_MIN_SHARE) * i as f64 / (k + 1) as f64;
-        // Closest unused candidate; on a tie the later one (after the
-        // activation rather than before it).
-        let best = candidates
+        // Two cuts at the same depth (an Add and the Relu after it) would
+        // be two heads on the same features: cuts within DISTINCT_SHARE of
+        // one already chosen are skipped. Among the cuts at the chosen depth
+        // the last is taken (after the activation rather than before it).
+        let free = |c: &&NarrowCut| {
+            !chosen_shares
+                .iter()
+                .any(|&s: &f64| (s - c.flop_share).abs() < DISTINCT_SHARE)
+        };
+        let closest = candidates
             .iter()
-            .filter(|c| !chosen.iter().any(|e| e.value == c.value))
+            .filter(free)
             .min_by(|a, b| {
                 let (da, db) = ((a.flop_share - target).abs(), (b.flop_share - target).abs());
-                da.partial_cmp(&db)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then(std::cmp::Ordering::Greater)
+                da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Equal)
             })
-            .ok_or(ExitError::TooFewCandidates {
-                wanted: k,
-                found: candidates.len(),
-            })?;
+            .ok_or_else(too_few)?;
+        let best = candidates
+            .iter()
+            .filter(free)
+            .filter(|c| (c.flop_share - closest.flop_share).abs() < DISTINCT_SHARE)
+            .last()
+            .unwrap_or(closest);
         let reason = format!(
             "narrow cut at {:.1}% of FLOPs, closest to the {:.1}% target (auto range {:.0}%–{:.0}%)",
             100.0 * best.flop_share,
@@ -236,6 +257,7 @@ pub fn choose_auto(
             100.0 * AUTO_MIN_SHARE,
             100.0 * AUTO_MAX_SHARE
         );
+        chosen_shares.push(best.flop_share);
         chosen.push(exit_point(graph, classifier, best.value, head, reason)?);
     }
     chosen.sort_by_key(|e| topo_position(graph, e.value));
