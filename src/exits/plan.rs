@@ -246,9 +246,9 @@ pub fn choose_auto(
             .ok_or_else(too_few)?;
         let best = candidates
             .iter()
+            .rev()
             .filter(free)
-            .filter(|c| (c.flop_share - closest.flop_share).abs() < DISTINCT_SHARE)
-            .last()
+            .find(|c| (c.flop_share - closest.flop_share).abs() < DISTINCT_SHARE)
             .unwrap_or(closest);
         let reason = format!(
             "narrow cut at {:.1}% of FLOPs, closest to the {:.1}% target (auto range {:.0}%–{:.0}%)",
