@@ -15,14 +15,13 @@ use choose::{CurvePoint, ExitData, Observed, Target};
 
 use crate::exits::cost::CostReport;
 use crate::exits::{Confidence, ExitsMetadata};
-use crate::fit::FitError;
 use crate::onnx::proto::ModelProto;
 use crate::runtime::{Samples, read_labels};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
     #[error(transparent)]
-    Run(#[from] FitError),
+    Run(#[from] crate::runtime::RunError),
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
     #[error(

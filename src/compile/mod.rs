@@ -18,6 +18,8 @@ pub enum CompileError {
     #[error(transparent)]
     Calibrate(#[from] CalibrateError),
     #[error(transparent)]
+    Run(#[from] crate::runtime::RunError),
+    #[error(transparent)]
     Exit(#[from] crate::exits::ExitError),
     #[error("{0}")]
     Io(String),

@@ -22,6 +22,8 @@ use crate::ir::{Dim, Model};
 pub enum FitError {
     #[error(transparent)]
     Exit(#[from] ExitError),
+    #[error(transparent)]
+    Run(#[from] crate::runtime::RunError),
     #[error("{path}: {reason}")]
     Data { path: PathBuf, reason: String },
     #[error("running the model in tract: {0}")]

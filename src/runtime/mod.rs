@@ -8,8 +8,16 @@ use tract_onnx::prelude::*;
 
 pub use samples::{Samples, read_labels};
 
-use crate::fit::FitError;
 use crate::onnx::proto::ModelProto;
+
+/// What can go wrong reading samples or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{path}: {reason}")]
+    Data { path: std::path::PathBuf, reason: String },
+    #[error("running the model in tract: {0}")]
+    Runtime(String),
+}
 
 /// Runs `model` over every row of `samples`, `batch` rows at a time, and
 /// returns each of `outputs` as one row-major buffer (rows in order).
@@ -21,10 +29,10 @@ pub fn run_batched(
     batch: usize,
     external_dir: Option<&std::path::Path>,
     what: &str,
-) -> Result<Vec<Vec<f32>>, FitError> {
+) -> Result<Vec<Vec<f32>>, RunError> {
     let bytes = for_tract(model)
         .write_to_bytes()
-        .map_err(|e| FitError::Runtime(format!("cannot encode the model for tract: {e}")))?;
+        .map_err(|e| RunError::Runtime(format!("cannot encode the model for tract: {e}")))?;
     let rows = samples.rows();
     let row_shape = samples.shape[1..].to_vec();
     let progress = indicatif::ProgressBar::new(rows as u64).with_style(
@@ -102,23 +110,23 @@ pub fn run_plan(
     rows: usize,
     row_shape: &[usize],
     outputs: &[String],
-) -> Result<Vec<Vec<f32>>, FitError> {
+) -> Result<Vec<Vec<f32>>, RunError> {
     let mut shape = vec![rows];
     shape.extend_from_slice(row_shape);
-    let input = Tensor::from_shape(&shape, data).map_err(|e| FitError::Runtime(format!("{e}")))?;
+    let input = Tensor::from_shape(&shape, data).map_err(|e| RunError::Runtime(format!("{e}")))?;
     let result = plan
         .run(tvec!(input.into()))
-        .map_err(|e| FitError::Runtime(format!("{e:#}")))?;
+        .map_err(|e| RunError::Runtime(format!("{e:#}")))?;
     result
         .iter()
         .zip(outputs)
         .map(|(out, name)| {
             let out = out
                 .cast_to::<f32>()
-                .map_err(|e| FitError::Runtime(format!("output '{name}': {e}")))?;
+                .map_err(|e| RunError::Runtime(format!("output '{name}': {e}")))?;
             let view = out
                 .to_plain_array_view::<f32>()
-                .map_err(|e| FitError::Runtime(format!("output '{name}': {e}")))?;
+                .map_err(|e| RunError::Runtime(format!("output '{name}': {e}")))?;
             Ok(view.iter().copied().collect())
         })
         .collect()
@@ -132,16 +140,16 @@ pub fn prepare(
     rows: usize,
     row_shape: &[usize],
     external_dir: Option<&std::path::Path>,
-) -> Result<Plan, FitError> {
-    let fail = |e: TractError| FitError::Runtime(format!("{e:#}"));
+) -> Result<Plan, RunError> {
+    let fail = |e: TractError| RunError::Runtime(format!("{e:#}"));
     let mut model = if let Some(model_dir) = external_dir {
         // External weights resolve against the model's folder.
         let tmp = tempfile::Builder::new()
             .prefix(".eexc-run-")
             .suffix(".onnx")
             .tempfile_in(model_dir)
-            .map_err(|e| FitError::Runtime(format!("{}: {e}", model_dir.display())))?;
-        std::fs::write(tmp.path(), bytes).map_err(|e| FitError::Runtime(e.to_string()))?;
+            .map_err(|e| RunError::Runtime(format!("{}: {e}", model_dir.display())))?;
+        std::fs::write(tmp.path(), bytes).map_err(|e| RunError::Runtime(e.to_string()))?;
         tract_onnx::onnx().model_for_path(tmp.path()).map_err(fail)?
     } else {
         tract_onnx::onnx()
@@ -159,7 +167,7 @@ pub fn prepare(
             model
                 .find_outlet_label(name)
                 .or_else(|| model.node_by_name(name).ok().map(|n| OutletId::new(n.id, 0)))
-                .ok_or_else(|| FitError::Runtime(format!("tract lost the output '{name}'")))
+                .ok_or_else(|| RunError::Runtime(format!("tract lost the output '{name}'")))
         })
         .collect::<Result<_, _>>()?;
     model.select_output_outlets(&outlets).map_err(fail)?;

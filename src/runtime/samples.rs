@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::fit::FitError;
+use super::RunError;
 
 /// A float32 `.npy` file opened for reading rows in order.
 pub struct Samples {
@@ -16,8 +16,8 @@ pub struct Samples {
 }
 
 impl Samples {
-    pub fn open(path: &Path) -> Result<Samples, FitError> {
-        let bad = |reason: String| FitError::Data {
+    pub fn open(path: &Path) -> Result<Samples, RunError> {
+        let bad = |reason: String| RunError::Data {
             path: path.to_path_buf(),
             reason,
         };
@@ -50,24 +50,24 @@ impl Samples {
     }
 
     /// The next `rows` rows, flattened; NaN and infinities are refused.
-    pub fn next_rows(&mut self, first_row: usize, rows: usize) -> Result<Vec<f32>, FitError> {
+    pub fn next_rows(&mut self, first_row: usize, rows: usize) -> Result<Vec<f32>, RunError> {
         let n = rows * self.row_len();
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let v = self
                 .values
                 .next()
-                .ok_or_else(|| FitError::Data {
+                .ok_or_else(|| RunError::Data {
                     path: self.path.clone(),
                     reason: "file ends before its declared shape".into(),
                 })?
-                .map_err(|e| FitError::Data {
+                .map_err(|e| RunError::Data {
                     path: self.path.clone(),
                     reason: e.to_string(),
                 })?;
             if !v.is_finite() {
                 let row = first_row + out.len() / self.row_len();
-                return Err(FitError::Data {
+                return Err(RunError::Data {
                     path: self.path.clone(),
                     reason: format!("row {row} holds a non-finite value ({v})"),
                 });
@@ -79,8 +79,8 @@ impl Samples {
 }
 
 /// Integer class labels (`int64` or `int32`, one per row).
-pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>, FitError> {
-    let bad = |reason: String| FitError::Data {
+pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>, RunError> {
+    let bad = |reason: String| RunError::Data {
         path: path.to_path_buf(),
         reason,
     };
