@@ -89,14 +89,24 @@ fn models_that_cannot_be_split_by_row_are_refused() {
         err.contains("needs a symbolic batch dimension") && err.contains("batch 4"),
         "{err}"
     );
-    let err = refused_compact(&dir.path().join("shape_crosses.onnx"), &["--at", "h1"]);
+    let err = refused_compact(&dir.path().join("batch_mean.onnx"), &["--at", "h1"]);
     assert!(
-        err.contains("'x_shape'") && err.contains("after exit 1") && err.contains("axis 0"),
+        err.contains("'x_mean'") && err.contains("after exit 1") && err.contains("axis 0"),
         "{err}"
     );
     // ScatterND and Compress on axis 0 need opset 11; the zoo models are opset 9.
     let err = refused_compact(&testdata("models/resnet50.onnx"), &["--auto", "1"]);
     assert!(err.contains("opset 11") && err.contains("opset 9"), "{err}");
+}
+
+#[test]
+fn shape_vectors_crossing_an_exit_are_recomputed() {
+    // Shape(x) is taken before the exit and read after it: compact mode
+    // compacts x and takes its shape again.
+    let dir = tempfile::tempdir().unwrap();
+    py("make_compact_edge_models.py", &[dir.path()]);
+    let out = referee(&dir.path().join("shape_crosses.onnx"), &["--at", "h1"], "1,2,7,64", &[]);
+    assert!(out.contains("ok: mixed-64"), "{out}");
 }
 
 #[test]

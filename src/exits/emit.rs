@@ -9,7 +9,7 @@ use super::head::{HeadWeights, build_head, logits_name};
 use super::{ExitError, ExitOptions};
 use crate::analysis::classifier::Classifier;
 use crate::exits::plan::Plan;
-use crate::ir::{Dim, Graph, NameGenerator, TensorType, ValueId};
+use crate::ir::{Dim, Graph, NameGenerator, NodeId, TensorType, ValueId};
 use crate::onnx::proto::{
     GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
 };
@@ -297,7 +297,7 @@ impl Source<'_> {
         self.emit_nested(options, Some(&crossing))
     }
 
-    fn emit_nested(&self, options: &ExitOptions, compact: Option<&[Vec<String>]>) -> Result<ModelProto, ExitError> {
+    fn emit_nested(&self, options: &ExitOptions, compact: Option<&[Crossing]>) -> Result<ModelProto, ExitError> {
         let out_name = self.graph.value(self.classifier.output).name.clone();
         let mut fixed = vec![EXIT_INDEX.to_string()];
         for k in 1..=self.plan.exits.len() {
@@ -425,7 +425,7 @@ impl Source<'_> {
                     compact: scope.compact,
                     rename: scope.rename.clone(),
                 };
-                for name in &crossing[k - 1] {
+                for name in &crossing[k - 1].compress {
                     let current = scope.name(name).to_string();
                     let kept = else_b.op(
                         "Compress",
@@ -434,6 +434,16 @@ impl Source<'_> {
                         vec![attr_int("axis", 0)],
                     );
                     inner.rename.insert(name.clone(), kept);
+                }
+                for &n in &crossing[k - 1].recompute {
+                    let mut node = inner.node(self.original_node(n));
+                    for o in node.output.iter_mut().filter(|o| !o.is_empty()) {
+                        let fresh = else_b.fresh(&format!("{o}__rows{k}"));
+                        inner.rename.insert(o.clone(), fresh.clone());
+                        *o = fresh;
+                    }
+                    node.set_name(else_b.fresh(&format!("{}__rows{k}", node.name())));
+                    else_b.nodes.push(node);
                 }
                 let kept_zeros = else_b.op(
                     "Compress",
@@ -545,7 +555,7 @@ impl Source<'_> {
     /// Compact mode: per exit k, the non-constant tensors made at or before
     /// exit k that the rest of the network (or a later head) reads. Each must
     /// carry the batch on axis 0, or it could not be split by row.
-    fn crossing_values(&self) -> Result<Vec<Vec<String>>, ExitError> {
+    fn crossing_values(&self) -> Result<Vec<Crossing>, ExitError> {
         let g = self.graph;
         let batch = self.batch_dim();
         // A symbolic input batch with a fixed logits batch means stale
@@ -598,29 +608,93 @@ impl Source<'_> {
                 .collect();
             read_later.sort();
             read_later.dedup();
-            let mut names = Vec::with_capacity(read_later.len());
+            let mut crossing = Crossing::default();
+            let mut sources = Vec::new();
             for v in read_later {
                 let value = g.value(v);
-                let leading = value.ty.as_ref().and_then(|t| t.shape.as_ref()).and_then(|s| s.first());
-                if leading != Some(&batch) {
-                    return Err(ExitError::NotRowwise {
-                        tensor: value.name.clone(),
-                        exit: k + 1,
-                        shape: value.ty.as_ref().map_or_else(|| "unknown".into(), |t| t.to_string()),
-                    });
+                if self.leads_with_batch(v, &batch) {
+                    crossing.compress.push(value.name.clone());
+                    continue;
                 }
-                names.push(value.name.clone());
+                // A shape vector (Shape → Gather → Concat ...) has no rows to
+                // compact: it is recomputed from the compacted tensors.
+                match self.shape_chain(v) {
+                    Some((nodes, from)) if from.iter().all(|&s| self.leads_with_batch(s, &batch)) => {
+                        crossing.recompute.extend(nodes);
+                        sources.extend(from);
+                    }
+                    _ => {
+                        return Err(ExitError::NotRowwise {
+                            tensor: value.name.clone(),
+                            exit: k + 1,
+                            shape: value.ty.as_ref().map_or_else(|| "unknown".into(), |t| t.to_string()),
+                        });
+                    }
+                }
             }
-            all.push(names);
+            for s in sources {
+                let name = &g.value(s).name;
+                if !crossing.compress.contains(name) {
+                    crossing.compress.push(name.clone());
+                }
+            }
+            let order: HashMap<NodeId, usize> = g.topo.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+            crossing.recompute.sort_by_key(|n| order[n]);
+            crossing.recompute.dedup();
+            all.push(crossing);
         }
         Ok(all)
     }
+
+    fn leads_with_batch(&self, v: ValueId, batch: &Dim) -> bool {
+        let value = self.graph.value(v);
+        value.ty.as_ref().and_then(|t| t.shape.as_ref()).and_then(|s| s.first()) == Some(batch)
+    }
+
+    /// If `v` is computed only from constants and `Shape`/`Size` of
+    /// non-constant tensors, the nodes computing it and those tensors.
+    fn shape_chain(&self, v: ValueId) -> Option<(Vec<NodeId>, Vec<ValueId>)> {
+        let g = self.graph;
+        let mut nodes = Vec::new();
+        let mut sources = Vec::new();
+        let mut stack = vec![v];
+        let mut seen = HashSet::new();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x) || g.value(x).is_constant {
+                continue;
+            }
+            let p = g.producer(x)?;
+            let node = g.node(p);
+            if !node.subgraphs.is_empty() {
+                return None;
+            }
+            nodes.push(p);
+            if matches!(node.op_type.as_str(), "Shape" | "Size") && node.is_onnx_domain() {
+                sources.push(node.inputs.first().copied().flatten()?);
+            } else {
+                stack.extend(node.inputs.iter().flatten().copied());
+            }
+        }
+        nodes.sort();
+        nodes.dedup();
+        Some((nodes, sources))
+    }
+}
+
+/// What compact mode does at one exit with the tensors the rest reads.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Crossing {
+    /// Tensors with the batch on axis 0: keep the rows that go on.
+    compress: Vec<String>,
+    /// Nodes computing shape vectors from such tensors, run again on the
+    /// compacted ones (topological order).
+    recompute: Vec<NodeId>,
 }
 
 /// Names visible at one nesting level: in compact mode, tensors that were
 /// compacted on the way down are read under their compacted names.
 struct Scope<'c> {
-    compact: Option<&'c [Vec<String>]>,
+    compact: Option<&'c [Crossing]>,
     rename: HashMap<String, String>,
 }
 

@@ -1,11 +1,14 @@
-"""Small MLPs on which `insert-exits --mode compact` must refuse, with a clear error.
+"""Small MLPs for the edges of `insert-exits --mode compact` (exit tensor: h1).
 
 Usage: python tests/python/make_compact_edge_models.py OUT_DIR
 
   fixed_batch4.onnx  x [4,16] -> logits [4,10]: the batch is fixed at 4, so the graph
-                     cannot run on fewer rows (exit tensor: h1).
-  shape_crosses.onnx x [batch,16]: Shape(x) is taken before the exit at h1 and read
-                     after it by a Reshape; a shape vector has no row axis to compact.
+                     cannot run on fewer rows: refused.
+  shape_crosses.onnx x [batch,16]: Shape(x) is taken before the exit and read after it by
+                     a Reshape; a shape vector has no rows, so compact mode recomputes it
+                     from the compacted x.
+  batch_mean.onnx    x [batch,16]: the mean over the batch is taken before the exit and
+                     added after it; rows are not independent: refused.
 """
 
 import sys
@@ -20,7 +23,7 @@ def weights(rng, name, shape):
     return numpy_helper.from_array((rng.normal(size=shape) / np.sqrt(shape[0])).astype(np.float32), name)
 
 
-def mlp(batch, name, shape_crosses):
+def mlp(batch, name, shape_crosses, batch_mean=False):
     rng = np.random.default_rng(11)
     inits = [weights(rng, f"w{i}", (16, 16)) for i in (1, 2)] + [weights(rng, "w3", (16, 10))]
     nodes = [
@@ -32,6 +35,11 @@ def mlp(batch, name, shape_crosses):
             helper.make_node("Shape", ["x"], ["x_shape"]),
             helper.make_node("Reshape", ["r1", "x_shape"], ["h1"]),
         ]
+    elif batch_mean:
+        nodes += [
+            helper.make_node("ReduceMean", ["x"], ["x_mean"], axes=[0], keepdims=1),
+            helper.make_node("Add", ["r1", "x_mean"], ["h1"]),
+        ]
     else:
         nodes.append(helper.make_node("Identity", ["r1"], ["h1"]))
     nodes += [
@@ -40,6 +48,8 @@ def mlp(batch, name, shape_crosses):
     ]
     if shape_crosses:
         nodes.append(helper.make_node("Reshape", ["r2", "x_shape"], ["h2"]))
+    elif batch_mean:
+        nodes.append(helper.make_node("Add", ["r2", "x_mean"], ["h2"]))
     else:
         nodes.append(helper.make_node("Identity", ["r2"], ["h2"]))
     nodes.append(helper.make_node("MatMul", ["h2", "w3"], ["logits"]))
@@ -59,6 +69,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(mlp(4, "fixed_batch4", False), out / "fixed_batch4.onnx")
     onnx.save(mlp("batch", "shape_crosses", True), out / "shape_crosses.onnx")
+    onnx.save(mlp("batch", "batch_mean", False, batch_mean=True), out / "batch_mean.onnx")
 
 
 if __name__ == "__main__":
