@@ -272,6 +272,44 @@ fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
 }
 
 #[test]
+fn compact_models_calibrate_like_their_if_form_and_eval_says_what_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let heads = fit_heads(dir.path());
+    let threshold = |mode: &str| {
+        let ee = dir.path().join(format!("{mode}.onnx"));
+        insert_exits(
+            &digits("digits_resnet.onnx"),
+            &ee,
+            &["--at", EXITS, "--weights", heads.to_str().unwrap(), "--mode", mode],
+        );
+        let report = dir.path().join(format!("{mode}.json"));
+        ok(&[
+            "calibrate",
+            ee.to_str().unwrap(),
+            "--data",
+            digits("calib_x.npy").to_str().unwrap(),
+            "--max-disagree",
+            "2%",
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+        (json["threshold"].as_f64().unwrap(), json["exits"].clone(), ee)
+    };
+    let (t_if, exits_if, _) = threshold("if");
+    let (t_compact, exits_compact, compact) = threshold("compact");
+    assert_eq!(t_if, t_compact);
+    assert_eq!(exits_if, exits_compact);
+    let err = refused(&[
+        "eval",
+        compact.to_str().unwrap(),
+        "--data",
+        digits("test_x.npy").to_str().unwrap(),
+    ]);
+    assert!(err.contains("a 'compact' model") && err.contains("'if' form"), "{err}");
+}
+
+#[test]
 fn compile_meets_the_target_and_its_gates_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let model = digits("digits_resnet.onnx");

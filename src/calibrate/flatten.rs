@@ -65,8 +65,19 @@ fn unroll(nodes: &[NodeProto], out: &mut Vec<NodeProto>, final_prediction: &mut 
             && let Some(else_g) = else_branch(n)
         {
             if !else_g.node.iter().any(is_exit_if) {
-                // The innermost else: the rest of the network and its prediction.
-                *final_prediction = else_g.output.first().map(|o| o.name().to_string());
+                // The innermost else: the rest of the network and its
+                // prediction. In compact mode that output merges the last
+                // exit's rows back (ScatterND); the network's own
+                // prediction is what is scattered in.
+                let out = else_g.output.first().map(|o| o.name().to_string());
+                let merged = else_g
+                    .node
+                    .iter()
+                    .find(|m| m.op_type() == "ScatterND" && out.as_deref() == m.output.first().map(String::as_str));
+                *final_prediction = match merged {
+                    Some(m) => m.input.get(2).cloned(),
+                    None => out,
+                };
             }
             unroll(&else_g.node, out, final_prediction);
         } else if n.op_type() == "Compress"

@@ -138,6 +138,16 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, CalibrateEr
             path: path.to_path_buf(),
             reason: e,
         })?;
+    if matches!(meta.mode.as_str(), "compact" | "loop" | "multi") {
+        return Err(CalibrateError::Model {
+            path: path.to_path_buf(),
+            reason: format!(
+                "a '{}' model: eval runs in tract, which runs the 'if' form only (it cannot type compact mode's \
+                 data-dependent row counts, and has no Loop); evaluate the 'if' form with the same heads and thresholds",
+                meta.mode
+            ),
+        });
+    }
     let (ee, classes) = run_rows(path, &options.data, true)?;
     let rows = ee.len();
     let k = meta.exits.len();
