@@ -32,10 +32,40 @@ pub struct HeldOut {
     pub cross_entropy: f64,
 }
 
+/// A forward pass: the parameters, the row-wise probabilities, the mean
+/// cross-entropy.
+type Forward = (Vec<f64>, Array2<f64>, f64);
+
 struct Problem<'a> {
     x: ArrayView2<'a, f64>,
     targets: ArrayView2<'a, f64>,
     l2: f64,
+    /// The last forward pass: the line search asks for the cost and then
+    /// the gradient at the same point, and the pass is most of the work.
+    last: std::cell::RefCell<Option<Forward>>,
+}
+
+impl<'a> Problem<'a> {
+    fn new(x: ArrayView2<'a, f64>, targets: ArrayView2<'a, f64>, l2: f64) -> Self {
+        Problem {
+            x,
+            targets,
+            l2,
+            last: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// [`Problem::forward`], reusing the last result at the same point.
+    fn forward_cached(&self, p: &[f64]) -> (Array2<f64>, f64) {
+        if let Some((at, probs, ce)) = self.last.borrow().as_ref()
+            && at.as_slice() == p
+        {
+            return (probs.clone(), *ce);
+        }
+        let (probs, ce) = self.forward(p);
+        *self.last.borrow_mut() = Some((p.to_vec(), probs.clone(), ce));
+        (probs, ce)
+    }
 }
 
 impl Problem<'_> {
@@ -74,7 +104,7 @@ impl CostFunction for Problem<'_> {
 
     fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
         let (w, _) = self.split(p);
-        let (_, ce) = self.forward(p);
+        let (_, ce) = self.forward_cached(p);
         Ok(ce + 0.5 * self.l2 * w.iter().map(|v| v * v).sum::<f64>())
     }
 }
@@ -85,7 +115,7 @@ impl Gradient for Problem<'_> {
 
     fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
         let (w, _) = self.split(p);
-        let (probs, _) = self.forward(p);
+        let (probs, _) = self.forward_cached(p);
         let n = self.x.nrows() as f64;
         let residual = (probs - self.targets) / n;
         let gw = residual.t().dot(&self.x) + &(w.to_owned() * self.l2);
@@ -104,7 +134,7 @@ fn standardise(x: &Array2<f64>) -> (Array1<f64>, Array1<f64>) {
 }
 
 fn solve(x: ArrayView2<f64>, targets: ArrayView2<f64>, l2: f64) -> Result<Vec<f64>, FitError> {
-    let problem = Problem { x, targets, l2 };
+    let problem = Problem::new(x, targets, l2);
     let (c, f) = problem.shapes();
     let init = vec![0.0; c * f + c];
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
@@ -144,11 +174,7 @@ pub fn fit_head(
     let mut best: Option<HeldOut> = None;
     for &l2 in &L2_GRID {
         let p = solve(x_train.view(), t_train.view(), l2)?;
-        let problem = Problem {
-            x: x_test.view(),
-            targets: t_test.view(),
-            l2,
-        };
+        let problem = Problem::new(x_test.view(), t_test.view(), l2);
         let (probs, ce) = problem.forward(&p);
         let agree = probs
             .rows()
@@ -217,11 +243,7 @@ mod tests {
         }
 
         let xs = Array2::from_shape_vec((rows, 2), x.iter().map(|&v| f64::from(v)).collect()).unwrap();
-        let problem = Problem {
-            x: xs.view(),
-            targets: t.view(),
-            l2: 0.01,
-        };
+        let problem = Problem::new(xs.view(), t.view(), 0.01);
         let p: Vec<f64> = vec![0.3, -0.2, 0.1, 0.4, 0.05, -0.05];
         let g = problem.gradient(&p).unwrap();
         for i in 0..p.len() {
