@@ -136,7 +136,9 @@ fn open_array(path: &Path) -> Result<npyz::NpyFile<Box<dyn Read>>, String> {
         return npyz::NpyFile::new(reader).map_err(|e| format!("not a .npy file: {e}"));
     }
     let mut archive = npyz::npz::NpzArchive::open(&file).map_err(|e| format!("not an .npz file: {e}"))?;
-    let names: Vec<String> = archive.array_names().map(str::to_string).collect();
+    // Sorted: the archive lists its members in no fixed order.
+    let mut names: Vec<String> = archive.array_names().map(str::to_string).collect();
+    names.sort();
     let name = match (member, names.as_slice()) {
         (Some(m), _) if names.contains(&m) => m,
         (Some(m), _) => {
