@@ -163,14 +163,11 @@ fn fit(a: FitArgs) -> anyhow::Result<()> {
         seed: a.seed,
         held_out: a.held_out,
     };
-    for input in [Some(&a.model), Some(&options.data), options.labels.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        if same_file(&a.output, input) {
-            anyhow::bail!("{}: refusing to overwrite an input file", a.output.display());
-        }
-    }
+    refuse_overwrite(
+        &a.model,
+        &[Some(&options.data), options.labels.as_ref()],
+        &[Some(&a.output), a.report.as_ref()],
+    )?;
     let (heads, report) = eexc::fit::fit(&a.model, &options)?;
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
     eexc::fit::save_heads(&a.output, &heads, &report.exits, &report)?;
@@ -284,16 +281,11 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         .output
         .clone()
         .unwrap_or_else(|| a.model.with_extension("calibrated.onnx"));
-    for target_path in [Some(&out), a.report.as_ref(), a.curve.as_ref(), a.plot.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        for input in [Some(&a.model), Some(&a.data), a.labels.as_ref()].into_iter().flatten() {
-            if same_file(target_path, input) {
-                anyhow::bail!("{}: refusing to overwrite an input file", target_path.display());
-            }
-        }
-    }
+    refuse_overwrite(
+        &a.model,
+        &[Some(&a.data), a.labels.as_ref()],
+        &[Some(&out), a.report.as_ref(), a.curve.as_ref(), a.plot.as_ref()],
+    )?;
     let options = eexc::calibrate::CalibrateOptions {
         data: a.data,
         labels: a.labels,
@@ -378,6 +370,11 @@ struct EvalArgs {
 }
 
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    refuse_overwrite(
+        &a.model,
+        &[Some(&a.data), a.labels.as_ref(), a.baseline.as_ref()],
+        &[a.predictions.as_ref()],
+    )?;
     let options = eexc::eval::EvalOptions {
         data: a.data,
         labels: a.labels,
@@ -484,20 +481,16 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
     if !matches!(a.mode, Mode::If | Mode::Compact) {
         anyhow::bail!("compile emits --mode if or compact");
     }
-    let inputs = [
-        Some(&a.model),
-        Some(&a.data),
-        a.labels.as_ref(),
-        a.calib_data.as_ref(),
-        a.calib_labels.as_ref(),
-    ];
-    for input in inputs.into_iter().flatten() {
-        for target in [Some(&a.output), a.report.as_ref()].into_iter().flatten() {
-            if same_file(target, input) {
-                anyhow::bail!("{}: refusing to overwrite an input file", target.display());
-            }
-        }
-    }
+    refuse_overwrite(
+        &a.model,
+        &[
+            Some(&a.data),
+            a.labels.as_ref(),
+            a.calib_data.as_ref(),
+            a.calib_labels.as_ref(),
+        ],
+        &[Some(&a.output), a.report.as_ref()],
+    )?;
     let options = eexc::compile::CompileOptions {
         data: a.data,
         labels: a.labels,
@@ -571,11 +564,7 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         exit_distribution: a.exit_dist,
     };
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
-    for target in std::iter::once(&out).chain(a.report.as_ref()) {
-        if same_file(target, &a.model) {
-            anyhow::bail!("{}: refusing to overwrite the input model", target.display());
-        }
-    }
+    refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
     let (model, summary) = eexc::exits::insert_exits(&a.model, &options)?;
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let report_json = serde_json::to_vec_pretty(&summary).context("encoding the report")?;
@@ -596,7 +585,12 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         };
         println!(
             "exit {}: {} ({} head, {} >= {} at T={}){why}",
-            e.index, e.tensor, e.head, e.confidence, e.threshold, e.temperature
+            e.index,
+            e.tensor,
+            e.head,
+            e.confidence.name(),
+            e.threshold,
+            e.temperature
         );
     }
     print!("\n{}", summary.cost.to_text());
@@ -605,26 +599,30 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
 
 fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Result<()> {
     let loaded = eexc::onnx::read_model(&model)?;
-    let meta = eexc::exits::read_metadata(&loaded.proto)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: not made by eexc insert-exits (no '{}' metadata)",
-                model.display(),
-                eexc::exits::METADATA_KEY
-            )
-        })?
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: unreadable '{}' metadata: {e}",
-                model.display(),
-                eexc::exits::METADATA_KEY
-            )
-        })?;
+    let meta = eexc::exits::metadata_of(&loaded.proto).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
     if let Some(d) = &exit_dist {
         eexc::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
     }
     let report = eexc::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
     emit(&report, json, report.to_text())
+}
+
+/// Fails when an output would replace the model or another input file:
+/// inputs are never modified.
+fn refuse_overwrite(
+    model: &std::path::Path,
+    inputs: &[Option<&PathBuf>],
+    outputs: &[Option<&PathBuf>],
+) -> anyhow::Result<()> {
+    for out in outputs.iter().flatten() {
+        if same_file(out, model) {
+            anyhow::bail!("{}: refusing to overwrite the input model", out.display());
+        }
+        if inputs.iter().flatten().any(|input| same_file(out, input)) {
+            anyhow::bail!("{}: refusing to overwrite an input file", out.display());
+        }
+    }
+    Ok(())
 }
 
 /// True when `a` and `b` name the same existing file (through links or

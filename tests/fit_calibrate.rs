@@ -400,7 +400,7 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
 #[test]
 fn calibration_respects_its_target_in_repeated_random_splits() {
     use eexc::calibrate::choose::{self, Target};
-    use eexc::calibrate::{calibrate_observed, confidence_kind, run_exits};
+    use eexc::calibrate::{calibrate_observed, run_exits};
 
     let dir = tempfile::tempdir().unwrap();
     let ee = early_exit_model(dir.path());
@@ -420,7 +420,7 @@ fn calibration_respects_its_target_in_repeated_random_splits() {
         .chain(eexc::runtime::read_labels(&digits("test_y.npy"), 400, 10).unwrap())
         .collect();
     let c = a.classes;
-    let kinds: Vec<_> = a.meta.exits.iter().map(|e| confidence_kind(&e.confidence)).collect();
+    let kinds: Vec<_> = a.meta.exits.iter().map(|e| e.confidence).collect();
     let subset = |idx: &[usize]| -> Parts {
         (
             logits

@@ -281,6 +281,7 @@ pub fn sweep(obs: &Observed, d: &Decisions, target: Target, delta: f64, table: &
                 .filter(|&r| match target {
                     Target::MaxDisagree(_) => pred[r] != obs.full_pred[r],
                     Target::MaxDrop(_) => {
+                        // calibrate_observed refuses MaxDrop without labels.
                         let y = obs.labels.expect("max-drop needs labels")[r];
                         obs.full_pred[r] == y && pred[r] != y
                     }

@@ -100,25 +100,12 @@ fn unroll(nodes: &[NodeProto], out: &mut Vec<NodeProto>, final_prediction: &mut 
 
 /// Keeps the nodes the outputs need (reading subgraphs' outer names too).
 fn prune(nodes: Vec<NodeProto>, outputs: &[String]) -> Vec<NodeProto> {
-    fn reads(n: &NodeProto, into: &mut Vec<String>) {
-        into.extend(n.input.iter().cloned());
-        for a in &n.attribute {
-            for g in a.g.as_ref().into_iter().chain(a.graphs.iter()) {
-                for inner in &g.node {
-                    reads(inner, into);
-                }
-                into.extend(g.output.iter().map(|o| o.name().to_string()));
-            }
-        }
-    }
     let mut needed: HashSet<String> = outputs.iter().cloned().collect();
     let mut keep = vec![false; nodes.len()];
     for (i, n) in nodes.iter().enumerate().rev() {
         if n.output.iter().any(|o| needed.contains(o)) {
             keep[i] = true;
-            let mut r = Vec::new();
-            reads(n, &mut r);
-            needed.extend(r);
+            crate::onnx::names_read(n, &mut needed);
         }
     }
     nodes

@@ -13,17 +13,15 @@ use std::path::{Path, PathBuf};
 
 use choose::{CurvePoint, ExitData, Observed, Target};
 
+use crate::exits::ExitsMetadata;
 use crate::exits::cost::CostReport;
-use crate::exits::{Confidence, ExitsMetadata};
 use crate::onnx::proto::ModelProto;
-use crate::runtime::{Samples, read_labels};
+use crate::runtime::{RunError, Samples, read_labels};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
     #[error(transparent)]
     Run(#[from] crate::runtime::RunError),
-    #[error("{path}: {reason}")]
-    Model { path: PathBuf, reason: String },
     #[error(
         "{got} calibration rows ({testing} after setting aside {set_aside} for the temperatures); a guarantee at {}% with δ = {delta} needs at least {needed} for testing (even with no loss seen, p = (1 − ε)^n must reach δ)",
         100.0 * epsilon
@@ -140,6 +138,7 @@ pub fn calibrate_observed(
     delta: f64,
     split: Split,
 ) -> Result<Outcome, CalibrateError> {
+    needs_labels(target, obs.labels.is_some())?;
     let epsilon = target.epsilon();
     let rows = obs.rows();
     let order = crate::fit::seeded_permutation(rows, split.seed ^ 0x7E3F_CA11);
@@ -190,6 +189,16 @@ pub fn calibrate_observed(
     })
 }
 
+/// The accuracy drop is measured against labels.
+fn needs_labels(target: Target, have: bool) -> Result<(), CalibrateError> {
+    if matches!(target, Target::MaxDrop(_)) && !have {
+        return Err(CalibrateError::BadOption(
+            "--max-drop needs --labels; without labels use --max-disagree".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Rows run through an early-exit model: every exit's logits and the full
 /// model's prediction.
 pub struct RunOutputs {
@@ -202,36 +211,26 @@ pub struct RunOutputs {
 
 /// Loads an eexc model and runs its flat form over `data` in tract.
 pub fn run_exits(path: &Path, data: &Path, batch: usize) -> Result<RunOutputs, CalibrateError> {
-    let bad = |reason: String| CalibrateError::Model {
+    let (loaded, meta) = crate::runtime::load_exits_model(path)?;
+    let bad = |reason: String| RunError::Model {
         path: path.to_path_buf(),
         reason,
     };
-    let loaded = crate::onnx::load_model(path).map_err(|e| bad(e.to_string()))?;
-    let meta = crate::exits::read_metadata(&loaded.proto)
-        .ok_or_else(|| {
-            bad(format!(
-                "not made by eexc insert-exits (no '{}' metadata)",
-                crate::exits::METADATA_KEY
-            ))
-        })?
-        .map_err(|e| bad(format!("unreadable '{}' metadata: {e}", crate::exits::METADATA_KEY)))?;
     let (flat, outputs) = flatten::flat_model(&loaded.proto, &meta).map_err(bad)?;
     let mut samples = Samples::open(data)?;
     let rows = samples.rows();
-    let external = !crate::onnx::external::collect_references(&loaded.proto).is_empty();
-    let dir = path.parent().unwrap_or(Path::new("."));
     let mut columns = crate::runtime::run_batched(
         &flat,
         &outputs,
         &mut samples,
         batch,
-        external.then_some(dir),
+        loaded.external_dir(),
         "running the exits",
     )?;
     let final_out = columns.pop().unwrap_or_default();
     let classes = columns.first().map_or(0, |c| c.len() / rows.max(1));
     if classes == 0 || columns.iter().any(|c| c.len() != rows * classes) {
-        return Err(bad("the exits' logits do not have one row per sample".into()));
+        return Err(bad("the exits' logits do not have one row per sample".into()).into());
     }
     let width = final_out.len() / rows.max(1);
     let full_pred = final_out
@@ -245,14 +244,6 @@ pub fn run_exits(path: &Path, data: &Path, batch: usize) -> Result<RunOutputs, C
         exit_logits: columns,
         full_pred,
     })
-}
-
-pub fn confidence_kind(name: &str) -> Confidence {
-    match name {
-        "entropy" => Confidence::Entropy,
-        "margin" => Confidence::Margin,
-        _ => Confidence::Maxprob,
-    }
 }
 
 /// The calibrated model, its report, the curve and its plot.
@@ -277,11 +268,8 @@ pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, 
             options.delta
         )));
     }
-    if matches!(options.target, Target::MaxDrop(_)) && options.labels.is_none() {
-        return Err(CalibrateError::BadOption(
-            "--max-drop needs --labels; without labels use --max-disagree".into(),
-        ));
-    }
+    // Checked here too, so that no model runs for nothing.
+    needs_labels(options.target, options.labels.is_some())?;
     let run = run_exits(path, &options.data, options.batch)?;
     let labels = match &options.labels {
         Some(p) => Some(read_labels(p, run.full_pred.len(), run.classes as i64)?),
@@ -295,7 +283,7 @@ pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, 
             .zip(&run.meta.exits)
             .map(|(l, e)| ExitData {
                 logits: l,
-                confidence: confidence_kind(&e.confidence),
+                confidence: e.confidence,
             })
             .collect(),
         classes: run.classes,
@@ -437,6 +425,7 @@ pub fn curve_csv(curve: &[CurvePoint]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exits::Confidence;
     use crate::exits::cost::{CostTable, Work};
 
     fn table() -> CostTable {
@@ -452,6 +441,20 @@ mod tests {
             decisions: vec![w(1.0)],
             final_stage: w(80.0),
             uncosted_ops: Vec::new(),
+        }
+    }
+
+    /// One max-probability exit over two classes, no labels.
+    fn one_exit<'a>(logits: &'a [f32], full: &'a [usize]) -> Observed<'a> {
+        Observed {
+            exits: vec![ExitData {
+                logits,
+                confidence: Confidence::Maxprob,
+            }],
+            classes: 2,
+            full_pred: full,
+            labels: None,
+            never_exit_classes: &[],
         }
     }
 
@@ -473,16 +476,7 @@ mod tests {
         // highest temperature: at every candidate all rows exit, 10% wrongly.
         let mut logits = Vec::new();
         let full = observed(&mut logits, 0.9, 1e4);
-        let obs = Observed {
-            exits: vec![ExitData {
-                logits: &logits,
-                confidence: Confidence::Maxprob,
-            }],
-            classes: 2,
-            full_pred: &full,
-            labels: None,
-            never_exit_classes: &[],
-        };
+        let obs = one_exit(&logits, &full);
         // 10% of rows disagree at every threshold: 5% cannot be certified.
         let err = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05, Split::default())
             .err()
@@ -525,13 +519,8 @@ mod tests {
             }
             ((1.0 + (-a).exp()).ln() - (1.0 + (-6f64).exp()).ln()) / 6.0
         };
-        let mut state = 42u64;
-        let mut uniform = move || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::numeric::SplitMix64::new(42);
+        let mut uniform = move || rng.next_f64();
         let mut violations = 0;
         for trial in 0..trials {
             let mut logits = Vec::with_capacity(2 * n);
@@ -541,16 +530,7 @@ mod tests {
                 logits.extend(if right { [m as f32, 0.0] } else { [0.0, m as f32] });
             }
             let full = vec![0usize; n];
-            let obs = Observed {
-                exits: vec![ExitData {
-                    logits: &logits,
-                    confidence: Confidence::Maxprob,
-                }],
-                classes: 2,
-                full_pred: &full,
-                labels: None,
-                never_exit_classes: &[],
-            };
+            let obs = one_exit(&logits, &full);
             let split = Split {
                 temperature_share: 0.2,
                 seed: trial,
@@ -574,16 +554,7 @@ mod tests {
         // choice is to exit nowhere, which costs the head.
         let mut logits = Vec::new();
         let full = observed(&mut logits, 0.9, 3.0);
-        let obs = Observed {
-            exits: vec![ExitData {
-                logits: &logits,
-                confidence: Confidence::Maxprob,
-            }],
-            classes: 2,
-            full_pred: &full,
-            labels: None,
-            never_exit_classes: &[],
-        };
+        let obs = one_exit(&logits, &full);
         let out = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05, Split::default()).unwrap();
         assert_eq!(out.chosen.exit_shares[0], 0.0);
         assert!(out.chosen.savings < 0.0);

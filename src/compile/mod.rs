@@ -169,14 +169,14 @@ fn split_rows(options: &CompileOptions, work: &Path) -> Result<Split, CompileErr
             .flat_map(|&r| all[r * row_len..(r + 1) * row_len].iter().copied())
             .collect();
         let path = work.join(name);
-        write_npy(&path, &shape, &data)?;
+        crate::runtime::write_npy(&path, &shape, &data)?;
         Ok(path)
     };
     let write_labels = |name: &str, idx: &[usize]| -> Result<Option<PathBuf>, CompileError> {
         let Some(l) = &labels else { return Ok(None) };
         let values: Vec<i64> = idx.iter().map(|&r| l[r] as i64).collect();
         let path = work.join(name);
-        write_npy(&path, &[values.len()], &values)?;
+        crate::runtime::write_npy(&path, &[values.len()], &values)?;
         Ok(Some(path))
     };
     Ok(Split {
@@ -187,25 +187,4 @@ fn split_rows(options: &CompileOptions, work: &Path) -> Result<Split, CompileErr
         fit_rows: fit_idx.len(),
         calib_rows: calib_idx.len(),
     })
-}
-
-fn write_npy<T: npyz::Serialize + npyz::AutoSerialize>(
-    path: &Path,
-    shape: &[usize],
-    data: &[T],
-) -> Result<(), CompileError> {
-    use npyz::WriterBuilder;
-    let fail = |e: std::io::Error| CompileError::Io(format!("{}: {e}", path.display()));
-    let file = std::fs::File::create(path).map_err(fail)?;
-    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::<T>::new()
-        .default_dtype()
-        .shape(&dims)
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(fail)?;
-    for v in data {
-        w.push(v).map_err(fail)?;
-    }
-    w.finish().map_err(fail)
 }

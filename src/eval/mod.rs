@@ -8,9 +8,9 @@ use crate::numeric::argmax;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::calibrate::CalibrateError;
 use crate::exits::cost::CostReport;
-use crate::runtime::{Samples, read_labels};
+use crate::onnx::LoadedModel;
+use crate::runtime::{RunError, Samples, read_labels};
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
@@ -69,17 +69,17 @@ fn timing(mut ms: Vec<f64>) -> Timing {
     }
 }
 
-/// Runs `path` one row at a time; returns per row the first output's argmax,
-/// the `exit_index` output when asked for, and the latency in ms.
+/// Per row: the first output's argmax, the `exit_index` output (0 when
+/// not asked for), and the latency in ms.
 type Row = (usize, i64, f64);
 
-/// Also returns the width of the first output (the classes).
-fn run_rows(path: &Path, data: &Path, with_exit: bool) -> Result<(Vec<Row>, usize), CalibrateError> {
-    let bad = |reason: String| CalibrateError::Model {
-        path: path.to_path_buf(),
+/// Runs `loaded` one row at a time; also returns the width of the first
+/// output (the classes).
+fn run_rows(loaded: &LoadedModel, data: &Path, with_exit: bool) -> Result<(Vec<Row>, usize), RunError> {
+    let bad = |reason: String| RunError::Model {
+        path: loaded.path.clone(),
         reason,
     };
-    let loaded = crate::onnx::load_model(path).map_err(|e| bad(e.to_string()))?;
     let g = loaded.proto.graph.as_ref().ok_or_else(|| bad("no graph".into()))?;
     let first = g
         .output
@@ -100,11 +100,9 @@ fn run_rows(path: &Path, data: &Path, with_exit: bool) -> Result<(Vec<Row>, usiz
         protobuf::Message::write_to_bytes(&crate::runtime::for_tract(&loaded.proto)).map_err(|e| bad(e.to_string()))?;
     let mut samples = Samples::open(data)?;
     let row_shape = samples.shape[1..].to_vec();
-    let external = !crate::onnx::external::collect_references(&loaded.proto).is_empty();
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let plan = crate::runtime::prepare(&bytes, &outputs, 1, &row_shape, external.then_some(dir))?;
+    let plan = crate::runtime::prepare(&bytes, &outputs, 1, &row_shape, loaded.external_dir())?;
     let progress = indicatif::ProgressBar::new(samples.rows() as u64);
-    progress.set_message(format!("evaluating {}", path.display()));
+    progress.set_message(format!("evaluating {}", loaded.path.display()));
     let mut out = Vec::with_capacity(samples.rows());
     let mut width = 0;
     for r in 0..samples.rows() {
@@ -121,25 +119,10 @@ fn run_rows(path: &Path, data: &Path, with_exit: bool) -> Result<(Vec<Row>, usiz
     Ok((out, width))
 }
 
-pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, CalibrateError> {
-    let loaded = crate::onnx::read_model(path).map_err(|e| CalibrateError::Model {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let meta = crate::exits::read_metadata(&loaded.proto)
-        .ok_or_else(|| CalibrateError::Model {
-            path: path.to_path_buf(),
-            reason: format!(
-                "not made by eexc insert-exits (no '{}' metadata)",
-                crate::exits::METADATA_KEY
-            ),
-        })?
-        .map_err(|e| CalibrateError::Model {
-            path: path.to_path_buf(),
-            reason: e,
-        })?;
+pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
+    let (loaded, meta) = crate::runtime::load_exits_model(path)?;
     if matches!(meta.mode.as_str(), "compact" | "loop" | "multi") {
-        return Err(CalibrateError::Model {
+        return Err(RunError::Model {
             path: path.to_path_buf(),
             reason: format!(
                 "a '{}' model: eval runs in tract, which runs the 'if' form only (it cannot type compact mode's \
@@ -148,7 +131,7 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, CalibrateEr
             ),
         });
     }
-    let (ee, classes) = run_rows(path, &options.data, true)?;
+    let (ee, classes) = run_rows(&loaded, &options.data, true)?;
     let rows = ee.len();
     let k = meta.exits.len();
     let labels = match &options.labels {
@@ -172,7 +155,11 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, CalibrateEr
     };
     let (baseline, agreement) = match &options.baseline {
         Some(b) => {
-            let (base, _) = run_rows(b, &options.data, false)?;
+            let base_model = crate::onnx::load_model(b).map_err(|e| RunError::Model {
+                path: b.clone(),
+                reason: e.to_string(),
+            })?;
+            let (base, _) = run_rows(&base_model, &options.data, false)?;
             let preds: Vec<usize> = base.iter().map(|r| r.0).collect();
             let agree = preds.iter().zip(&ee_pred).filter(|(a, b)| a == b).count() as f64 / rows as f64;
             (
@@ -211,25 +198,7 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, CalibrateEr
 }
 
 /// Writes per-row (prediction, exit index) as an int64 .npy of shape [rows, 2].
-pub fn save_predictions(path: &Path, predictions: &[(i64, i64)]) -> Result<(), CalibrateError> {
-    let mut bytes = Vec::new();
-    {
-        use npyz::WriterBuilder;
-        let mut w = npyz::WriteOptions::<i64>::new()
-            .default_dtype()
-            .shape(&[predictions.len() as u64, 2])
-            .writer(&mut bytes)
-            .begin_nd()
-            .map_err(|e| CalibrateError::BadOption(e.to_string()))?;
-        for &(p, e) in predictions {
-            w.push(&p)
-                .and_then(|_| w.push(&e))
-                .map_err(|e| CalibrateError::BadOption(e.to_string()))?;
-        }
-        w.finish().map_err(|e| CalibrateError::BadOption(e.to_string()))?;
-    }
-    crate::onnx::write_atomically(path, &bytes).map_err(|e| CalibrateError::Model {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+pub fn save_predictions(path: &Path, predictions: &[(i64, i64)]) -> Result<(), RunError> {
+    let flat: Vec<i64> = predictions.iter().flat_map(|&(p, e)| [p, e]).collect();
+    crate::runtime::write_npy(path, &[predictions.len(), 2], &flat)
 }

@@ -4,7 +4,7 @@
 
 use crate::transform::builder::{GraphBuilder, attr_int};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Confidence {
     /// Largest softmax probability.
@@ -41,29 +41,9 @@ pub struct Decision {
     pub all_ok: String,
 }
 
-/// Adds the decision for `logits` (N × classes).
+/// Adds the decision for `logits` (N × classes), its tensors named after
+/// `base` (`eexc_exit{k}` for exit k).
 pub fn build_decision(
-    b: &mut GraphBuilder,
-    exit: usize,
-    logits: &str,
-    classes: i64,
-    confidence: Confidence,
-    knobs: &Knobs,
-    never_exit_classes: &[i64],
-) -> Decision {
-    build_decision_named(
-        b,
-        &format!("eexc_exit{exit}"),
-        logits,
-        classes,
-        confidence,
-        knobs,
-        never_exit_classes,
-    )
-}
-
-/// [`build_decision`] with its tensors named after `base`.
-pub fn build_decision_named(
     b: &mut GraphBuilder,
     base: &str,
     logits: &str,

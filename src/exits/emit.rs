@@ -245,7 +245,7 @@ impl Source<'_> {
             if let Some(options) = decisions {
                 build_decision(
                     &mut b,
-                    k,
+                    &format!("eexc_exit{k}"),
                     &z,
                     self.classifier.classes,
                     options.confidence,
@@ -368,7 +368,7 @@ impl Source<'_> {
         let z = build_head(b, k, &point, self.classifier.classes, &self.weights[k - 1]);
         let decision = build_decision(
             b,
-            k,
+            &format!("eexc_exit{k}"),
             &z,
             self.classifier.classes,
             options.confidence,

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::decision::{Knobs, build_decision_named};
+use super::decision::{Knobs, build_decision};
 use super::emit::{EXIT_INDEX, Source, knobs, type_proto, value_info};
 use super::head::{HeadWeights, build_head_from};
 use super::repeat::RepeatedRun;
@@ -162,7 +162,7 @@ impl Source<'_> {
             threshold: gather(&mut body, &thresholds),
             temperature: gather(&mut body, &temperatures),
         };
-        let decision = build_decision_named(
+        let decision = build_decision(
             &mut body,
             "eexc_loop",
             &z,

@@ -152,7 +152,7 @@ pub struct ExitMeta {
     pub index: usize,
     pub tensor: String,
     pub head: String,
-    pub confidence: String,
+    pub confidence: Confidence,
     pub threshold_input: String,
     pub temperature_input: String,
     pub threshold: f32,
@@ -241,7 +241,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         Mode::Loop => {
             let data = looped::ConstantData {
                 initializers: &stored_weights,
-                base_dir: path.parent().unwrap_or(Path::new(".")),
+                base_dir: &loaded.base_dir,
             };
             source.emit_loop(options, run.as_ref().expect("loop mode found a run"), &data)?
         }
@@ -262,7 +262,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
                 index: k,
                 tensor: e.tensor.clone(),
                 head: e.head.name().into(),
-                confidence: options.confidence.name().into(),
+                confidence: options.confidence,
                 threshold_input: kn.threshold,
                 temperature_input: kn.temperature,
                 threshold: options.threshold(k),
@@ -330,20 +330,12 @@ fn loop_exits(
 
 /// Removes initializers that no node (in any subgraph) and no graph output reads.
 fn drop_unused_initializers(model: &mut ModelProto) {
-    fn reads(g: &crate::onnx::proto::GraphProto, used: &mut std::collections::HashSet<String>) {
-        for n in &g.node {
-            used.extend(n.input.iter().cloned());
-            for a in &n.attribute {
-                for sub in a.g.as_ref().into_iter().chain(a.graphs.iter()) {
-                    reads(sub, used);
-                }
-            }
-        }
-        used.extend(g.output.iter().map(|o| o.name().to_string()));
-    }
     let Some(g) = model.graph.as_mut() else { return };
     let mut used = std::collections::HashSet::new();
-    reads(g, &mut used);
+    for n in &g.node {
+        crate::onnx::names_read(n, &mut used);
+    }
+    used.extend(g.output.iter().map(|o| o.name().to_string()));
     let dropped: std::collections::HashSet<String> = g
         .initializer
         .iter()
@@ -446,6 +438,13 @@ fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
 /// Writes (or replaces) the `eexc.exits` metadata.
 pub fn write_metadata(model: &mut ModelProto, meta: &ExitsMetadata) {
     set_metadata(model, METADATA_KEY, &serde_json::to_string(meta).unwrap_or_default());
+}
+
+/// The `eexc.exits` metadata, or why the model has none usable.
+pub fn metadata_of(model: &ModelProto) -> Result<ExitsMetadata, String> {
+    read_metadata(model)
+        .ok_or_else(|| format!("not made by eexc insert-exits (no '{METADATA_KEY}' metadata)"))?
+        .map_err(|e| format!("unreadable '{METADATA_KEY}' metadata: {e}"))
 }
 
 /// Reads the `eexc.exits` metadata of an eexc-produced model.

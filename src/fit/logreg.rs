@@ -10,6 +10,7 @@ use argmin::solver::quasinewton::LBFGS;
 use tract_onnx::prelude::tract_ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::FitError;
+use crate::runtime::RunError;
 
 /// Candidate L2 strengths, tried on the held-out split.
 pub const L2_GRID: [f64; 5] = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1];
@@ -162,7 +163,7 @@ pub fn fit_head(
     let rows = targets.nrows();
     let classes = targets.ncols();
     let raw = Array2::from_shape_vec((rows, features), x.iter().map(|&v| f64::from(v)).collect())
-        .map_err(|e| FitError::Runtime(format!("features: {e}")))?;
+        .map_err(|e| RunError::Runtime(format!("features: {e}")))?;
     let (mean, std) = standardise(&raw);
     let z = (&raw - &mean) / &std;
     let pick = |keep: bool| -> Vec<usize> { (0..rows).filter(|&r| held_out[r] != keep).collect() };

@@ -17,6 +17,7 @@ use crate::analysis::shapes::infer_model;
 use crate::exits::plan::{self, ExitPoint, HeadKind};
 use crate::exits::{ExitError, ExitSelection};
 use crate::ir::{Dim, Model};
+use crate::runtime::RunError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
@@ -24,10 +25,6 @@ pub enum FitError {
     Exit(#[from] ExitError),
     #[error(transparent)]
     Run(#[from] crate::runtime::RunError),
-    #[error("{path}: {reason}")]
-    Data { path: PathBuf, reason: String },
-    #[error("running the model in tract: {0}")]
-    Runtime(String),
     #[error("L-BFGS: {0}")]
     Optimiser(String),
     #[error("{0}")]
@@ -111,18 +108,16 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
     let rows = samples.rows();
     let held_out_rows = ((rows as f64) * options.held_out).round() as usize;
     if rows < 20 || held_out_rows == 0 {
-        return Err(FitError::Data {
+        return Err(FitError::Run(RunError::Data {
             path: options.data.clone(),
             reason: format!("{rows} rows; fit needs at least 20 (some are held out to choose the L2 strength)"),
-        });
+        }));
     }
     let classes = classifier.classes;
     let labels = match &options.labels {
         Some(p) => Some(crate::runtime::read_labels(p, rows, classes)?),
         None => None,
     };
-    let external = !crate::onnx::external::collect_references(&loaded.proto).is_empty();
-    let model_dir = model_path.parent().unwrap_or(Path::new("."));
     let collected = features::collect(
         &loaded.proto,
         graph,
@@ -131,12 +126,12 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
         model.onnx_opset(),
         &mut samples,
         options.batch,
-        external.then_some(model_dir),
+        loaded.external_dir(),
     )?;
 
     let c = classes as usize;
     let logits = Array2::from_shape_vec((rows, c), collected.logits.iter().map(|&v| f64::from(v)).collect())
-        .map_err(|e| FitError::Runtime(format!("logits: {e}")))?;
+        .map_err(|e| RunError::Runtime(format!("logits: {e}")))?;
     let soft = softmax_rows(&logits);
     let targets = match &labels {
         Some(l) => {
@@ -159,12 +154,12 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
         let features = point.features as usize;
         let x = &collected.features[i];
         if x.len() != rows * features {
-            return Err(FitError::Runtime(format!(
+            return Err(FitError::Run(RunError::Runtime(format!(
                 "exit {} ('{}'): {} feature values for {rows} rows of {features}",
                 i + 1,
                 point.tensor,
                 x.len()
-            )));
+            ))));
         }
         let (head, score) = logreg::fit_head(x, &targets, features, &held_out)?;
         let pred: Vec<usize> = (0..rows)
@@ -275,13 +270,13 @@ fn check_input(graph: &crate::ir::Graph, model: &Path, data: &Path, shape: &[usi
                 .skip(1)
                 .all(|(d, &s)| !matches!(d, Dim::Known(k) if *k as usize != s));
         if !fits {
-            return Err(FitError::Data {
+            return Err(FitError::Run(RunError::Data {
                 path: data.to_path_buf(),
                 reason: format!(
                     "shape {shape:?} does not fit input '{}' {} (rows first, then the input's other dims)",
                     value.name, ty
                 ),
-            });
+            }));
         }
     }
     Ok(())
@@ -311,7 +306,7 @@ pub fn save_heads(
         .map(|(name, shape, bytes)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| FitError::Runtime(format!("{name}: {e}")))
+                .map_err(|e| RunError::Runtime(format!("{name}: {e}")))
         })
         .collect::<Result<_, _>>()?;
     // One metadata entry: a HashMap of several would serialise in random order.
@@ -320,6 +315,6 @@ pub fn save_heads(
         "eexc.fit".to_string(),
         serde_json::json!({"producer": "eexc fit", "targets": report.targets, "seed": report.seed}).to_string(),
     );
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| FitError::Runtime(e.to_string()))?;
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| RunError::Runtime(e.to_string()))?;
     crate::onnx::write_atomically(path, &bytes).map_err(|e| FitError::Exit(ExitError::from(e)))
 }

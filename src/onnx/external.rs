@@ -29,7 +29,7 @@ pub fn collect_references(model: &ModelProto) -> Vec<ExternalRef> {
     refs
 }
 
-fn reference_of(t: &TensorProto) -> ExternalRef {
+pub(crate) fn reference_of(t: &TensorProto) -> ExternalRef {
     let mut r = ExternalRef {
         tensor: t.name().to_string(),
         location: String::new(),
@@ -110,7 +110,7 @@ fn node_tensors(n: &NodeProto, f: &mut dyn FnMut(&TensorProto)) {
 
 /// A location must stay inside the model's folder (as the ONNX checker
 /// requires): relative, with no `..` or root components.
-fn checked_relative(location: &str) -> Result<PathBuf, String> {
+pub(crate) fn checked_relative(location: &str) -> Result<PathBuf, String> {
     if location.is_empty() {
         return Err("no 'location' entry".into());
     }

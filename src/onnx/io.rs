@@ -32,6 +32,14 @@ pub fn load_model(path: &Path) -> Result<LoadedModel, OnnxError> {
     Ok(loaded)
 }
 
+impl LoadedModel {
+    /// The folder external data resolves against, when the model has any:
+    /// what a runtime needs to be pointed at to find the weights.
+    pub fn external_dir(&self) -> Option<&Path> {
+        (!external::collect_references(&self.proto).is_empty()).then_some(self.base_dir.as_path())
+    }
+}
+
 /// Reads and decodes a model file without looking at its external-data
 /// files (`external_bytes` stays 0): for tools that only show the model as
 /// stored, such as the printer.

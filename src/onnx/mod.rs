@@ -15,3 +15,18 @@ pub mod tensor_data;
 
 pub use error::OnnxError;
 pub use io::{LoadedModel, load_model, load_model_from_bytes, read_model, save_model, write_atomically};
+
+/// Every tensor name `node` reads: its inputs and, inside its subgraphs
+/// (`If` branches, `Loop` bodies, nested), what their nodes read and what
+/// they return, since a subgraph reads outer tensors by name.
+pub fn names_read<E: Extend<String>>(node: &proto::NodeProto, into: &mut E) {
+    into.extend(node.input.iter().cloned());
+    for a in &node.attribute {
+        for g in a.g.as_ref().into_iter().chain(a.graphs.iter()) {
+            for inner in &g.node {
+                names_read(inner, into);
+            }
+            into.extend(g.output.iter().map(|o| o.name().to_string()));
+        }
+    }
+}

@@ -67,23 +67,16 @@ fn typed_fields(t: &TensorProto, elem: ElemType) -> Result<Vec<u8>, String> {
 }
 
 fn read_external(t: &TensorProto, base_dir: &Path, bytes: u64) -> Result<Vec<u8>, String> {
-    let (mut location, mut offset) = (None, 0u64);
-    for kv in &t.external_data {
-        match kv.key() {
-            "location" => location = Some(kv.value().to_string()),
-            "offset" => {
-                offset = kv
-                    .value()
-                    .parse()
-                    .map_err(|_| format!("tensor '{}': bad offset", t.name()))?
-            }
-            _ => {}
-        }
+    // The same reading of the reference, and the same rule that it stays
+    // inside the model's folder, as loading applies.
+    let r = super::external::reference_of(t);
+    let rel = super::external::checked_relative(&r.location).map_err(|e| format!("tensor '{}': {e}", t.name()))?;
+    if r.offset == u64::MAX {
+        return Err(format!("tensor '{}': bad offset", t.name()));
     }
-    let location = location.ok_or_else(|| format!("tensor '{}': external data without a location", t.name()))?;
-    let path = base_dir.join(&location);
+    let path = base_dir.join(rel);
     let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.seek(SeekFrom::Start(offset))
+    f.seek(SeekFrom::Start(r.offset))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut data = vec![0u8; usize::try_from(bytes).map_err(|_| "tensor too large".to_string())?];
     f.read_exact(&mut data)

@@ -6,7 +6,7 @@ mod samples;
 use protobuf::Message;
 use tract_onnx::prelude::*;
 
-pub use samples::{Samples, read_labels};
+pub use samples::{Samples, read_labels, write_npy};
 
 use crate::onnx::proto::ModelProto;
 
@@ -17,6 +17,23 @@ pub enum RunError {
     Data { path: std::path::PathBuf, reason: String },
     #[error("running the model in tract: {0}")]
     Runtime(String),
+    /// The model itself cannot serve (not an eexc model, wrong form, ...).
+    #[error("{path}: {reason}")]
+    Model { path: std::path::PathBuf, reason: String },
+}
+
+/// Loads a model made by `insert-exits` (weights and external data
+/// checked) with its `eexc.exits` metadata.
+pub fn load_exits_model(
+    path: &std::path::Path,
+) -> Result<(crate::onnx::LoadedModel, crate::exits::ExitsMetadata), RunError> {
+    let bad = |reason: String| RunError::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let loaded = crate::onnx::load_model(path).map_err(|e| bad(e.to_string()))?;
+    let meta = crate::exits::metadata_of(&loaded.proto).map_err(bad)?;
+    Ok((loaded, meta))
 }
 
 /// Runs `model` over every row of `samples`, `batch` rows at a time, and

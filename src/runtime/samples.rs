@@ -166,3 +166,29 @@ fn open_array(path: &Path) -> Result<npyz::NpyFile<Box<dyn Read>>, String> {
     let reader: Box<dyn Read> = Box::new(std::io::Cursor::new(bytes));
     npyz::NpyFile::new(reader).map_err(|e| format!("'{name}' is not an array: {e}"))
 }
+
+/// Writes `data` (row-major, `shape`) as a `.npy` file, atomically.
+pub fn write_npy<T: npyz::Serialize + npyz::AutoSerialize>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<(), RunError> {
+    use npyz::WriterBuilder;
+    let fail = |reason: String| RunError::Data {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut bytes = Vec::new();
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut w = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(&mut bytes)
+        .begin_nd()
+        .map_err(|e| fail(e.to_string()))?;
+    for v in data {
+        w.push(v).map_err(|e| fail(e.to_string()))?;
+    }
+    w.finish().map_err(|e| fail(e.to_string()))?;
+    crate::onnx::write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
+}

@@ -32,54 +32,25 @@ import argparse
 import sys
 
 import numpy as np
-import onnx
 
-from eexc_ort import Tally, confidence, exits_metadata, real_inputs, run, session, threshold_knobs
+import eexc_ort
+from eexc_ort import confidence, random_feeds, real_inputs, threshold_knobs
 
 ABOVE = 1.5
 
 
-
-class Referee:
+class Referee(eexc_ort.Referee):
     def __init__(self, args):
-        self.args = args
-        self.rng = np.random.default_rng(args.seed)
-        self.models = {k: onnx.load(getattr(args, k)) for k in ("original", "multi", "if_", "compact")}
-        self.meta = exits_metadata(self.models["compact"])
-        if self.meta["mode"] != "compact":
-            raise ValueError(f"COMPACT's metadata says mode {self.meta['mode']!r}")
-        self.exits = self.meta["exits"]
-        self.sessions = {
-            k: session(getattr(args, k))
-            for k in ("original", "multi", "if_", "compact")
-        }
-        self.tally = Tally()
-        self.report = self.tally.report
+        super().__init__(args, ("original", "multi", "if_", "compact"), "compact", "compact")
 
     def real_inputs(self):
         return real_inputs(self.models["original"])
 
     def feeds(self, batch):
-        out = {}
-        for i in self.real_inputs():
-            tt = i.type.tensor_type
-            shape = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
-            if np.issubdtype(dtype, np.integer):
-                out[i.name] = self.rng.integers(0, self.args.int_high, size=shape).astype(dtype)
-            elif len(shape) >= 3:
-                # Per-row, per-channel offsets: pooled features differ by row.
-                offset = self.rng.normal(size=shape[:2] + [1] * (len(shape) - 2))
-                out[i.name] = (self.rng.normal(size=shape) + offset).astype(dtype)
-            else:
-                out[i.name] = self.rng.normal(size=shape).astype(dtype)
-        return out
+        return random_feeds(self.models["original"], self.rng, batch, self.args.int_high, row_offsets=True)
 
     def knobs(self, thresholds):
         return threshold_knobs(self.exits, thresholds)
-
-    def run(self, which, feeds):
-        return run(self.sessions[which], feeds)
 
     def confidences(self, feeds):
         mo = self.run("multi", feeds)
@@ -170,9 +141,6 @@ class Referee:
         self.report("none-exit", ok, f"{batch} rows: exit indices {sorted(set(got['exit_index'].tolist()))}, "
                                      f"worst relative difference to the original {rel:.1e}")
         return self.finish()
-
-    def finish(self):
-        return self.tally.finish()
 
 
 def main():

@@ -29,43 +29,19 @@ import argparse
 import sys
 
 import numpy as np
-import onnx
 
-from eexc_ort import Tally, exits_metadata, real_inputs, run, session, threshold_knobs
+import eexc_ort
+from eexc_ort import random_feeds, threshold_knobs
 
 ABOVE = 1.5
 
 
-class Referee:
+class Referee(eexc_ort.Referee):
     def __init__(self, args):
-        self.args = args
-        self.rng = np.random.default_rng(args.seed)
-        self.models = {k: onnx.load(getattr(args, k)) for k in ("original", "if_", "loop")}
-        self.meta = exits_metadata(self.models["loop"])
-        if self.meta["mode"] != "loop":
-            raise ValueError(f"LOOP's metadata says mode {self.meta['mode']!r}")
-        self.exits = self.meta["exits"]
-        self.sessions = {
-            k: session(getattr(args, k))
-            for k in ("original", "if_", "loop")
-        }
-        self.tally = Tally()
-        self.report = self.tally.report
+        super().__init__(args, ("original", "if_", "loop"), "loop", "loop")
 
     def feeds(self):
-        out = {}
-        for i in real_inputs(self.models["original"]):
-            tt = i.type.tensor_type
-            shape = [d.dim_value if d.HasField("dim_value") else self.args.batch for d in tt.shape.dim]
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
-            if np.issubdtype(dtype, np.integer):
-                out[i.name] = self.rng.integers(0, self.args.int_high, size=shape).astype(dtype)
-            else:
-                out[i.name] = self.rng.normal(size=shape).astype(dtype)
-        return out
-
-    def run(self, which, feeds):
-        return run(self.sessions[which], feeds)
+        return random_feeds(self.models["original"], self.rng, self.args.batch, self.args.int_high, row_offsets=False)
 
     def knobs(self, thresholds, temperatures=None):
         return threshold_knobs(self.exits, thresholds, temperatures)
@@ -139,9 +115,6 @@ class Referee:
         self.report("random", True, f"{self.args.trials} trials equal IF, exits seen {sorted(seen)}, "
                                     f"worst relative difference {worst:.1e}")
         return self.finish()
-
-    def finish(self):
-        return self.tally.finish()
 
 
 def main():

@@ -83,3 +83,47 @@ class Tally:
     def finish(self):
         print(f"{self.passed} passed, {self.failed} failed")
         return 1 if self.failed else 0
+
+
+def random_feeds(model, rng, batch, int_high, row_offsets):
+    """Random inputs for `model`'s real inputs: symbolic dims become `batch`,
+    integers are drawn from [0, int_high), floats are N(0, 1); with
+    `row_offsets`, float inputs of rank >= 3 (images) also get a per-row,
+    per-channel N(0, 1) offset, so that pooled features differ by row."""
+    out = {}
+    for i in real_inputs(model):
+        tt = i.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if np.issubdtype(dtype, np.integer):
+            out[i.name] = rng.integers(0, int_high, size=shape).astype(dtype)
+        elif row_offsets and len(shape) >= 3:
+            offset = rng.normal(size=shape[:2] + [1] * (len(shape) - 2))
+            out[i.name] = (rng.normal(size=shape) + offset).astype(dtype)
+        else:
+            out[i.name] = rng.normal(size=shape).astype(dtype)
+    return out
+
+
+class Referee:
+    """What every early-exit referee opens: the models named by `roles`
+    (attributes of `args`), ORT sessions on them, the `eexc.exits` metadata
+    of `subject` (which must be of `mode`), a seeded generator and a tally."""
+
+    def __init__(self, args, roles, subject, mode):
+        self.args = args
+        self.rng = np.random.default_rng(args.seed)
+        self.models = {k: onnx.load(getattr(args, k)) for k in roles}
+        self.meta = exits_metadata(self.models[subject])
+        if self.meta["mode"] != mode:
+            raise ValueError(f"{subject.upper()}'s metadata says mode {self.meta['mode']!r}")
+        self.exits = self.meta["exits"]
+        self.sessions = {k: session(getattr(args, k)) for k in roles}
+        self.tally = Tally()
+        self.report = self.tally.report
+
+    def run(self, which, feeds):
+        return run(self.sessions[which], feeds)
+
+    def finish(self):
+        return self.tally.finish()
