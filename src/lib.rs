@@ -11,6 +11,7 @@ mod error;
 pub mod eval;
 pub mod exits;
 pub mod fit;
+pub mod fuse;
 pub mod ir;
 pub mod numeric;
 pub mod onnx;

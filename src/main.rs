@@ -43,6 +43,9 @@ enum Command {
     /// The whole pipeline for a CI step: insert, fit, calibrate, emit, report;
     /// fails when the target cannot be met or the savings gate is not reached.
     Compile(Box<CompileArgs>),
+    /// Apply the fusion rules (passes/) to a whole model: every graph and
+    /// subgraph, the cheapest equivalent form by the cost model.
+    Optimize(Box<OptimizeArgs>),
     /// Recompute the cost report of an eexc-produced model for an exit distribution.
     Cost {
         model: PathBuf,
@@ -102,6 +105,55 @@ struct InsertArgs {
     /// Write the cost report as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Leave heads and decisions as built (for debugging, and to compare).
+    #[arg(long)]
+    no_fuse: bool,
+    #[command(flatten)]
+    limits: FuseLimitArgs,
+}
+
+/// Saturation limits of the e-graph fusion (per region).
+#[derive(clap::Args)]
+struct FuseLimitArgs {
+    /// Rewrite iterations at most.
+    #[arg(long, default_value_t = eexc::fuse::Limits::default().iterations)]
+    fuse_iterations: usize,
+    /// E-graph nodes at most.
+    #[arg(long, default_value_t = eexc::fuse::Limits::default().nodes)]
+    fuse_nodes: usize,
+    /// Seconds at most (a guard; a run that hits it may differ between machines).
+    #[arg(long, default_value_t = eexc::fuse::Limits::default().seconds)]
+    fuse_seconds: f64,
+}
+
+impl FuseLimitArgs {
+    fn limits(&self) -> eexc::fuse::Limits {
+        eexc::fuse::Limits {
+            iterations: self.fuse_iterations,
+            nodes: self.fuse_nodes,
+            seconds: self.fuse_seconds,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct OptimizeArgs {
+    model: PathBuf,
+    /// Output model (default: MODEL with .opt.onnx).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Treat an early-exit model's threshold and temperature knobs as
+    /// constants (they stop being inputs), so temperatures fold into weights.
+    #[arg(long)]
+    freeze_knobs: bool,
+    /// Print the JSON report instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    limits: FuseLimitArgs,
 }
 
 #[derive(clap::Args)]
@@ -562,6 +614,10 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         never_exit_classes: a.never_exit_classes,
         logits: a.logits,
         exit_distribution: a.exit_dist,
+        fuse: (!a.no_fuse).then(|| eexc::fuse::FuseOptions {
+            limits: a.limits.limits(),
+            freeze_knobs: false,
+        }),
     };
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
@@ -594,6 +650,41 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         );
     }
     print!("\n{}", summary.cost.to_text());
+    if let Some(f) = &summary.fusion {
+        print!("\nFusion of each exit's head + decision (per sample):\n{}", f.to_text());
+    }
+    Ok(())
+}
+
+fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
+    let out = a.output.unwrap_or_else(|| a.model.with_extension("opt.onnx"));
+    refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
+    let loaded = eexc::onnx::load_model(&a.model)?;
+    let mut model = loaded.proto;
+    let options = eexc::fuse::FuseOptions {
+        limits: a.limits.limits(),
+        freeze_knobs: a.freeze_knobs,
+    };
+    let knobs = eexc::fuse::knob_names(&model);
+    if a.freeze_knobs && knobs.is_empty() {
+        anyhow::bail!(
+            "{}: --freeze-knobs: the model has no eexc knobs (not made by insert-exits)",
+            a.model.display()
+        );
+    }
+    let report = eexc::fuse::fuse_model(&mut model, eexc::fuse::Target::Whole, &options, &knobs)
+        .with_context(|| format!("{}", a.model.display()))?;
+    let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
+    eexc::onnx::save_model(&model, &out, Some(&loaded.base_dir))?;
+    if let Some(r) = &a.report {
+        eexc::onnx::write_atomically(r, &report_json)?;
+    }
+    if a.json {
+        println!("{}", String::from_utf8_lossy(&report_json));
+    } else {
+        println!("wrote {}", out.display());
+        print!("{}", report.to_text());
+    }
     Ok(())
 }
 
@@ -654,6 +745,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             emit(&report, json, report.to_text())?;
         }
         Command::InsertExits(args) => insert_exits(*args)?,
+        Command::Optimize(args) => optimize(*args)?,
         Command::Fit(args) => fit(*args)?,
         Command::Calibrate(args) => calibrate(*args)?,
         Command::Eval(args) => eval(*args)?,

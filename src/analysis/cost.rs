@@ -107,8 +107,15 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
     }
 }
 
-/// Float constant inputs: the node's weights (integer constants are shape or
-/// index arguments, not parameters).
+/// What the cost rules read about one value: its type and whether it is a
+/// compile-time constant (a weight, or computed only from weights).
+#[derive(Debug, Clone, Copy)]
+pub struct ValueFacts<'a> {
+    pub ty: Option<&'a TensorType>,
+    pub is_constant: bool,
+}
+
+/// Float constant inputs: the node's weights.
 fn weight_inputs<'a>(graph: &'a Graph, node: &'a Node) -> impl Iterator<Item = ValueId> + 'a {
     node.inputs.iter().flatten().copied().filter(move |&v| {
         let val = graph.value(v);
@@ -117,8 +124,20 @@ fn weight_inputs<'a>(graph: &'a Graph, node: &'a Node) -> impl Iterator<Item = V
 }
 
 fn node_cost(graph: &Graph, node: &Node) -> NodeCost {
-    let ty = |v: Option<&Option<ValueId>>| v.copied().flatten().and_then(|id| graph.value(id).ty.as_ref());
-    let outputs_const = node.outputs.iter().flatten().all(|&o| graph.value(o).is_constant);
+    node_cost_with(node, &|v| {
+        let val = graph.value(v);
+        ValueFacts {
+            ty: val.ty.as_ref(),
+            is_constant: val.is_constant,
+        }
+    })
+}
+
+/// Cost of one node whose values are described by `value` (the e-graph
+/// fusion costs candidate nodes that are in no graph yet).
+pub fn node_cost_with<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>) -> NodeCost {
+    let ty = |v: Option<&Option<ValueId>>| v.copied().flatten().and_then(|id| value(id).ty);
+    let outputs_const = node.outputs.iter().flatten().all(|&o| value(o).is_constant);
     if outputs_const && !node.outputs.is_empty() {
         return NodeCost {
             cost: Cost::default(),
@@ -126,26 +145,32 @@ fn node_cost(graph: &Graph, node: &Node) -> NodeCost {
         };
     }
     let mut cost = Cost::default();
-    for v in weight_inputs(graph, node) {
-        let t = graph.value(v).ty.as_ref();
-        let n = t.and_then(TensorType::num_elements).unwrap_or(0);
+    // Float constant inputs are the node's weights (integer constants are
+    // shape or index arguments, not parameters).
+    for v in node.inputs.iter().flatten().copied() {
+        let facts = value(v);
+        let Some(t) = facts.ty.filter(|t| facts.is_constant && t.elem.is_float()) else {
+            continue;
+        };
+        let n = t.num_elements().unwrap_or(0);
         cost.params = cost.params.saturating_add(n);
-        cost.weight_bytes = cost
-            .weight_bytes
-            .saturating_add(t.and_then(|t| t.elem.bytes_for(n)).unwrap_or(0));
+        cost.weight_bytes = cost.weight_bytes.saturating_add(t.elem.bytes_for(n).unwrap_or(0));
     }
     for &o in node.outputs.iter().flatten() {
-        let bytes = graph
-            .value(o)
-            .ty
-            .as_ref()
-            .and_then(TensorType::bytes_per_sample)
-            .unwrap_or(0);
+        let bytes = value(o).ty.and_then(TensorType::bytes_per_sample).unwrap_or(0);
         cost.activation_bytes = cost.activation_bytes.saturating_add(bytes);
     }
     let out_elems = ty(node.outputs.first()).and_then(TensorType::num_elements_per_sample);
     let in_elems = ty(node.inputs.first()).and_then(TensorType::num_elements_per_sample);
-    let status = match compute(graph, node, out_elems, in_elems) {
+    let shape_of = |i: usize| {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| value(v).ty)
+            .and_then(|t| t.shape.as_deref())
+    };
+    let status = match compute(node, &shape_of, out_elems, in_elems) {
         Ok((macs, flops)) => {
             cost.macs = macs;
             cost.flops = flops;
@@ -218,20 +243,12 @@ fn is_data_movement(op: &str) -> bool {
 }
 
 /// (MACs, FLOPs) of one non-constant node, or why it cannot be counted.
-fn compute(
-    graph: &Graph,
+fn compute<'a>(
     node: &Node,
+    shape_of: &dyn Fn(usize) -> Option<&'a [crate::ir::Dim]>,
     out_elems: Option<u64>,
     in_elems: Option<u64>,
 ) -> Result<(u64, u64), CostStatus> {
-    let shape_of = |i: usize| {
-        node.inputs
-            .get(i)
-            .copied()
-            .flatten()
-            .and_then(|v| graph.value(v).ty.as_ref())
-            .and_then(|t| t.shape.as_deref())
-    };
     let per_sample = |d: &crate::ir::Dim| match d {
         crate::ir::Dim::Known(v) => u64::try_from(*v).ok(),
         crate::ir::Dim::Sym(_) => Some(1),

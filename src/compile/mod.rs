@@ -106,6 +106,7 @@ pub fn compile(
         never_exit_classes: Vec::new(),
         logits: None,
         exit_distribution: None,
+        fuse: Some(crate::fuse::FuseOptions::default()),
     };
     let (ee, _) = crate::exits::insert_exits(model, &exit_options)?;
     let ee_path = work.join("early_exit.onnx");

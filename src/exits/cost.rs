@@ -54,7 +54,17 @@ pub struct CostTable {
 
 /// Measures the flat graph (original + heads + decisions) with the cost model.
 pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, ExitError> {
-    let (flat, ranges) = source.emit_flat(options)?;
+    let mut flat = source.emit_flat(options)?;
+    if let Some(fuse) = &options.fuse {
+        let knobs = (1..=source.plan.exits.len())
+            .flat_map(|k| {
+                let kn = super::emit::knobs(k);
+                [kn.threshold, kn.temperature]
+            })
+            .collect();
+        crate::fuse::fuse_model(&mut flat, crate::fuse::Target::Exits, fuse, &knobs)?;
+    }
+    let ranges = exit_nodes(&flat, source.plan.exits.len());
     let mut model = Model::from_proto(&flat)?;
     let _ = infer_model(&mut model);
     let cost = graph_cost(&model.graph);
@@ -88,11 +98,41 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
     Ok(CostTable {
         original: sum(&mut (0..original_nodes)),
         stages: stages.to_vec(),
-        heads: ranges.iter().map(|r| sum(&mut r.head.clone())).collect(),
-        decisions: ranges.iter().map(|r| sum(&mut r.decision.clone())).collect(),
+        heads: ranges.iter().map(|r| sum(&mut r.0.iter().copied())).collect(),
+        decisions: ranges.iter().map(|r| sum(&mut r.1.iter().copied())).collect(),
         final_stage: final_stage[0],
         uncosted_ops,
     })
+}
+
+/// Per exit, the flat graph's node indices of its head (the tagged nodes its
+/// logits depend on) and of its decision (the other tagged nodes). Read from
+/// tags rather than emission order, since fusion rewrites these nodes.
+fn exit_nodes(flat: &crate::onnx::proto::ModelProto, exits: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let Some(g) = flat.graph.as_ref() else {
+        return vec![(Vec::new(), Vec::new()); exits];
+    };
+    (1..=exits)
+        .map(|k| {
+            let tag = crate::fuse::exit_tag(k);
+            let tagged: Vec<usize> = (0..g.node.len()).filter(|&i| g.node[i].doc_string() == tag).collect();
+            let producer: std::collections::HashMap<&str, usize> = tagged
+                .iter()
+                .flat_map(|&i| g.node[i].output.iter().map(move |o| (o.as_str(), i)))
+                .collect();
+            let mut head = std::collections::BTreeSet::new();
+            let mut stack = vec![super::head::logits_name(k)];
+            while let Some(t) = stack.pop() {
+                if let Some(&i) = producer.get(t.as_str())
+                    && head.insert(i)
+                {
+                    stack.extend(g.node[i].input.iter().cloned());
+                }
+            }
+            let decision = tagged.iter().copied().filter(|i| !head.contains(i)).collect();
+            (head.into_iter().collect(), decision)
+        })
+        .collect()
 }
 
 pub fn check_distribution(p: &[f64], exits: usize) -> Result<(), String> {

@@ -13,7 +13,7 @@ use crate::ir::{Dim, Graph, NameGenerator, NodeId, TensorType, ValueId};
 use crate::onnx::proto::{
     GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
 };
-use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, attr_ints, tensor_f32};
+use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, attr_ints, tensor_f32, type_proto, value_info};
 
 /// Name of the per-row exit index output.
 pub const EXIT_INDEX: &str = "exit_index";
@@ -30,13 +30,6 @@ pub fn knobs(k: usize) -> Knobs {
     }
 }
 
-/// Node index ranges (in the flat graph) of one exit's head and decision.
-#[derive(Debug, Clone)]
-pub struct ExitNodes {
-    pub head: std::ops::Range<usize>,
-    pub decision: std::ops::Range<usize>,
-}
-
 /// Everything emission needs about the source model.
 pub struct Source<'a> {
     pub proto: &'a ModelProto,
@@ -45,34 +38,6 @@ pub struct Source<'a> {
     pub plan: &'a Plan,
     pub weights: &'a [HeadWeights],
     pub opset: i64,
-}
-
-pub fn type_proto(t: &TensorType) -> TypeProto {
-    let mut tt = type_proto::Tensor::new();
-    tt.set_elem_type(t.elem.0);
-    if let Some(shape) = &t.shape {
-        let mut s = crate::onnx::proto::TensorShapeProto::new();
-        for d in shape {
-            let mut dim = tensor_shape_proto::Dimension::new();
-            match d {
-                Dim::Known(v) => dim.set_dim_value(*v),
-                Dim::Sym(p) => dim.set_dim_param(p.clone()),
-                Dim::Unknown => {}
-            }
-            s.dim.push(dim);
-        }
-        tt.shape = Some(s).into();
-    }
-    let mut tp = TypeProto::new();
-    tp.set_tensor_type(tt);
-    tp
-}
-
-pub(super) fn value_info(name: &str, ty: TypeProto) -> ValueInfoProto {
-    let mut v = ValueInfoProto::new();
-    v.set_name(name.into());
-    v.type_ = Some(ty).into();
-    v
 }
 
 pub(super) fn scalar_f32() -> TypeProto {
@@ -209,17 +174,17 @@ impl Source<'_> {
     /// Multi mode: the original graph untouched, plus each exit's head and
     /// its outputs.
     pub fn emit_multi(&self) -> Result<ModelProto, ExitError> {
-        Ok(self.multi_graph(None)?.0)
+        self.multi_graph(None)
     }
 
     /// The multi graph with each exit's decision added too (and its knobs):
     /// the flat form the cost model measures. Returns, per exit, the node
     /// index ranges of its head and its decision.
-    pub fn emit_flat(&self, options: &ExitOptions) -> Result<(ModelProto, Vec<ExitNodes>), ExitError> {
+    pub fn emit_flat(&self, options: &ExitOptions) -> Result<ModelProto, ExitError> {
         self.multi_graph(Some(options))
     }
 
-    fn multi_graph(&self, decisions: Option<&ExitOptions>) -> Result<(ModelProto, Vec<ExitNodes>), ExitError> {
+    fn multi_graph(&self, decisions: Option<&ExitOptions>) -> Result<ModelProto, ExitError> {
         let out_name = self.graph.value(self.classifier.output).name.clone();
         let k_count = self.plan.exits.len();
         let mut fixed = Vec::new();
@@ -235,15 +200,12 @@ impl Source<'_> {
         let out_type = self.output_type()?;
         let mut b = GraphBuilder::new(names, self.opset);
         let mut outputs = Vec::new();
-        let mut ranges = Vec::new();
-        let base = self.main().node.len();
         for (i, point) in self.plan.exits.iter().enumerate() {
             let k = i + 1;
-            let head_start = base + b.nodes.len();
+            let tag_start = b.nodes.len();
             let z = build_head(&mut b, k, point, self.classifier.classes, &self.weights[i]);
-            let head_end = base + b.nodes.len();
             if let Some(options) = decisions {
-                build_decision(
+                let d = build_decision(
                     &mut b,
                     &format!("eexc_exit{k}"),
                     &z,
@@ -252,12 +214,18 @@ impl Source<'_> {
                     &knobs(k),
                     &options.never_exit_classes,
                 );
+                // Outputs here, so that nothing counts the decision as dead
+                // code (the If that reads it in the real model is not built).
+                let bool_of = |shape: Option<Vec<Dim>>| {
+                    type_proto(&TensorType {
+                        elem: crate::onnx::dtype::ElemType::BOOL,
+                        shape,
+                    })
+                };
+                outputs.push(value_info(&d.row_ok, bool_of(None)));
+                outputs.push(value_info(&d.all_ok, bool_of(Some(Vec::new()))));
             }
-            let decision_end = base + b.nodes.len();
-            ranges.push(ExitNodes {
-                head: head_start..head_end,
-                decision: head_end..decision_end,
-            });
+            b.tag_from(tag_start, &crate::fuse::exit_tag(k));
             let o = exit_output_name(&out_name, k);
             self.apply_tail(&mut b, k, &z, &o);
             outputs.push(value_info(&o, out_type.clone()));
@@ -275,7 +243,7 @@ impl Source<'_> {
         }
         self.list_initializers_as_inputs(g, &inits);
         g.initializer.extend(inits);
-        Ok((model, ranges))
+        Ok(model)
     }
 
     /// If mode: nested `If`s, one per exit.
@@ -365,6 +333,7 @@ impl Source<'_> {
         }
         let mut point = self.plan.exits[k - 1].clone();
         point.tensor = scope.name(&point.tensor).to_string();
+        let tag_start = b.nodes.len();
         let z = build_head(b, k, &point, self.classifier.classes, &self.weights[k - 1]);
         let decision = build_decision(
             b,
@@ -375,6 +344,7 @@ impl Source<'_> {
             &knobs(k),
             &options.never_exit_classes,
         );
+        b.tag_from(tag_start, &crate::fuse::exit_tag(k));
         // An int64 zero per row, from exit 1's logits, to build exit indices
         // (compact mode passes down the zeros of the rows that go on).
         let zeros = match zeros {

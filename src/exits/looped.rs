@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::decision::{Knobs, build_decision};
-use super::emit::{EXIT_INDEX, Source, knobs, type_proto, value_info};
+use super::emit::{EXIT_INDEX, Source, knobs};
 use super::head::{HeadWeights, build_head_from};
 use super::repeat::RepeatedRun;
 use super::{ExitError, ExitOptions};
@@ -22,6 +22,7 @@ use crate::ir::{NodeId, TensorType, ValueId};
 use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::{GraphProto, ModelProto, TensorProto};
 use crate::transform::builder::{GraphBuilder, attr_graph, attr_int};
+use crate::transform::builder::{type_proto, value_info};
 
 /// Above every confidence (all are at most 1): the last iteration never exits.
 const NEVER: f32 = 2.0;
@@ -157,6 +158,7 @@ impl Source<'_> {
         let mut head_point = point.clone();
         head_point.tensor = h_out.clone();
         let z = body.fresh("eexc_loop_logits");
+        let tag_start = body.nodes.len();
         build_head_from(&mut body, "eexc_loop_head", &head_point, &w_i, &b_i, &z);
         let loop_knobs = Knobs {
             threshold: gather(&mut body, &thresholds),
@@ -171,6 +173,7 @@ impl Source<'_> {
             &loop_knobs,
             &options.never_exit_classes,
         );
+        body.tag_from(tag_start, &crate::fuse::exit_tag("loop"));
         let cond_out = body.op("Not", "eexc_loop_go_on", &[&decision.all_ok], vec![]);
         let ok_out = body.op("Identity", "eexc_loop_exited", &[&decision.all_ok], vec![]);
         let state_type = g

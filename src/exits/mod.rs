@@ -73,6 +73,8 @@ pub struct ExitOptions {
     pub never_exit_classes: Vec<i64>,
     pub logits: Option<String>,
     pub exit_distribution: Option<Vec<f64>>,
+    /// Fuse each exit's head and decision (None: `--no-fuse`).
+    pub fuse: Option<crate::fuse::FuseOptions>,
 }
 
 impl ExitOptions {
@@ -101,6 +103,8 @@ pub enum ExitError {
     Ir(#[from] IrError),
     #[error(transparent)]
     Classifier(#[from] ClassifierError),
+    #[error("fusion: {0}")]
+    Fuse(#[from] crate::fuse::FuseError),
     #[error("tensor '{0}' is not in the graph (no tensor or node has that name)")]
     UnknownTensor(String),
     #[error("'{0}' names a node with several outputs or several nodes; name the tensor instead")]
@@ -142,6 +146,8 @@ pub enum ExitError {
 pub struct ExitSummary {
     pub exits: Vec<ExitMeta>,
     pub cost: cost::CostReport,
+    /// Each exit's head and decision before and after fusion.
+    pub fusion: Option<crate::fuse::FuseReport>,
     /// Things the user must know (untrained heads, ...).
     pub warnings: Vec<String>,
 }
@@ -285,6 +291,18 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         calibration: None,
     };
     write_metadata(&mut out, &meta);
+    let fusion = match &options.fuse {
+        Some(fuse) => {
+            let knobs = crate::fuse::knob_names(&out);
+            Some(crate::fuse::fuse_model(
+                &mut out,
+                crate::fuse::Target::Exits,
+                fuse,
+                &knobs,
+            )?)
+        }
+        None => None,
+    };
     let mut warnings = Vec::new();
     if !options.weights.is_trained() && options.mode != Mode::Multi {
         warnings.push(format!(
@@ -301,6 +319,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         ExitSummary {
             exits: metas,
             cost: report,
+            fusion,
             warnings,
         },
     ))

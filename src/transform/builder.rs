@@ -5,7 +5,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::ir::NameGenerator;
-use crate::onnx::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, attribute_proto::AttributeType};
+use crate::ir::{Dim, TensorType};
+use crate::onnx::proto::{
+    AttributeProto, GraphProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_shape_proto, type_proto,
+};
 
 /// State shared by a main graph and all branches built inside it: names
 /// are unique model-wide (ONNX forbids shadowing across scopes) and every
@@ -163,6 +167,14 @@ impl GraphBuilder {
         self.nodes.push(n);
     }
 
+    /// Marks every node from index `start` on with `tag` (as doc_string),
+    /// so a later pass can find them wherever emission moves them.
+    pub fn tag_from(&mut self, start: usize, tag: &str) {
+        for n in &mut self.nodes[start..] {
+            n.set_doc_string(tag.to_string());
+        }
+    }
+
     /// Single-output node.
     pub fn op(&mut self, op: &str, base: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
         self.node(op, base, inputs, 1, attrs).remove(0)
@@ -221,4 +233,33 @@ impl GraphBuilder {
                 .remove(0)
         }
     }
+}
+
+/// A tensor type as the proto writes it (symbolic dims by name).
+pub fn type_proto(t: &TensorType) -> TypeProto {
+    let mut tt = type_proto::Tensor::new();
+    tt.set_elem_type(t.elem.0);
+    if let Some(shape) = &t.shape {
+        let mut s = TensorShapeProto::new();
+        for d in shape {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            match d {
+                Dim::Known(v) => dim.set_dim_value(*v),
+                Dim::Sym(p) => dim.set_dim_param(p.clone()),
+                Dim::Unknown => {}
+            }
+            s.dim.push(dim);
+        }
+        tt.shape = Some(s).into();
+    }
+    let mut tp = TypeProto::new();
+    tp.set_tensor_type(tt);
+    tp
+}
+
+pub fn value_info(name: &str, ty: TypeProto) -> ValueInfoProto {
+    let mut v = ValueInfoProto::new();
+    v.set_name(name.into());
+    v.type_ = Some(ty).into();
+    v
 }

@@ -1,0 +1,537 @@
+//! Cost-guided fusion by equality saturation (egg).
+//!
+//! A *region* of one graph (an exit's head and decision, or every liftable
+//! node of a graph for `eexc optimize`) is lifted into an e-graph, the rules
+//! of `passes/` add equivalent forms, and the cheapest form by the cost model
+//! is written back. Regions never cross a subgraph boundary: what a branch
+//! reads from outer scope is a region input there, and what a subgraph reads
+//! from a region is one of the region's outputs, so it keeps its name.
+//!
+//! A region is only rewritten when a rule fired and the result is cheaper as
+//! a graph (the extractor sums costs over trees, which can misjudge shared
+//! subterms); otherwise it is left byte for byte as it was.
+
+pub mod analysis;
+mod forms;
+pub mod lang;
+mod region;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
+
+use self::analysis::Facts;
+use self::region::{Lift, constant_facts, fuse_region, liftable};
+use crate::analysis::shapes::infer_model;
+use crate::ir::{Graph, IrError, Model, NameGenerator};
+use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::transform::builder::{type_proto, value_info};
+
+/// Saturation limits for one region. Iteration and node limits keep the
+/// result deterministic; the time limit is a guard against a rule set that
+/// explodes, and only a run that hits it can differ from one machine to
+/// another (the report says so).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub iterations: usize,
+    pub nodes: usize,
+    pub seconds: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            iterations: 32,
+            nodes: 50_000,
+            seconds: 20.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FuseOptions {
+    pub limits: Limits,
+    /// Treat the exits' threshold and temperature knobs as constants (and
+    /// stop listing them as inputs), so a temperature can fold into weights.
+    pub freeze_knobs: bool,
+}
+
+/// Which nodes form regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Each exit's head and decision (nodes tagged by insert-exits).
+    Exits,
+    /// Every liftable node, one region per graph (main graph and each
+    /// subgraph).
+    Whole,
+}
+
+/// Cost-model figures of a region (per sample).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Ops run for every sample.
+    pub ops: u64,
+    /// Ops that compute only from constants: run once when the runtime
+    /// loads the model (ONNX Runtime folds them), free per sample.
+    pub load_time_ops: u64,
+    pub macs: u64,
+    pub flops: u64,
+    pub weight_bytes: u64,
+    /// Ops the cost model could not count (unknown shapes).
+    pub uncosted: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionReport {
+    /// `exit 2`, or the graph's path for whole-model regions.
+    pub label: String,
+    pub before: Tally,
+    pub after: Tally,
+    /// Whether the region was rewritten.
+    pub applied: bool,
+    /// Why the saturation stopped, or why the region was kept.
+    pub outcome: String,
+    /// Rule name → times it fired.
+    pub rules: BTreeMap<String, usize>,
+    pub iterations: usize,
+    pub egraph_nodes: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FuseReport {
+    pub regions: Vec<RegionReport>,
+}
+
+impl FuseReport {
+    /// A region stopped by a limit rather than by saturation.
+    pub fn limit_hit(&self) -> bool {
+        self.regions.iter().any(|r| r.outcome.contains("limit"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FuseError {
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    #[error("rule set: {0}")]
+    Rules(#[from] rules::RuleError),
+    #[error("graph '{graph}': the fused nodes form a cycle (a bug: please report it with the model)")]
+    Cycle { graph: String },
+}
+
+/// The doc_string insert-exits puts on exit `k`'s head and decision nodes:
+/// what `Target::Exits` selects.
+pub fn exit_tag(k: impl std::fmt::Display) -> String {
+    format!("eexc exit {k} head+decision")
+}
+
+fn exit_of_tag(doc: &str) -> Option<&str> {
+    doc.strip_prefix("eexc exit ")?.strip_suffix(" head+decision")
+}
+
+/// Fuses `model` in place and reports what happened to each region.
+/// `knobs`: inputs a caller may feed even where the IR version makes every
+/// initializer an input (see [`knob_names`]); never folded unless frozen.
+pub fn fuse_model(
+    model: &mut ModelProto,
+    target: Target,
+    options: &FuseOptions,
+    knobs: &HashSet<String>,
+) -> Result<FuseReport, FuseError> {
+    let rule_texts = rules::standard()?;
+    let rewrites: Vec<_> = rule_texts
+        .iter()
+        .map(|r| r.rewrite().expect("standard rules were checked when parsed"))
+        .collect();
+    let mut ir = Model::from_proto(model)?;
+    let _ = infer_model(&mut ir);
+    let opset = ir.onnx_opset();
+    let modern_ir = model.ir_version() >= 4;
+    let graph = model.graph.as_mut().expect("a loaded model has a graph");
+    let inputs: HashSet<String> = graph.input.iter().map(|i| i.name().to_string()).collect();
+    let mut live: HashSet<String> = if modern_ir {
+        graph
+            .initializer
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|n| inputs.contains(n))
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    if options.freeze_knobs {
+        for k in knobs {
+            live.remove(k);
+        }
+        if modern_ir {
+            graph.input.retain(|i| !knobs.contains(i.name()));
+        }
+    } else {
+        live.extend(knobs.iter().cloned());
+    }
+    let live_after = live.clone();
+    let mut ctx = Context {
+        target,
+        rules: &rewrites,
+        limits: options.limits,
+        opset,
+        live,
+        names: NameGenerator::for_graph(&ir.graph),
+        initializers: Vec::new(),
+        possibly_unused: HashSet::new(),
+        report: FuseReport::default(),
+    };
+    walk(graph, &ir.graph, &HashMap::new(), "main", &mut ctx)?;
+    let Context {
+        initializers,
+        possibly_unused,
+        mut report,
+        ..
+    } = ctx;
+    // Subgraphs are fused first; report exits in order, graphs outside in.
+    report.regions.sort_by_key(|r| {
+        let exit: Option<usize> = r.label.strip_prefix("exit ").and_then(|k| k.parse().ok());
+        (
+            exit.unwrap_or(usize::MAX),
+            r.label.matches('/').count(),
+            r.label.clone(),
+        )
+    });
+    let g = model.graph.as_mut().expect("a loaded model has a graph");
+    if !modern_ir {
+        // Before IR 4 every initializer must also be a graph input.
+        for t in &initializers {
+            let ty = crate::ir::constant::tensor_type(t);
+            g.input.push(value_info(t.name(), type_proto(&ty)));
+        }
+    }
+    g.initializer.extend(initializers);
+    let droppable: HashSet<String> = possibly_unused.difference(&live_after).cloned().collect();
+    drop_unread(g, &droppable);
+    Ok(report)
+}
+
+/// Knob inputs named in the exits metadata (none for other models).
+pub fn knob_names(model: &ModelProto) -> HashSet<String> {
+    match crate::exits::read_metadata(model) {
+        Some(Ok(meta)) => meta
+            .exits
+            .iter()
+            .flat_map(|e| [e.threshold_input.clone(), e.temperature_input.clone()])
+            .collect(),
+        _ => HashSet::new(),
+    }
+}
+
+struct Context<'r> {
+    target: Target,
+    rules: &'r [egg::Rewrite<lang::Term, analysis::FuseAnalysis>],
+    limits: Limits,
+    opset: i64,
+    /// Initializers a caller may feed: never folded.
+    live: HashSet<String>,
+    names: NameGenerator,
+    initializers: Vec<TensorProto>,
+    possibly_unused: HashSet<String>,
+    report: FuseReport,
+}
+
+/// Fuses the subgraphs of `graph`, then `graph` itself.
+fn walk(
+    graph: &mut GraphProto,
+    ir: &Graph,
+    outer: &HashMap<String, Facts>,
+    path: &str,
+    ctx: &mut Context,
+) -> Result<(), FuseError> {
+    let mut facts = outer.clone();
+    for v in &ir.values {
+        if matches!(v.kind, crate::ir::ValueKind::OuterScope) {
+            continue;
+        }
+        facts.insert(
+            v.name.clone(),
+            Facts {
+                ty: v.ty.clone(),
+                folded: v.folded.clone(),
+                constant: v.is_constant && !ctx.live.contains(&v.name),
+                ..Default::default()
+            },
+        );
+    }
+    for t in &graph.initializer {
+        if !ctx.live.contains(t.name()) {
+            facts.insert(t.name().to_string(), constant_facts(t));
+        }
+    }
+    for (i, node) in graph.node.iter_mut().enumerate() {
+        let node_name = node.name().to_string();
+        for a in &mut node.attribute {
+            let attr_name = a.name().to_string();
+            let Some(sub_ir) = ir
+                .nodes
+                .get(i)
+                .and_then(|n| n.subgraphs.iter().find(|s| s.attribute == attr_name))
+            else {
+                continue;
+            };
+            if let Some(g) = a.g.as_mut() {
+                let sub_path = format!("{path}/{node_name}.{attr_name}");
+                walk(g, &sub_ir.graph, &facts, &sub_path, ctx)?;
+            }
+        }
+    }
+    fuse_level(graph, &facts, path, ctx)
+}
+
+fn fuse_level(
+    graph: &mut GraphProto,
+    facts: &HashMap<String, Facts>,
+    path: &str,
+    ctx: &mut Context,
+) -> Result<(), FuseError> {
+    let labels: BTreeSet<String> = region_members(graph, path, ctx.target).into_keys().collect();
+    // One region at a time: rewriting one moves the others' node indices.
+    for label in labels {
+        let Some(members) = region_members(graph, path, ctx.target).remove(&label) else {
+            continue;
+        };
+        fuse_one(graph, facts, label, members, ctx)?;
+    }
+    Ok(())
+}
+
+/// Region label → indices of its liftable nodes in `graph`.
+fn region_members(graph: &GraphProto, path: &str, target: Target) -> BTreeMap<String, Vec<usize>> {
+    let mut read_anywhere: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for n in &graph.node {
+        crate::onnx::names_read(n, &mut read_anywhere);
+    }
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        if !liftable(n, &|o| read_anywhere.contains(o)) {
+            continue;
+        }
+        let label = match target {
+            Target::Whole => Some(path.to_string()),
+            Target::Exits => exit_of_tag(n.doc_string()).map(|k| format!("exit {k}")),
+        };
+        if let Some(label) = label {
+            groups.entry(label).or_default().push(i);
+        }
+    }
+    groups
+}
+
+fn fuse_one(
+    graph: &mut GraphProto,
+    facts: &HashMap<String, Facts>,
+    label: String,
+    members: Vec<usize>,
+    ctx: &mut Context,
+) -> Result<(), FuseError> {
+    {
+        let member_set: HashSet<usize> = members.iter().copied().collect();
+        let mut read_outside: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+        for (i, n) in graph.node.iter().enumerate() {
+            if !member_set.contains(&i) {
+                crate::onnx::names_read(n, &mut read_outside);
+            }
+        }
+        let produced: Vec<String> = members.iter().map(|&i| graph.node[i].output[0].clone()).collect();
+        let outputs: Vec<String> = produced.iter().filter(|o| read_outside.contains(*o)).cloned().collect();
+        let lift = Lift {
+            nodes: members.iter().map(|&i| &graph.node[i]).collect(),
+            facts,
+            outputs,
+            opset: ctx.opset,
+        };
+        let prefix = match label.strip_prefix("exit ") {
+            Some(k) => format!("eexc_exit{k}"),
+            None => "eexc".to_string(),
+        };
+        let tag = members
+            .first()
+            .map(|&i| graph.node[i].doc_string().to_string())
+            .unwrap_or_default();
+        let Some(lowered) = fuse_region(&lift, ctx.rules, &ctx.limits, &mut ctx.names, &prefix) else {
+            return Ok(());
+        };
+        let applied = !lowered.fired.is_empty() && lowered.after < lowered.before;
+        let outcome = if lowered.fired.is_empty() {
+            "no rule applies".to_string()
+        } else if !applied {
+            format!("kept the original: no cheaper form found ({})", lowered.stop)
+        } else {
+            lowered.stop.clone()
+        };
+        ctx.report.regions.push(RegionReport {
+            label,
+            before: region::tally(lowered.before),
+            after: region::tally(if applied { lowered.after } else { lowered.before }),
+            applied,
+            outcome,
+            rules: lowered.fired.clone(),
+            iterations: lowered.iterations,
+            egraph_nodes: lowered.egraph_nodes,
+        });
+        if !applied {
+            return Ok(());
+        }
+        for &i in &members {
+            ctx.possibly_unused.extend(graph.node[i].input.iter().cloned());
+        }
+        let mut new_nodes = lowered.nodes;
+        for n in &mut new_nodes {
+            n.set_doc_string(tag.clone());
+        }
+        replace_nodes(graph, &members, new_nodes)?;
+        ctx.initializers.extend(lowered.initializers);
+    }
+    Ok(())
+}
+
+/// Swaps `members` for `new_nodes` and restores a dependency order, keeping
+/// the file order wherever dependencies allow.
+fn replace_nodes(graph: &mut GraphProto, members: &[usize], new_nodes: Vec<NodeProto>) -> Result<(), FuseError> {
+    let member_set: HashSet<usize> = members.iter().copied().collect();
+    let produced_after: HashSet<String> = new_nodes.iter().flat_map(|n| n.output.iter().cloned()).collect();
+    let removed: HashSet<String> = members
+        .iter()
+        .flat_map(|&i| graph.node[i].output.iter().cloned())
+        .filter(|o| !produced_after.contains(o))
+        .collect();
+    let first = members.first().copied().unwrap_or(0);
+    let mut list = Vec::with_capacity(graph.node.len());
+    let mut new_nodes = Some(new_nodes);
+    for (i, n) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+        if i == first {
+            list.extend(new_nodes.take().unwrap_or_default());
+        }
+        if !member_set.contains(&i) {
+            list.push(n);
+        }
+    }
+    list.extend(new_nodes.take().unwrap_or_default());
+    graph.node = stable_topological(list).map_err(|()| FuseError::Cycle {
+        graph: graph.name().to_string(),
+    })?;
+    graph.value_info.retain(|v| !removed.contains(v.name()));
+    Ok(())
+}
+
+/// Kahn's algorithm, always taking the earliest ready node in list order.
+fn stable_topological(nodes: Vec<NodeProto>) -> Result<Vec<NodeProto>, ()> {
+    let mut producer: HashMap<String, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            producer.insert(o.clone(), i);
+        }
+    }
+    let mut waiting_on = vec![0usize; nodes.len()];
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        let mut reads = BTreeSet::new();
+        crate::onnx::names_read(n, &mut reads);
+        let deps: BTreeSet<usize> = reads
+            .iter()
+            .filter_map(|r| producer.get(r).copied())
+            .filter(|&p| p != i)
+            .collect();
+        waiting_on[i] = deps.len();
+        for p in deps {
+            consumers[p].push(i);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| waiting_on[i] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &c in &consumers[i] {
+            waiting_on[c] -= 1;
+            if waiting_on[c] == 0 {
+                ready.insert(c);
+            }
+        }
+    }
+    if order.len() != nodes.len() {
+        return Err(());
+    }
+    let mut slots: Vec<Option<NodeProto>> = nodes.into_iter().map(Some).collect();
+    Ok(order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each node once"))
+        .collect())
+}
+
+/// Drops initializers (and their input entries) that fused regions read
+/// before and nothing reads now.
+fn drop_unread(graph: &mut GraphProto, candidates: &HashSet<String>) {
+    let mut read: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for n in &graph.node {
+        crate::onnx::names_read(n, &mut read);
+    }
+    let dropped: HashSet<String> = graph
+        .initializer
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|n| candidates.contains(n) && !read.contains(n))
+        .collect();
+    graph.initializer.retain(|t| !dropped.contains(t.name()));
+    graph.input.retain(|i| !dropped.contains(i.name()));
+}
+
+impl FuseReport {
+    /// One row per region: before → after for each figure, then what ran.
+    pub fn to_text(&self) -> String {
+        use crate::report::table::{bytes, render, si};
+        let pair = |a: u64, b: u64, f: &dyn Fn(u64) -> String| {
+            let sign = if b < a { "−" } else { "+" };
+            if a == b {
+                f(a)
+            } else if f(a) == f(b) {
+                // Too small a change to show in rounded figures: show it.
+                format!("{} ({sign}{})", f(b), f(a.abs_diff(b)))
+            } else {
+                format!("{} → {}", f(a), f(b))
+            }
+        };
+        let rows: Vec<Vec<String>> = self
+            .regions
+            .iter()
+            .map(|r| {
+                let rules: Vec<String> = r.rules.iter().map(|(n, c)| format!("{n}×{c}")).collect();
+                vec![
+                    r.label.clone(),
+                    pair(r.before.ops, r.after.ops, &|v| v.to_string()),
+                    pair(r.before.load_time_ops, r.after.load_time_ops, &|v| v.to_string()),
+                    pair(r.before.macs, r.after.macs, &si),
+                    pair(r.before.flops, r.after.flops, &si),
+                    pair(r.before.weight_bytes, r.after.weight_bytes, &bytes),
+                    if r.applied { "fused".into() } else { "unchanged".into() },
+                    r.outcome.clone(),
+                    rules.join(" "),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return "fusion: no region to fuse\n".into();
+        }
+        render(
+            &[
+                "region",
+                "ops",
+                "load-time ops",
+                "MACs",
+                "FLOPs",
+                "weights",
+                "result",
+                "saturation",
+                "rules fired",
+            ],
+            &rows,
+            &[1, 2, 3, 4, 5],
+        )
+    }
+}

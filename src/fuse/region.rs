@@ -1,0 +1,494 @@
+//! One region: lift its nodes into an e-graph, saturate, extract the
+//! cheapest form by the cost model, and lower it back to ONNX nodes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use std::rc::Rc;
+
+use egg::{Id, Language, Rewrite, Runner, StopReason};
+
+use super::analysis::{FOLDED_PREFIX, Facts, FuseAnalysis, FuseGraph, infer_node, ir_node, is_random};
+use super::forms::{canonical, onnx_form};
+use super::lang::{Kind, Literal, Term};
+use super::{Limits, Tally};
+use crate::analysis::cost::{CostStatus, ValueFacts, node_cost_with};
+use crate::ir::{NameGenerator, TensorType, ValueId};
+use crate::onnx::proto::{NodeProto, TensorProto};
+use crate::transform::builder::{tensor_f32, tensor_i64};
+
+/// Extraction cost, compared in this order: nodes the cost model cannot
+/// count, MACs, FLOPs, weight bytes read, nodes run per sample, nodes run
+/// once at load time (constant arithmetic the runtime folds). FLOPs come
+/// right after MACs because the decision rewrites save element-wise work only.
+pub type Cost = [u64; 6];
+
+const INFINITE: Cost = [u64::MAX / 8; 6];
+
+fn add(a: Cost, b: Cost) -> Cost {
+    std::array::from_fn(|i| a[i].saturating_add(b[i]))
+}
+
+pub fn tally(c: Cost) -> Tally {
+    Tally {
+        ops: c[4],
+        load_time_ops: c[5],
+        macs: c[1],
+        flops: c[2],
+        weight_bytes: c[3],
+        uncosted: c[0],
+    }
+}
+
+/// What the region is lifted from: one graph's nodes, the facts of every
+/// tensor visible there, and the names the region must still produce.
+pub struct Lift<'a> {
+    pub nodes: Vec<&'a NodeProto>,
+    pub facts: &'a HashMap<String, Facts>,
+    /// Tensors produced by the region that something outside it reads.
+    pub outputs: Vec<String>,
+    pub opset: i64,
+}
+
+/// The region rewritten: new nodes (in dependency order), initializers they
+/// need, and the figures for the report.
+pub struct Lowered {
+    pub nodes: Vec<NodeProto>,
+    pub initializers: Vec<TensorProto>,
+    pub before: Cost,
+    pub after: Cost,
+    pub stop: String,
+    pub iterations: usize,
+    pub egraph_nodes: usize,
+    pub fired: BTreeMap<String, usize>,
+}
+
+/// Whether `node` can go into an e-graph at all: a standard op with one
+/// used output, no subgraph, deterministic.
+pub fn liftable(node: &NodeProto, read_anywhere: &dyn Fn(&str) -> bool) -> bool {
+    let standard = node.domain().is_empty() || node.domain() == "ai.onnx";
+    if !standard || node.output.is_empty() || node.output[0].is_empty() {
+        return false;
+    }
+    if node.op_type() == "Constant" {
+        return node.output.len() == 1;
+    }
+    let no_graphs = node.attribute.iter().all(|a| a.g.is_none() && a.graphs.is_empty());
+    let first_output_only = node.output.iter().skip(1).all(|o| o.is_empty() || !read_anywhere(o));
+    no_graphs
+        && first_output_only
+        && !is_random(node.op_type())
+        && !matches!(node.op_type(), "If" | "Loop" | "Scan" | "ConstantOfShape")
+}
+
+struct Lifted {
+    egraph: FuseGraph,
+    /// The original e-nodes, for the cost before fusion.
+    originals: Vec<Term>,
+    /// Names each class had in the original graph, in lift order.
+    names: Vec<(Id, String)>,
+    outputs: Vec<(Id, String)>,
+    /// Constant nodes lifted as leaves, written back as initializers if used.
+    constant_nodes: HashMap<String, TensorProto>,
+}
+
+fn lift(region: &Lift) -> Option<Lifted> {
+    let mut egraph = FuseGraph::new(FuseAnalysis::new(region.opset));
+    let mut ids: HashMap<String, Id> = HashMap::new();
+    let mut originals = Vec::new();
+    let mut names = Vec::new();
+    let mut constant_nodes = HashMap::new();
+    for node in &region.nodes {
+        let out = node.output[0].clone();
+        if node.op_type() == "Constant" {
+            let tensor = node
+                .attribute
+                .iter()
+                .find(|a| a.name() == "value")?
+                .t
+                .clone()
+                .into_option()?;
+            let mut facts = constant_facts(&tensor);
+            facts.constant = true;
+            egraph.analysis.leaves.insert(out.clone(), facts);
+            let id = egraph.add(Term::leaf(&format!("#{out}")));
+            constant_nodes.insert(out.clone(), tensor);
+            ids.insert(out, id);
+            continue;
+        }
+        let rank = |n: &str| leaf_or_class(&egraph, &ids, region.facts, n).ty.and_then(|t| t.rank());
+        let ints = |n: &str| leaf_or_class(&egraph, &ids, region.facts, n).ints();
+        let c = canonical(node, region.opset, &rank, &ints)?;
+        let mut children = Vec::with_capacity(c.inputs.len() + 1);
+        for input in &c.inputs {
+            let id = match input {
+                None => egraph.add(Term::leaf("_")),
+                Some(name) => match ids.get(name) {
+                    Some(&id) => id,
+                    None => {
+                        let facts = region.facts.get(name).cloned().unwrap_or_default();
+                        let prefix = if facts.data.is_some() { '#' } else { '%' };
+                        egraph.analysis.leaves.insert(name.clone(), facts);
+                        let id = egraph.add(Term::leaf(&format!("{prefix}{name}")));
+                        ids.insert(name.clone(), id);
+                        id
+                    }
+                },
+            };
+            children.push(id);
+        }
+        children.push(egraph.add(Term::leaf(&c.attrs.encode())));
+        let term = Term::new(&c.op, children);
+        let id = egraph.add(term.clone());
+        originals.push(term);
+        names.push((id, out.clone()));
+        ids.insert(out, id);
+    }
+    let outputs = region
+        .outputs
+        .iter()
+        .filter_map(|o| ids.get(o).map(|&id| (id, o.clone())))
+        .collect();
+    Some(Lifted {
+        egraph,
+        originals,
+        names,
+        outputs,
+        constant_nodes,
+    })
+}
+
+fn leaf_or_class(egraph: &FuseGraph, ids: &HashMap<String, Id>, facts: &HashMap<String, Facts>, name: &str) -> Facts {
+    match ids.get(name) {
+        Some(&id) => egraph[id].data.clone(),
+        None => facts.get(name).cloned().unwrap_or_default(),
+    }
+}
+
+/// Facts of a stored constant (initializer or Constant value).
+pub fn constant_facts(t: &TensorProto) -> Facts {
+    let ty = crate::ir::constant::tensor_type(t);
+    let data = match ty.num_elements() {
+        Some(n) if n <= 1 << 24 => crate::ir::constant::decode_f32(t).map(std::sync::Arc::new),
+        _ => None,
+    };
+    Facts {
+        folded: crate::ir::constant::decode(t),
+        ty: Some(ty),
+        constant: true,
+        data,
+        ..Default::default()
+    }
+}
+
+/// Lifts, saturates, extracts and lowers one region. `None` when it cannot
+/// be lifted or no rule fired (the region is then left exactly as it was).
+pub fn fuse_region(
+    region: &Lift,
+    rules: &[Rewrite<Term, FuseAnalysis>],
+    limits: &Limits,
+    names: &mut NameGenerator,
+    prefix: &str,
+) -> Option<Lowered> {
+    let lifted = lift(region)?;
+    let roots: Vec<Id> = lifted.outputs.iter().map(|(id, _)| *id).collect();
+    let mut runner = Runner::default()
+        .with_egraph(lifted.egraph)
+        .with_iter_limit(limits.iterations)
+        .with_node_limit(limits.nodes)
+        .with_time_limit(Duration::from_secs_f64(limits.seconds))
+        .run(rules);
+    runner.egraph.rebuild();
+    let mut fired = BTreeMap::new();
+    for it in &runner.iterations {
+        for (rule, n) in &it.applied {
+            *fired.entry(rule.to_string()).or_insert(0) += n;
+        }
+    }
+    let stop = match &runner.stop_reason {
+        Some(StopReason::Saturated) => "saturated".to_string(),
+        Some(StopReason::IterationLimit(n)) => format!("iteration limit ({n}) hit: best so far used"),
+        Some(StopReason::NodeLimit(n)) => format!("node limit ({n}) hit: best so far used"),
+        Some(StopReason::TimeLimit(s)) => format!("time limit ({s:.1} s) hit: best so far used"),
+        Some(StopReason::Other(s)) => s.clone(),
+        None => "stopped".to_string(),
+    };
+    let egraph = &runner.egraph;
+    let extractor = DagExtractor::new(egraph);
+    let mut before = [0; 6];
+    for term in &lifted.originals {
+        let canon = term.clone().map_children(|c| egraph.find(c));
+        before = add(before, node_cost(egraph, &canon));
+    }
+    let mut lower = Lower {
+        egraph,
+        extractor: &extractor,
+        opset: region.opset,
+        names,
+        prefix,
+        emitted: HashMap::new(),
+        reserved: HashMap::new(),
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        constant_nodes: &lifted.constant_nodes,
+        after: [0; 6],
+    };
+    // Outputs keep their names; other classes reuse an original name.
+    for (id, name) in &lifted.outputs {
+        lower.reserved.entry(egraph.find(*id)).or_insert_with(|| name.clone());
+    }
+    let output_names: HashSet<&String> = lifted.outputs.iter().map(|(_, n)| n).collect();
+    for (id, name) in &lifted.names {
+        if !output_names.contains(name) {
+            lower.reserved.entry(egraph.find(*id)).or_insert_with(|| name.clone());
+        }
+    }
+    for (id, name) in &lifted.outputs {
+        let t = lower.tensor(*id);
+        if &t != name {
+            // Two outputs of one value, or an output that is now a region
+            // input or constant: the graph still needs a node producing it.
+            lower.push("Identity", vec![t], name.clone(), Vec::new());
+            lower.after = add(lower.after, [0, 0, 0, 0, 1, 0]);
+        }
+    }
+    let after = lower.after;
+    let (nodes, initializers) = (lower.nodes, lower.initializers);
+    let _ = roots;
+    Some(Lowered {
+        nodes,
+        initializers,
+        before,
+        after,
+        stop,
+        iterations: runner.iterations.len(),
+        egraph_nodes: egraph.total_number_of_nodes(),
+        fired,
+    })
+}
+
+/// Picks one e-node per class so that the *graph* is cheapest: a class's
+/// cost is the sum over the set of classes its choice needs, each counted
+/// once (a greedy DAG extraction). Summing over trees instead would charge a
+/// shared input — the head's Gemm under both ReduceMax and ReduceLogSumExp —
+/// once per use and never pick the forms that share.
+struct DagExtractor {
+    best: HashMap<Id, Choice>,
+}
+
+struct Choice {
+    total: Cost,
+    /// Every class the choice needs, with its own cost.
+    needs: Rc<BTreeMap<Id, Cost>>,
+    node: Term,
+}
+
+impl DagExtractor {
+    fn new(egraph: &FuseGraph) -> DagExtractor {
+        let mut best: HashMap<Id, Choice> = HashMap::new();
+        let mut classes: Vec<Id> = egraph.classes().map(|c| c.id).collect();
+        classes.sort_unstable();
+        // Passes until nothing improves; each pass can only lower a total,
+        // so this ends (bounded as a guard against pathological graphs).
+        for _ in 0..1000 {
+            let mut changed = false;
+            for &id in &classes {
+                for node in &egraph[id].nodes {
+                    let Some(candidate) = Self::evaluate(egraph, &best, id, node) else {
+                        continue;
+                    };
+                    if best.get(&id).is_none_or(|b| candidate.total < b.total) {
+                        best.insert(id, candidate);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        DagExtractor { best }
+    }
+
+    fn evaluate(egraph: &FuseGraph, best: &HashMap<Id, Choice>, id: Id, node: &Term) -> Option<Choice> {
+        let own = node_cost(egraph, node);
+        if own == INFINITE {
+            return None;
+        }
+        let mut needs: BTreeMap<Id, Cost> = BTreeMap::new();
+        for &c in &node.children {
+            let child = best.get(&egraph.find(c))?;
+            if child.needs.contains_key(&id) {
+                return None; // a cycle through this class
+            }
+            if needs.is_empty() {
+                needs = (*child.needs).clone();
+            } else {
+                needs.extend(child.needs.iter().map(|(k, v)| (*k, *v)));
+            }
+        }
+        needs.insert(id, own);
+        let total = needs.values().fold([0; 6], |acc, &c| add(acc, c));
+        Some(Choice {
+            total,
+            needs: Rc::new(needs),
+            node: node.clone(),
+        })
+    }
+
+    fn find_best_node(&self, id: Id) -> &Term {
+        &self.best[&id].node
+    }
+}
+
+/// The cost model's figures for one e-node (leaves are free; the `attr`
+/// helper and nodes the shape rules reject are never chosen).
+fn node_cost(egraph: &FuseGraph, enode: &Term) -> Cost {
+    let Kind::Op(op) = enode.kind() else {
+        return match enode.kind() {
+            Kind::AttrHelper => INFINITE,
+            _ => [0; 6],
+        };
+    };
+    let Some(class) = egraph.lookup(enode.clone()) else {
+        return INFINITE;
+    };
+    let (inputs, bundle) = enode.children.split_at(enode.children.len() - 1);
+    let Some(attrs) = egraph[bundle[0]].data.attrs.clone() else {
+        return INFINITE;
+    };
+    let facts: Vec<&Facts> = inputs.iter().map(|&c| &egraph[c].data).collect();
+    if infer_node(op, &attrs, &facts, egraph.analysis.opset).invalid {
+        return INFINITE;
+    }
+    let present: Vec<bool> = facts.iter().map(|f| !f.absent).collect();
+    let (node, list) = ir_node(op, &attrs, inputs.len(), &present, egraph.analysis.opset);
+    let list_ty = list.map(|v| TensorType::known_dims(crate::onnx::dtype::ElemType::INT64, &[v.len() as i64]));
+    let out = &egraph[class].data;
+    let n = inputs.len();
+    let value = |v: ValueId| -> ValueFacts<'_> {
+        match v.0 {
+            i if i < n => ValueFacts {
+                ty: facts[i].ty.as_ref(),
+                is_constant: facts[i].constant,
+            },
+            i if i == n => ValueFacts {
+                ty: list_ty.as_ref(),
+                is_constant: true,
+            },
+            _ => ValueFacts {
+                ty: out.ty.as_ref(),
+                is_constant: out.constant,
+            },
+        }
+    };
+    let c = node_cost_with(&node, &value);
+    match c.status {
+        CostStatus::Counted => [0, c.cost.macs, c.cost.flops, c.cost.weight_bytes, 1, 0],
+        CostStatus::Constant => [0, 0, 0, 0, 0, 1],
+        CostStatus::NoRule | CostStatus::UnknownShape => [1, 0, 0, c.cost.weight_bytes, 1, 0],
+    }
+}
+
+struct Lower<'a, 'n> {
+    egraph: &'a FuseGraph,
+    extractor: &'a DagExtractor,
+    opset: i64,
+    names: &'n mut NameGenerator,
+    prefix: &'n str,
+    emitted: HashMap<Id, String>,
+    /// Name each class gets when it is emitted by a node.
+    reserved: HashMap<Id, String>,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    constant_nodes: &'a HashMap<String, TensorProto>,
+    after: Cost,
+}
+
+impl Lower<'_, '_> {
+    /// The tensor holding class `id`, emitting what it needs first.
+    fn tensor(&mut self, id: Id) -> String {
+        let id = self.egraph.find(id);
+        if let Some(name) = self.emitted.get(&id) {
+            return name.clone();
+        }
+        let node = self.extractor.find_best_node(id).clone();
+        let name = match node.kind() {
+            Kind::Input(name) => name.to_string(),
+            Kind::Absent => String::new(),
+            Kind::Const(name) if name.starts_with(FOLDED_PREFIX) => {
+                let facts = &self.egraph.analysis.leaves[name];
+                let dims = facts.static_dims().unwrap_or_default();
+                let data = facts.data.as_ref().expect("folded constants have data");
+                let fresh = self.names.fresh(&format!("{}_folded", self.prefix));
+                self.initializers.push(tensor_f32(&fresh, &dims, data));
+                fresh
+            }
+            Kind::Const(name) => {
+                if let Some(t) = self.constant_nodes.get(name) {
+                    let mut t = t.clone();
+                    t.set_name(name.to_string());
+                    self.initializers.push(t);
+                }
+                name.to_string()
+            }
+            Kind::Literal(text) => {
+                let fresh = self.names.fresh(&format!("{}_literal", self.prefix));
+                self.initializers
+                    .push(match Literal::parse(text).expect("rule literals parse") {
+                        Literal::Ints { dims, values } => tensor_i64(&fresh, &dims, &values),
+                        Literal::Floats { dims, values } => tensor_f32(&fresh, &dims, &values),
+                    });
+                fresh
+            }
+            Kind::Op(op) => {
+                let (inputs, bundle) = node.children.split_at(node.children.len() - 1);
+                let inputs: Vec<String> = inputs.iter().map(|&c| self.tensor(c)).collect();
+                let attrs = self.egraph[bundle[0]].data.attrs.clone().expect("ops carry a bundle");
+                let form = onnx_form(op, &attrs, self.opset);
+                let mut inputs = inputs;
+                while inputs.last().is_some_and(String::is_empty) {
+                    inputs.pop();
+                }
+                if let Some(list) = form.list_input {
+                    let axes = self.names.fresh(&format!("{}_axes", self.prefix));
+                    self.initializers.push(tensor_i64(&axes, &[list.len() as i64], &list));
+                    inputs.push(axes);
+                }
+                let out = match self.reserved.get(&id) {
+                    Some(n) if !self.emitted.values().any(|e| e == n) => n.clone(),
+                    _ => self.names.fresh(&format!("{}_fused", self.prefix)),
+                };
+                self.after = add(self.after, node_cost(self.egraph, &node));
+                self.push(op, inputs, out.clone(), form.attributes);
+                out
+            }
+            Kind::Bundle(_) | Kind::Word(_) | Kind::AttrHelper => {
+                unreachable!("bundles, words and folded helpers are never extracted as values")
+            }
+        };
+        self.emitted.insert(id, name.clone());
+        name
+    }
+
+    fn push(
+        &mut self,
+        op: &str,
+        inputs: Vec<String>,
+        output: String,
+        attributes: Vec<crate::onnx::proto::AttributeProto>,
+    ) {
+        let mut n = NodeProto::new();
+        n.set_op_type(op.into());
+        n.set_name(self.names.fresh(&format!("{output}_{op}")));
+        n.input = inputs;
+        n.output = vec![output];
+        // TopK's indices are not optional in the schema: name a spare.
+        if op == "TopK" {
+            let spare = self.names.fresh(&format!("{}_indices", n.output[0]));
+            n.output.push(spare);
+        }
+        n.attribute = attributes;
+        self.nodes.push(n);
+    }
+}

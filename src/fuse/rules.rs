@@ -1,0 +1,375 @@
+//! Rule files (`passes/*.rules`): the format, the conditions a rule may
+//! state, and their translation into egg rewrites. `passes/README.md` is the
+//! user-facing description; keep the two in step.
+//!
+//! ```text
+//! # A comment line.
+//! rule temperature-into-gemm
+//!   (Div (Gemm ?x ?w ?b ?g) ?t)
+//!   => (Gemm ?x (Div ?w ?t) (Div ?b ?t) ?g)
+//!   if constant ?w ?b ?t; scalar ?t
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use egg::{ConditionalApplier, Id, Pattern, Rewrite, Subst, Var};
+
+use super::analysis::{Facts, FuseAnalysis, FuseGraph};
+use super::lang::Term;
+use crate::onnx::dtype::ElemType;
+
+/// The rule files shipped with eexc, compiled in so the binary needs no data
+/// folder at run time.
+pub const STANDARD: &[(&str, &str)] = &[
+    ("temperature.rules", include_str!("../../passes/temperature.rules")),
+    ("decision.rules", include_str!("../../passes/decision.rules")),
+    ("batch.rules", include_str!("../../passes/batch.rules")),
+    ("linear.rules", include_str!("../../passes/linear.rules")),
+    ("layout.rules", include_str!("../../passes/layout.rules")),
+];
+
+/// One parsed rule, with the text it came from (for reports and errors).
+#[derive(Debug, Clone)]
+pub struct RuleText {
+    pub name: String,
+    pub file: String,
+    pub lhs: String,
+    pub rhs: String,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Every variable has known float contents (a true constant, not a knob).
+    Constant(Vec<Var>),
+    /// Every variable is computable at load time (weights whose contents we
+    /// may not know, e.g. built by ConstantOfShape); the runtime folds it.
+    LoadTime(Vec<Var>),
+    /// The bundle holds no attribute outside this list.
+    OnlyAttrs(Var, Vec<String>),
+    /// One element.
+    Scalar(Var),
+    Rank(Var, usize),
+    /// Static size of one axis.
+    Dim(Var, usize, i64),
+    /// Element type.
+    Elem(Var, ElemType),
+    /// Known integer contents.
+    Ints(Var, Vec<i64>),
+    /// Known integer contents without a 0 (a Reshape target that copies no
+    /// dimension from its input).
+    NoZero(Var),
+    /// The static shape of the first equals the integer contents of the second.
+    ShapeIs(Var, Var),
+    /// Two bundles' `perm`s undo each other.
+    InversePerms(Var, Var),
+    Opset(Cmp, i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    AtLeast,
+    Below,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: String,
+    pub rule: String,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: rule '{}': {}", self.file, self.rule, self.message)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// Parses one rule file.
+pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleText>, RuleError> {
+    let mut rules = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    let err = |rule: &str, message: String| RuleError {
+        file: file.to_string(),
+        rule: rule.to_string(),
+        message,
+    };
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = trimmed.strip_prefix("rule ") {
+            if let Some((n, body)) = current.take() {
+                rules.push(parse_rule(file, &n, &body.join(" "))?);
+            }
+            current = Some((name.trim().to_string(), Vec::new()));
+        } else {
+            match current.as_mut() {
+                Some((_, body)) => body.push(trimmed.to_string()),
+                None => return Err(err("", format!("text before the first 'rule' line: '{trimmed}'"))),
+            }
+        }
+    }
+    if let Some((n, body)) = current {
+        rules.push(parse_rule(file, &n, &body.join(" "))?);
+    }
+    Ok(rules)
+}
+
+fn parse_rule(file: &str, name: &str, body: &str) -> Result<RuleText, RuleError> {
+    let err = |message: String| RuleError {
+        file: file.to_string(),
+        rule: name.to_string(),
+        message,
+    };
+    let (lhs, rest) = body
+        .split_once("=>")
+        .ok_or_else(|| err("no '=>' between pattern and replacement".into()))?;
+    let (rhs, conds) = match rest.split_once(" if ") {
+        Some((r, c)) => (r, c),
+        None => (rest, ""),
+    };
+    let conditions = conds
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| parse_condition(c).map_err(|m| err(format!("condition '{c}': {m}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rule = RuleText {
+        name: name.to_string(),
+        file: file.to_string(),
+        lhs: lhs.trim().to_string(),
+        rhs: rhs.trim().to_string(),
+        conditions,
+    };
+    rule.rewrite().map_err(err)?;
+    Ok(rule)
+}
+
+fn var(s: &str) -> Result<Var, String> {
+    if !s.starts_with('?') {
+        return Err(format!("'{s}' is not a ?variable"));
+    }
+    Var::from_str(s).map_err(|e| e.to_string())
+}
+
+fn parse_condition(text: &str) -> Result<Condition, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let int = |s: &str| s.parse::<i64>().map_err(|_| format!("'{s}' is not an integer"));
+    let arity = |n: usize| {
+        if words.len() == n + 1 {
+            Ok(())
+        } else {
+            Err(format!("'{}' takes {n} arguments", words[0]))
+        }
+    };
+    match words.first().copied() {
+        Some("constant") if words.len() > 1 => Ok(Condition::Constant(
+            words[1..].iter().map(|w| var(w)).collect::<Result<_, _>>()?,
+        )),
+        Some("load-time") if words.len() > 1 => Ok(Condition::LoadTime(
+            words[1..].iter().map(|w| var(w)).collect::<Result<_, _>>()?,
+        )),
+        Some("only-attrs") => {
+            arity(2)?;
+            Ok(Condition::OnlyAttrs(
+                var(words[1])?,
+                words[2].split(',').map(String::from).collect(),
+            ))
+        }
+        Some("scalar") => arity(1).and(Ok(Condition::Scalar(var(words[1])?))),
+        Some("rank") => {
+            arity(2)?;
+            Ok(Condition::Rank(var(words[1])?, int(words[2])? as usize))
+        }
+        Some("dim") => {
+            arity(3)?;
+            Ok(Condition::Dim(var(words[1])?, int(words[2])? as usize, int(words[3])?))
+        }
+        Some("elem") => {
+            arity(2)?;
+            let ty = match words[2] {
+                "float" => ElemType::FLOAT,
+                "bool" => ElemType::BOOL,
+                "int64" => ElemType::INT64,
+                other => return Err(format!("unknown element type '{other}'")),
+            };
+            Ok(Condition::Elem(var(words[1])?, ty))
+        }
+        Some("ints") => {
+            arity(2)?;
+            let values = words[2].split(',').map(int).collect::<Result<_, _>>()?;
+            Ok(Condition::Ints(var(words[1])?, values))
+        }
+        Some("no-zero") => arity(1).and(Ok(Condition::NoZero(var(words[1])?))),
+        Some("shape-is") => {
+            arity(2)?;
+            Ok(Condition::ShapeIs(var(words[1])?, var(words[2])?))
+        }
+        Some("inverse-perms") => {
+            arity(2)?;
+            Ok(Condition::InversePerms(var(words[1])?, var(words[2])?))
+        }
+        Some("opset") => {
+            arity(2)?;
+            let (cmp, n) = match (words[1], int(words[2])?) {
+                (">=", n) => (Cmp::AtLeast, n),
+                ("<", n) => (Cmp::Below, n),
+                (other, _) => return Err(format!("opset compares with >= or <, not '{other}'")),
+            };
+            Ok(Condition::Opset(cmp, n))
+        }
+        _ => Err("unknown condition".into()),
+    }
+}
+
+impl RuleText {
+    pub fn rewrite(&self) -> Result<Rewrite<Term, FuseAnalysis>, String> {
+        let lhs: Pattern<Term> = self.lhs.parse().map_err(|e| format!("pattern: {e}"))?;
+        let rhs: Pattern<Term> = self.rhs.parse().map_err(|e| format!("replacement: {e}"))?;
+        let bound = lhs.vars();
+        for v in rhs.vars() {
+            if !bound.contains(&v) {
+                return Err(format!("replacement uses {v}, which the pattern does not bind"));
+            }
+        }
+        for c in &self.conditions {
+            for v in c.vars() {
+                if !bound.contains(&v) {
+                    return Err(format!("condition uses {v}, which the pattern does not bind"));
+                }
+            }
+        }
+        let applier = ConditionalApplier {
+            condition: Conditions(self.conditions.clone()),
+            applier: rhs,
+        };
+        Rewrite::new(self.name.as_str(), lhs, applier)
+    }
+}
+
+impl Condition {
+    fn vars(&self) -> Vec<Var> {
+        match self {
+            Condition::Constant(v) | Condition::LoadTime(v) => v.clone(),
+            Condition::OnlyAttrs(v, _) => vec![*v],
+            Condition::Scalar(v)
+            | Condition::Rank(v, _)
+            | Condition::Dim(v, _, _)
+            | Condition::Elem(v, _)
+            | Condition::Ints(v, _)
+            | Condition::NoZero(v) => vec![*v],
+            Condition::ShapeIs(a, b) | Condition::InversePerms(a, b) => vec![*a, *b],
+            Condition::Opset(..) => Vec::new(),
+        }
+    }
+
+    fn holds(&self, egraph: &FuseGraph, subst: &Subst) -> bool {
+        let facts = |v: &Var| -> &Facts { &egraph[subst[*v]].data };
+        match self {
+            Condition::Constant(vars) => vars.iter().all(|v| facts(v).constant && facts(v).data.is_some()),
+            Condition::LoadTime(vars) => vars.iter().all(|v| facts(v).constant),
+            Condition::OnlyAttrs(v, allowed) => facts(v)
+                .attrs
+                .as_ref()
+                .is_some_and(|a| a.0.keys().all(|k| allowed.contains(k))),
+            Condition::Scalar(v) => facts(v).ty.as_ref().and_then(|t| t.num_elements()) == Some(1),
+            Condition::Rank(v, r) => facts(v).ty.as_ref().and_then(|t| t.rank()) == Some(*r),
+            Condition::Dim(v, axis, n) => facts(v).static_dims().and_then(|d| d.get(*axis).copied()) == Some(*n),
+            Condition::Elem(v, e) => facts(v).ty.as_ref().is_some_and(|t| t.elem == *e),
+            Condition::Ints(v, want) => facts(v).constant && facts(v).ints().as_ref() == Some(want),
+            Condition::NoZero(v) => facts(v).constant && facts(v).ints().is_some_and(|s| !s.contains(&0)),
+            Condition::ShapeIs(x, s) => {
+                facts(s).constant && facts(x).static_dims().is_some() && facts(x).static_dims() == facts(s).ints()
+            }
+            Condition::InversePerms(p, q) => {
+                let perm = |v: &Var| {
+                    facts(v)
+                        .attrs
+                        .as_ref()
+                        .and_then(|a| a.ints("perm").map(<[i64]>::to_vec))
+                };
+                match (perm(p), perm(q)) {
+                    (Some(p), Some(q)) if p.len() == q.len() => {
+                        (0..p.len()).all(|i| usize::try_from(p[i]).ok().and_then(|j| q.get(j)) == Some(&(i as i64)))
+                    }
+                    _ => false,
+                }
+            }
+            Condition::Opset(Cmp::AtLeast, n) => egraph.analysis.opset >= *n,
+            Condition::Opset(Cmp::Below, n) => egraph.analysis.opset < *n,
+        }
+    }
+}
+
+/// All of a rule's conditions, as one egg condition.
+#[derive(Debug, Clone)]
+struct Conditions(Vec<Condition>);
+
+impl egg::Condition<Term, FuseAnalysis> for Conditions {
+    fn check(&self, egraph: &mut FuseGraph, _eclass: Id, subst: &Subst) -> bool {
+        self.0.iter().all(|c| c.holds(egraph, subst))
+    }
+}
+
+/// The standard rule set, parsed.
+pub fn standard() -> Result<Vec<RuleText>, RuleError> {
+    let mut all = Vec::new();
+    for (file, text) in STANDARD {
+        all.extend(parse_file(file, text)?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &all {
+        if !seen.insert(r.name.clone()) {
+            return Err(RuleError {
+                file: r.file.clone(),
+                rule: r.name.clone(),
+                message: "a rule of this name already exists".into(),
+            });
+        }
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_rules_parse() {
+        let rules = standard().unwrap();
+        assert!(rules.len() >= 15, "{} rules", rules.len());
+    }
+
+    #[test]
+    fn malformed_rules_name_file_rule_and_problem() {
+        let e = parse_file("x.rules", "rule a\n (Identity ?x)\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.rules: rule 'a': no '=>' between pattern and replacement"
+        );
+        let e = parse_file("x.rules", "rule b\n (Identity ?x) => ?y\n").unwrap_err();
+        assert!(e.message.contains("does not bind"), "{e}");
+        let e = parse_file("x.rules", "rule c\n (Identity ?x) => ?x if shiny ?x\n").unwrap_err();
+        assert!(e.message.contains("unknown condition"), "{e}");
+        let e = parse_file("x.rules", "stray\n").unwrap_err();
+        assert!(e.message.contains("before the first"), "{e}");
+    }
+
+    #[test]
+    fn conditions_parse() {
+        assert_eq!(
+            parse_condition("opset >= 20").unwrap(),
+            Condition::Opset(Cmp::AtLeast, 20)
+        );
+        assert_eq!(
+            parse_condition("ints ?k 0,1").unwrap(),
+            Condition::Ints(var("?k").unwrap(), vec![0, 1])
+        );
+        assert!(parse_condition("rank ?x").is_err());
+    }
+}
