@@ -359,12 +359,12 @@ fn fuse_one(
             return Ok(());
         };
         let applied = !lowered.fired.is_empty() && lowered.after < lowered.before;
-        let outcome = if lowered.fired.is_empty() {
-            "no rule applies".to_string()
-        } else if !applied {
-            format!("kept the original: no cheaper form found ({})", lowered.stop)
-        } else {
-            lowered.stop.clone()
+        let saturated = lowered.stop == "saturated";
+        let outcome = match (applied, lowered.fired.is_empty()) {
+            (true, _) => lowered.stop.clone(),
+            (false, true) if saturated => "no rule applies".to_string(),
+            (false, true) => format!("{}; nothing rewritten", lowered.stop),
+            (false, false) => format!("kept the original: no cheaper form found ({})", lowered.stop),
         };
         ctx.report.regions.push(RegionReport {
             label,

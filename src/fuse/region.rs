@@ -231,6 +231,12 @@ pub fn fuse_region(
         nodes: Vec::new(),
         initializers: Vec::new(),
         constant_nodes: &lifted.constant_nodes,
+        node_names: region
+            .nodes
+            .iter()
+            .map(|n| (n.output[0].clone(), (n.name().to_string(), n.op_type().to_string())))
+            .filter(|(_, (n, _))| !n.is_empty())
+            .collect(),
         after: [0; 6],
     };
     // Outputs keep their names; other classes reuse an original name.
@@ -402,6 +408,9 @@ struct Lower<'a, 'n> {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     constant_nodes: &'a HashMap<String, TensorProto>,
+    /// Original node names by output: a node that keeps its output's name
+    /// keeps its own name too (the original node is gone).
+    node_names: HashMap<String, (String, String)>,
     after: Cost,
 }
 
@@ -457,7 +466,7 @@ impl Lower<'_, '_> {
                 }
                 let out = match self.reserved.get(&id) {
                     Some(n) if !self.emitted.values().any(|e| e == n) => n.clone(),
-                    _ => self.names.fresh(&format!("{}_fused", self.prefix)),
+                    _ => self.names.fresh(&format!("{}_{}", self.prefix, op.to_lowercase())),
                 };
                 self.after = add(self.after, node_cost(self.egraph, &node));
                 self.push(op, inputs, out.clone(), form.attributes);
@@ -480,7 +489,11 @@ impl Lower<'_, '_> {
     ) {
         let mut n = NodeProto::new();
         n.set_op_type(op.into());
-        n.set_name(self.names.fresh(&format!("{output}_{op}")));
+        let name = match self.node_names.remove(&output) {
+            Some((original, original_op)) if original_op == op => original,
+            _ => self.names.fresh(&format!("{output}_{op}")),
+        };
+        n.set_name(name);
         n.input = inputs;
         n.output = vec![output];
         // TopK's indices are not optional in the schema: name a spare.
