@@ -56,7 +56,8 @@ pub struct CompileReport {
     pub calibration: CalibrationReport,
     /// Expected FLOP savings at the chosen threshold on the calibration rows.
     pub savings: f64,
-    pub fusion: &'static str,
+    /// Each exit's head and decision before and after fusion.
+    pub fusion: Option<crate::fuse::FuseReport>,
 }
 
 /// Runs the pipeline; returns the calibrated model and the report. `work`
@@ -108,7 +109,7 @@ pub fn compile(
         exit_distribution: None,
         fuse: Some(crate::fuse::FuseOptions::default()),
     };
-    let (ee, _) = crate::exits::insert_exits(model, &exit_options)?;
+    let (ee, inserted) = crate::exits::insert_exits(model, &exit_options)?;
     let ee_path = work.join("early_exit.onnx");
     let source_dir = model.parent().unwrap_or(Path::new("."));
     crate::onnx::save_model(&ee, &ee_path, Some(source_dir)).map_err(|e| CompileError::Io(e.to_string()))?;
@@ -135,7 +136,7 @@ pub fn compile(
         savings: calibrated.report.chosen.savings,
         fit: fit_report,
         calibration: calibrated.report,
-        fusion: "not applied: e-graph fusion of heads is not implemented yet",
+        fusion: inserted.fusion,
     };
     Ok((calibrated.model, report))
 }

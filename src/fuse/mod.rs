@@ -348,6 +348,7 @@ fn fuse_one(
             opset: ctx.opset,
         };
         let prefix = match label.strip_prefix("exit ") {
+            Some("loop") => "eexc_loop".to_string(),
             Some(k) => format!("eexc_exit{k}"),
             None => "eexc".to_string(),
         };

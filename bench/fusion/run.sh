@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Fusion benchmarks: head + decision overhead before/after on the shared
+# models; ONNX Runtime latency of fused vs unfused early-exit models; and
+# `eexc optimize` against ONNX Runtime's own offline optimizer on a ResNet-50
+# with real-size weights. Needs the test venv (.venv) and a built eexc.
+# Writes into bench/fusion/out/ (ignored).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+EEXC=${EEXC:-target/debug/eexc}
+OUT=bench/fusion/out
+mkdir -p "$OUT/reports"
+
+echo "## Head + decision per exit, fused (insert-exits --auto 3, maxprob)"
+for m in testdata/models/*.onnx; do
+    n=$(basename "$m" .onnx)
+    "$EEXC" insert-exits "$m" --auto 3 -o "$OUT/$n.ee.onnx" --report "$OUT/reports/$n.json" >/dev/null 2>&1
+done
+$PY tests/python/make_modern_models.py "$OUT/modern" >/dev/null
+for m in resnet_op17 tokens_op17 mlp_op17; do
+    at=$($PY -c "import json;print(','.join(json.load(open('$OUT/modern/exit_points.json'))['$m.onnx']))")
+    for c in maxprob entropy margin; do
+        "$EEXC" insert-exits "$OUT/modern/$m.onnx" --at "$at" --confidence $c -o "$OUT/$m.$c.ee.onnx" \
+            --report "$OUT/reports/$m.$c.json" >/dev/null 2>&1
+        "$EEXC" insert-exits "$OUT/modern/$m.onnx" --at "$at" --confidence $c -o "$OUT/$m.$c.plain.onnx" \
+            --no-fuse >/dev/null 2>&1
+    done
+done
+$PY bench/fusion/summarize.py "$OUT"/reports/*.json
+
+echo
+echo "## ResNet-50, real-size weights: early-exit model fused vs --no-fuse (ORT, 1 thread)"
+[ -f "$OUT/resnet50_w.onnx" ] || $PY bench/make_resnet50_weights.py "$OUT/resnet50_w.onnx" >/dev/null
+"$EEXC" insert-exits "$OUT/resnet50_w.onnx" --auto 3 -o "$OUT/r50.fused.onnx" >/dev/null 2>&1
+"$EEXC" insert-exits "$OUT/resnet50_w.onnx" --auto 3 -o "$OUT/r50.plain.onnx" --no-fuse >/dev/null 2>&1
+for t in 2 0; do
+    echo "threshold $t ($([ $t = 2 ] && echo 'nothing exits' || echo 'every input leaves at exit 1')):"
+    $PY bench/fusion/latency.py --runs 60 --knob eexc_threshold_1=$t --knob eexc_threshold_2=$t \
+        --knob eexc_threshold_3=$t "$OUT/r50.plain.onnx" "$OUT/r50.fused.onnx"
+done
+
+echo
+echo "## Small models, exit 1 taken (threshold 0), maxprob / entropy / margin (ORT, 1 thread)"
+for m in resnet_op17 tokens_op17 mlp_op17; do
+    for c in maxprob entropy margin; do
+        $PY bench/fusion/latency.py --runs 2000 --knob eexc_threshold_1=0 \
+            "$OUT/$m.$c.plain.onnx" "$OUT/$m.$c.ee.onnx"
+    done
+done
+
+echo
+echo "## eexc optimize vs ONNX Runtime's offline optimizer, ResNet-50 with weights"
+/usr/bin/time -f "eexc optimize: %e s, %M KB max RSS" "$EEXC" optimize "$OUT/resnet50_w.onnx" -o "$OUT/r50.opt.onnx" | tail -3
+$PY bench/fusion/peer_ort.py "$OUT/resnet50_w.onnx" "$OUT/r50.ort-basic.onnx" basic
+$PY -c "import onnx,sys
+for p in sys.argv[1:]:
+    m=onnx.load(p); print(f'{len(m.graph.node):4d} nodes  {p}')" "$OUT/resnet50_w.onnx" "$OUT/r50.opt.onnx" "$OUT/r50.ort-basic.onnx"
+for level in disable all; do
+    echo "served with ORT optimizations: $level"
+    $PY bench/fusion/latency.py --runs 60 --opt $level "$OUT/resnet50_w.onnx" "$OUT/r50.opt.onnx" "$OUT/r50.ort-basic.onnx"
+done
