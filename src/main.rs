@@ -112,9 +112,13 @@ struct InsertArgs {
     limits: FuseLimitArgs,
 }
 
-/// Saturation limits of the e-graph fusion (per region).
+/// Rule families and saturation limits of the e-graph fusion (per region).
 #[derive(clap::Args)]
 struct FuseLimitArgs {
+    /// Rule families (passes/<family>.rules), or `all` [default: every
+    /// family but `decision`, which runs slower in ONNX Runtime; see docs/fusion.md].
+    #[arg(long, value_delimiter = ',', value_name = "FAMILIES")]
+    fuse_rules: Option<Vec<String>>,
     /// Rewrite iterations at most.
     #[arg(long, default_value_t = eexc::fuse::Limits::default().iterations)]
     fuse_iterations: usize,
@@ -127,11 +131,16 @@ struct FuseLimitArgs {
 }
 
 impl FuseLimitArgs {
-    fn limits(&self) -> eexc::fuse::Limits {
-        eexc::fuse::Limits {
-            iterations: self.fuse_iterations,
-            nodes: self.fuse_nodes,
-            seconds: self.fuse_seconds,
+    fn options(&self, freeze_knobs: bool) -> eexc::fuse::FuseOptions {
+        let defaults = eexc::fuse::FuseOptions::default();
+        eexc::fuse::FuseOptions {
+            limits: eexc::fuse::Limits {
+                iterations: self.fuse_iterations,
+                nodes: self.fuse_nodes,
+                seconds: self.fuse_seconds,
+            },
+            freeze_knobs,
+            families: self.fuse_rules.clone().unwrap_or(defaults.families),
         }
     }
 }
@@ -614,10 +623,7 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         never_exit_classes: a.never_exit_classes,
         logits: a.logits,
         exit_distribution: a.exit_dist,
-        fuse: (!a.no_fuse).then(|| eexc::fuse::FuseOptions {
-            limits: a.limits.limits(),
-            freeze_knobs: false,
-        }),
+        fuse: (!a.no_fuse).then(|| a.limits.options(false)),
     };
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
@@ -661,10 +667,7 @@ fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
     let loaded = eexc::onnx::load_model(&a.model)?;
     let mut model = loaded.proto;
-    let options = eexc::fuse::FuseOptions {
-        limits: a.limits.limits(),
-        freeze_knobs: a.freeze_knobs,
-    };
+    let options = a.limits.options(a.freeze_knobs);
     let knobs = eexc::fuse::knob_names(&model);
     if a.freeze_knobs && knobs.is_empty() {
         anyhow::bail!(

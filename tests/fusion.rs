@@ -89,7 +89,7 @@ fn every_rule_fires_on_its_cases_and_not_on_near_misses() {
         let should_fire = case["fires"].as_bool().unwrap();
         let input = dir.path().join(file);
         let out = dir.path().join(file.replace(".onnx", ".opt.onnx"));
-        let (applied, kept) = fired(&optimize(&input, &out, &[]));
+        let (applied, kept) = fired(&optimize(&input, &out, &["--fuse-rules", "all"]));
         if should_fire {
             assert!(
                 applied.contains(&rule),
@@ -205,6 +205,17 @@ fn optimize_refuses_bad_input_clearly() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no eexc knobs"));
+    let o = eexc(&[
+        "optimize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--fuse-rules",
+        "shiny",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no rule family 'shiny' (known: temperature, decision"));
+    assert!(!out.exists());
 }
 
 /// Fused and unfused early-exit models, for each confidence measure and
@@ -217,16 +228,21 @@ fn fused_exits_decide_exactly_as_unfused_ones() {
         let src = modern_models().join(format!("{model}.onnx"));
         let at = common::exit_points(&format!("{model}.onnx")).join(",");
         for confidence in ["maxprob", "entropy", "margin"] {
-            let fused = dir.path().join(format!("{model}_{confidence}.onnx"));
             let plain = dir.path().join(format!("{model}_{confidence}_plain.onnx"));
             let args = ["--at", &at, "--confidence", confidence];
-            let report = common::insert_exits(&src, &fused, &args);
-            assert!(
-                report.contains("fused"),
-                "{model} {confidence}: no region fused\n{report}"
-            );
             common::insert_exits(&src, &plain, &[&args[..], &["--no-fuse"]].concat());
-            pairs.push((plain, fused));
+            // Every family (the decision rules fire here), and the default.
+            for (tag, rules) in [("all", "all"), ("default", "temperature,batch,linear,layout")] {
+                let fused = dir.path().join(format!("{model}_{confidence}_{tag}.onnx"));
+                let report = common::insert_exits(&src, &fused, &[&args[..], &["--fuse-rules", rules]].concat());
+                if tag == "all" {
+                    assert!(
+                        report.contains("fused"),
+                        "{model} {confidence}: no region fused\n{report}"
+                    );
+                }
+                pairs.push((plain.clone(), fused));
+            }
         }
     }
     let feeds = ["--feed=eexc_threshold_1=0,0.3,0.6,2", "--feed=eexc_threshold_2=0,0.5,2"];
@@ -258,11 +274,16 @@ fn frozen_knobs_fold_and_stop_being_inputs() {
 #[test]
 fn fused_heads_snapshots() {
     let dir = tempfile::tempdir().unwrap();
-    for (model, name) in [("resnet_op17", "fused_head_4d"), ("tokens_op17", "fused_head_3d")] {
+    // The 4-D head with the default families; the 3-D one with every family,
+    // decision rules included.
+    for (model, name, rules) in [
+        ("resnet_op17", "fused_head_4d", "temperature,batch,linear,layout"),
+        ("tokens_op17", "fused_head_3d", "all"),
+    ] {
         let src = modern_models().join(format!("{model}.onnx"));
         let out = dir.path().join("ee.onnx");
         let at = common::exit_points(&format!("{model}.onnx"))[0].clone();
-        common::insert_exits(&src, &out, &["--at", &at]);
+        common::insert_exits(&src, &out, &["--at", &at, "--fuse-rules", rules]);
         let text = String::from_utf8(eexc(&["print", out.to_str().unwrap(), "--elide-data-over", "4"]).stdout).unwrap();
         // Exit 1's head and decision, as fused (the nodes named after it).
         let head: Vec<&str> = text

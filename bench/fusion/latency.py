@@ -35,6 +35,7 @@ def main():
         o = ort.SessionOptions()
         o.graph_optimization_level = LEVELS[a.opt]
         o.intra_op_num_threads = 1
+        o.log_severity_level = 3
         s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
         m = onnx.load(path, load_external_data=False)
         inits = {t.name for t in m.graph.initializer}

@@ -16,6 +16,7 @@ import onnxruntime as ort
 src, dst = sys.argv[1], sys.argv[2]
 level = sys.argv[3] if len(sys.argv) > 3 else "basic"
 o = ort.SessionOptions()
+o.log_severity_level = 3
 o.graph_optimization_level = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

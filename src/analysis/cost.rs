@@ -304,10 +304,10 @@ fn compute<'a>(
             let size = node.attr_int("size").unwrap_or(1).max(1) as u64;
             Ok((0, out_elems.ok_or(unknown)?.saturating_mul(size.saturating_add(3))))
         }
+        // An exp and an addition per element (max-subtraction ignored, as for Softmax).
+        "ReduceLogSumExp" => Ok((0, in_elems.ok_or(unknown)?.saturating_mul(2))),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
-        | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" | "ArgMax" | "ArgMin" | "CumSum" => {
-            Ok((0, in_elems.ok_or(unknown)?))
-        }
+        | "ReduceSumSquare" | "ReduceLogSum" | "ArgMax" | "ArgMin" | "CumSum" => Ok((0, in_elems.ok_or(unknown)?)),
         "TopK" => Ok((0, in_elems.ok_or(unknown)?)),
         "Resize" | "Upsample" => Ok((0, out_elems.ok_or(unknown)?)),
         _ if is_data_movement(op) => Ok((0, 0)),

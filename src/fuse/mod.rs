@@ -49,12 +49,24 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FuseOptions {
     pub limits: Limits,
     /// Treat the exits' threshold and temperature knobs as constants (and
     /// stop listing them as inputs), so a temperature can fold into weights.
     pub freeze_knobs: bool,
+    /// Rule families (`passes/<family>.rules`) to run, or `all`.
+    pub families: Vec<String>,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        FuseOptions {
+            limits: Limits::default(),
+            freeze_knobs: false,
+            families: rules::DEFAULT_FAMILIES.iter().map(|f| f.to_string()).collect(),
+        }
+    }
 }
 
 /// Which nodes form regions.
@@ -139,7 +151,7 @@ pub fn fuse_model(
     options: &FuseOptions,
     knobs: &HashSet<String>,
 ) -> Result<FuseReport, FuseError> {
-    let rule_texts = rules::standard()?;
+    let rule_texts = rules::load(&options.families)?;
     let rewrites: Vec<_> = rule_texts
         .iter()
         .map(|r| r.rewrite().expect("standard rules were checked when parsed"))

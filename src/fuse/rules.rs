@@ -19,15 +19,21 @@ use super::analysis::{Facts, FuseAnalysis, FuseGraph};
 use super::lang::Term;
 use crate::onnx::dtype::ElemType;
 
-/// The rule files shipped with eexc, compiled in so the binary needs no data
-/// folder at run time.
+/// The rule families shipped with eexc (`passes/<family>.rules`), compiled
+/// in so the binary needs no data folder at run time.
 pub const STANDARD: &[(&str, &str)] = &[
-    ("temperature.rules", include_str!("../../passes/temperature.rules")),
-    ("decision.rules", include_str!("../../passes/decision.rules")),
-    ("batch.rules", include_str!("../../passes/batch.rules")),
-    ("linear.rules", include_str!("../../passes/linear.rules")),
-    ("layout.rules", include_str!("../../passes/layout.rules")),
+    ("temperature", include_str!("../../passes/temperature.rules")),
+    ("decision", include_str!("../../passes/decision.rules")),
+    ("batch", include_str!("../../passes/batch.rules")),
+    ("linear", include_str!("../../passes/linear.rules")),
+    ("layout", include_str!("../../passes/layout.rules")),
 ];
+
+/// Families used unless the user picks: every one except `decision`, whose
+/// forms have fewer FLOPs but run slower in ONNX Runtime 1.32, whose
+/// ReduceLogSumExp is far slower than its fused Softmax
+/// (bench/fusion/decision_micro.py; docs/fusion.md has the table).
+pub const DEFAULT_FAMILIES: &[&str] = &["temperature", "batch", "linear", "layout"];
 
 /// One parsed rule, with the text it came from (for reports and errors).
 #[derive(Debug, Clone)]
@@ -82,7 +88,11 @@ pub struct RuleError {
 
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: rule '{}': {}", self.file, self.rule, self.message)
+        if self.rule.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: rule '{}': {}", self.file, self.rule, self.message)
+        }
     }
 }
 
@@ -316,11 +326,24 @@ impl egg::Condition<Term, FuseAnalysis> for Conditions {
     }
 }
 
-/// The standard rule set, parsed.
-pub fn standard() -> Result<Vec<RuleText>, RuleError> {
+/// The rules of the named families (`all`: every family), parsed.
+pub fn load(families: &[String]) -> Result<Vec<RuleText>, RuleError> {
+    let everything = families.iter().any(|f| f == "all");
+    for f in families {
+        if f != "all" && !STANDARD.iter().any(|(name, _)| name == f) {
+            let known: Vec<&str> = STANDARD.iter().map(|(n, _)| *n).collect();
+            return Err(RuleError {
+                file: "--fuse-rules".into(),
+                rule: String::new(),
+                message: format!("no rule family '{f}' (known: {}, or all)", known.join(", ")),
+            });
+        }
+    }
     let mut all = Vec::new();
-    for (file, text) in STANDARD {
-        all.extend(parse_file(file, text)?);
+    for (family, text) in STANDARD {
+        if everything || families.iter().any(|f| f == family) {
+            all.extend(parse_file(&format!("{family}.rules"), text)?);
+        }
     }
     let mut seen = std::collections::HashSet::new();
     for r in &all {
@@ -341,8 +364,12 @@ mod tests {
 
     #[test]
     fn the_standard_rules_parse() {
-        let rules = standard().unwrap();
+        let rules = load(&["all".to_string()]).unwrap();
         assert!(rules.len() >= 15, "{} rules", rules.len());
+        let default: Vec<String> = DEFAULT_FAMILIES.iter().map(|s| s.to_string()).collect();
+        assert!(load(&default).unwrap().iter().all(|r| r.file != "decision.rules"));
+        let e = load(&["shiny".to_string()]).unwrap_err();
+        assert!(e.message.contains("known: temperature, decision"), "{e}");
     }
 
     #[test]
