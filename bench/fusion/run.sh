@@ -11,10 +11,13 @@ EEXC=${EEXC:-target/debug/eexc}
 OUT=bench/fusion/out
 mkdir -p "$OUT/reports"
 
-echo "## Head + decision per exit, fused (insert-exits --auto 3, maxprob)"
+echo "## Head + decision per exit (insert-exits --auto 3, maxprob): default families, then all"
+mkdir -p "$OUT/reports-all"
 for m in testdata/models/*.onnx; do
     n=$(basename "$m" .onnx)
     "$EEXC" insert-exits "$m" --auto 3 -o "$OUT/$n.ee.onnx" --report "$OUT/reports/$n.json" >/dev/null 2>&1
+    "$EEXC" insert-exits "$m" --auto 3 -o "$OUT/$n.all.onnx" --report "$OUT/reports-all/$n.json" \
+        --fuse-rules all >/dev/null 2>&1
 done
 $PY tests/python/make_modern_models.py "$OUT/modern" >/dev/null
 for m in resnet_op17 tokens_op17 mlp_op17; do
@@ -22,11 +25,18 @@ for m in resnet_op17 tokens_op17 mlp_op17; do
     for c in maxprob entropy margin; do
         "$EEXC" insert-exits "$OUT/modern/$m.onnx" --at "$at" --confidence $c -o "$OUT/$m.$c.ee.onnx" \
             --report "$OUT/reports/$m.$c.json" >/dev/null 2>&1
-        "$EEXC" insert-exits "$OUT/modern/$m.onnx" --at "$at" --confidence $c -o "$OUT/$m.$c.plain.onnx" \
-            --no-fuse >/dev/null 2>&1
+        "$EEXC" insert-exits "$OUT/modern/$m.onnx" --at "$at" --confidence $c -o "$OUT/$m.$c.all.onnx" \
+            --report "$OUT/reports-all/$m.$c.json" --fuse-rules all >/dev/null 2>&1
     done
 done
 $PY bench/fusion/summarize.py "$OUT"/reports/*.json
+echo
+$PY bench/fusion/summarize.py "$OUT"/reports-all/*.json
+
+echo
+echo "## The rewrites alone in ONNX Runtime"
+$PY bench/fusion/head_micro.py
+$PY bench/fusion/decision_micro.py
 
 echo
 echo "## ResNet-50, real-size weights: early-exit model fused vs --no-fuse (ORT, 1 thread)"
@@ -40,12 +50,9 @@ for t in 2 0; do
 done
 
 echo
-echo "## Small models, exit 1 taken (threshold 0), maxprob / entropy / margin (ORT, 1 thread)"
-for m in resnet_op17 tokens_op17 mlp_op17; do
-    for c in maxprob entropy margin; do
-        $PY bench/fusion/latency.py --runs 2000 --knob eexc_threshold_1=0 \
-            "$OUT/$m.$c.plain.onnx" "$OUT/$m.$c.ee.onnx"
-    done
+echo "## eexc optimize on the zoo models (structure only: ConstantOfShape weights)"
+for m in testdata/models/*.onnx; do
+    echo "$(basename "$m"): $("$EEXC" optimize "$m" -o "$OUT/$(basename "$m" .onnx).opt.onnx" | tail -1)"
 done
 
 echo
