@@ -343,65 +343,63 @@ fn fuse_one(
     members: Vec<usize>,
     ctx: &mut Context,
 ) -> Result<(), FuseError> {
-    {
-        let member_set: HashSet<usize> = members.iter().copied().collect();
-        let mut read_outside: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
-        for (i, n) in graph.node.iter().enumerate() {
-            if !member_set.contains(&i) {
-                crate::onnx::names_read(n, &mut read_outside);
-            }
+    let member_set: HashSet<usize> = members.iter().copied().collect();
+    let mut read_outside: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for (i, n) in graph.node.iter().enumerate() {
+        if !member_set.contains(&i) {
+            crate::onnx::names_read(n, &mut read_outside);
         }
-        let produced: Vec<String> = members.iter().map(|&i| graph.node[i].output[0].clone()).collect();
-        let outputs: Vec<String> = produced.iter().filter(|o| read_outside.contains(*o)).cloned().collect();
-        let lift = Lift {
-            nodes: members.iter().map(|&i| &graph.node[i]).collect(),
-            facts,
-            outputs,
-            opset: ctx.opset,
-        };
-        let prefix = match label.strip_prefix("exit ") {
-            Some("loop") => "eexc_loop".to_string(),
-            Some(k) => format!("eexc_exit{k}"),
-            None => "eexc".to_string(),
-        };
-        let tag = members
-            .first()
-            .map(|&i| graph.node[i].doc_string().to_string())
-            .unwrap_or_default();
-        let Some(lowered) = fuse_region(&lift, ctx.rules, &ctx.limits, &mut ctx.names, &prefix) else {
-            return Ok(());
-        };
-        let applied = !lowered.fired.is_empty() && lowered.after < lowered.before;
-        let saturated = lowered.stop == "saturated";
-        let outcome = match (applied, lowered.fired.is_empty()) {
-            (true, _) => lowered.stop.clone(),
-            (false, true) if saturated => "no rule applies".to_string(),
-            (false, true) => format!("{}; nothing rewritten", lowered.stop),
-            (false, false) => format!("kept the original: no cheaper form found ({})", lowered.stop),
-        };
-        ctx.report.regions.push(RegionReport {
-            label,
-            before: region::tally(lowered.before),
-            after: region::tally(if applied { lowered.after } else { lowered.before }),
-            applied,
-            outcome,
-            rules: lowered.fired.clone(),
-            iterations: lowered.iterations,
-            egraph_nodes: lowered.egraph_nodes,
-        });
-        if !applied {
-            return Ok(());
-        }
-        for &i in &members {
-            ctx.possibly_unused.extend(graph.node[i].input.iter().cloned());
-        }
-        let mut new_nodes = lowered.nodes;
-        for n in &mut new_nodes {
-            n.set_doc_string(tag.clone());
-        }
-        replace_nodes(graph, &members, new_nodes)?;
-        ctx.initializers.extend(lowered.initializers);
     }
+    let produced: Vec<String> = members.iter().map(|&i| graph.node[i].output[0].clone()).collect();
+    let outputs: Vec<String> = produced.iter().filter(|o| read_outside.contains(*o)).cloned().collect();
+    let lift = Lift {
+        nodes: members.iter().map(|&i| &graph.node[i]).collect(),
+        facts,
+        outputs,
+        opset: ctx.opset,
+    };
+    let prefix = match label.strip_prefix("exit ") {
+        Some("loop") => "eexc_loop".to_string(),
+        Some(k) => format!("eexc_exit{k}"),
+        None => "eexc".to_string(),
+    };
+    // New nodes of an exit carry its tag, so a later pass still finds them.
+    let tag = match ctx.target {
+        Target::Exits => exit_tag(label.strip_prefix("exit ").unwrap_or_default()),
+        Target::Whole => String::new(),
+    };
+    let Some(lowered) = fuse_region(&lift, ctx.rules, &ctx.limits, &mut ctx.names, &prefix) else {
+        return Ok(());
+    };
+    let applied = !lowered.fired.is_empty() && lowered.after < lowered.before;
+    let outcome = match (applied, lowered.fired.is_empty()) {
+        (true, _) => lowered.stop.clone(),
+        (false, true) if lowered.saturated => "no rule applies".to_string(),
+        (false, true) => format!("{}; nothing rewritten", lowered.stop),
+        (false, false) => format!("kept the original: no cheaper form found ({})", lowered.stop),
+    };
+    ctx.report.regions.push(RegionReport {
+        label,
+        before: region::tally(lowered.before),
+        after: region::tally(if applied { lowered.after } else { lowered.before }),
+        applied,
+        outcome,
+        rules: lowered.fired.clone(),
+        iterations: lowered.iterations,
+        egraph_nodes: lowered.egraph_nodes,
+    });
+    if !applied {
+        return Ok(());
+    }
+    for &i in &members {
+        ctx.possibly_unused.extend(graph.node[i].input.iter().cloned());
+    }
+    let mut new_nodes = lowered.nodes;
+    for n in &mut new_nodes {
+        n.set_doc_string(tag.clone());
+    }
+    replace_nodes(graph, &members, new_nodes)?;
+    ctx.initializers.extend(lowered.initializers);
     Ok(())
 }
 

@@ -57,7 +57,10 @@ pub struct Lowered {
     pub initializers: Vec<TensorProto>,
     pub before: Cost,
     pub after: Cost,
+    /// Why saturation stopped, in words.
     pub stop: String,
+    /// It stopped because no rule could add anything (not at a limit).
+    pub saturated: bool,
     pub iterations: usize,
     pub egraph_nodes: usize,
     pub fired: BTreeMap<String, usize>,
@@ -191,7 +194,6 @@ pub fn fuse_region(
     prefix: &str,
 ) -> Option<Lowered> {
     let lifted = lift(region)?;
-    let roots: Vec<Id> = lifted.outputs.iter().map(|(id, _)| *id).collect();
     let mut runner = Runner::default()
         .with_egraph(lifted.egraph)
         .with_iter_limit(limits.iterations)
@@ -260,12 +262,12 @@ pub fn fuse_region(
     }
     let after = lower.after;
     let (nodes, initializers) = (lower.nodes, lower.initializers);
-    let _ = roots;
     Some(Lowered {
         nodes,
         initializers,
         before,
         after,
+        saturated: matches!(runner.stop_reason, Some(StopReason::Saturated)),
         stop,
         iterations: runner.iterations.len(),
         egraph_nodes: egraph.total_number_of_nodes(),
