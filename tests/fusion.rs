@@ -284,3 +284,40 @@ fn fused_heads_snapshots() {
         insta::assert_snapshot!(name, head.join("\n"));
     }
 }
+
+/// `optimize` on early-exit models walks into every If branch and the Loop
+/// body, one region per graph: what a branch reads from outer scope stays
+/// an input there, and the models still decide and compute the same.
+#[test]
+fn optimize_respects_subgraph_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = modern_models().join("resnet_op17.onnx");
+    let at = common::exit_points("resnet_op17.onnx").join(",");
+    let mut pairs = Vec::new();
+    for mode in ["if", "compact"] {
+        let ee = dir.path().join(format!("{mode}.onnx"));
+        common::insert_exits(&src, &ee, &["--at", &at, "--mode", mode, "--no-fuse"]);
+        let out = dir.path().join(format!("{mode}.opt.onnx"));
+        let report = optimize(&ee, &out, &["--fuse-rules", "all"]);
+        let labels: Vec<&str> = report["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["label"].as_str().unwrap())
+            .collect();
+        assert!(labels.iter().any(|l| l.contains(".else_branch")), "{mode}: {labels:?}");
+        assert!(
+            report["regions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["applied"].as_bool().unwrap()),
+            "{mode}: nothing fused: {report}"
+        );
+        pairs.push((ee, out));
+    }
+    referee(
+        &pairs,
+        &["--feed=eexc_threshold_1=0,0.5,2", "--feed=eexc_threshold_2=0,0.5,2"],
+    );
+}

@@ -546,3 +546,188 @@ impl FuseReport {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Dim, TensorType};
+    use crate::onnx::dtype::ElemType;
+    use crate::transform::builder::{GraphBuilder, attr_int, attr_ints, type_proto, value_info};
+
+    /// A one-graph model: `x` (float, `shape`) in, `build` adds nodes and
+    /// returns the output name.
+    fn model(opset: i64, shape: &[i64], build: impl FnOnce(&mut GraphBuilder) -> String) -> ModelProto {
+        let mut b = GraphBuilder::new(NameGenerator::default(), opset);
+        let y = build(&mut b);
+        let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Known(d)).collect();
+        let mut g = GraphProto::new();
+        g.set_name("t".into());
+        g.input
+            .push(value_info("x", type_proto(&TensorType::new(ElemType::FLOAT, dims))));
+        g.output.push(value_info(
+            &y,
+            type_proto(&TensorType {
+                elem: ElemType::FLOAT,
+                shape: None,
+            }),
+        ));
+        g.initializer = b.take_initializers();
+        g.node = b.nodes;
+        let mut m = ModelProto::new();
+        m.set_ir_version(8);
+        let mut op = crate::onnx::proto::OperatorSetIdProto::new();
+        op.set_version(opset);
+        m.opset_import.push(op);
+        m.graph = Some(g).into();
+        m
+    }
+
+    fn ops(m: &ModelProto) -> Vec<String> {
+        m.graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type().to_string())
+            .collect()
+    }
+
+    fn fuse(m: &mut ModelProto, families: &[&str]) -> FuseReport {
+        let options = FuseOptions {
+            families: families.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        };
+        fuse_model(m, Target::Whole, &options, &HashSet::new()).unwrap()
+    }
+
+    #[test]
+    fn identity_goes_and_the_output_keeps_its_name() {
+        let mut m = model(17, &[2, 3], |b| {
+            let i = b.op("Identity", "i", &["x"], vec![]);
+            b.op("Relu", "y", &[&i], vec![])
+        });
+        let report = fuse(&mut m, &["layout"]);
+        assert_eq!(ops(&m), ["Relu"]);
+        let g = m.graph.as_ref().unwrap();
+        assert_eq!(g.node[0].input, ["x"]);
+        assert_eq!(g.node[0].output[0], g.output[0].name());
+        assert_eq!(report.regions[0].rules["identity"], 1);
+        assert_eq!((report.regions[0].before.ops, report.regions[0].after.ops), (2, 1));
+    }
+
+    #[test]
+    fn an_identity_that_is_the_graph_output_stays() {
+        // Removing it would leave the output without a producer.
+        let mut m = model(17, &[2, 3], |b| b.op("Identity", "y", &["x"], vec![]));
+        let report = fuse(&mut m, &["layout"]);
+        assert_eq!(ops(&m), ["Identity"]);
+        assert!(!report.regions[0].applied, "{report:?}");
+    }
+
+    #[test]
+    fn a_constant_temperature_folds_into_the_weights() {
+        let mut m = model(17, &[1, 2], |b| {
+            let w = b.const_f32("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+            let bias = b.const_f32("bias", &[2], &[0.5, -0.5]);
+            let t = b.const_f32("t", &[], &[2.0]);
+            let z = b.op("Gemm", "z", &["x", &w, &bias], vec![attr_int("transB", 1)]);
+            b.op("Div", "y", &[&z, &t], vec![])
+        });
+        fuse(&mut m, &["temperature"]);
+        assert_eq!(ops(&m), ["Gemm"]);
+        let g = m.graph.as_ref().unwrap();
+        let folded: Vec<Vec<f32>> = g.node[0].input[1..]
+            .iter()
+            .map(|n| crate::ir::constant::decode_f32(g.initializer.iter().find(|t| t.name() == n).unwrap()).unwrap())
+            .collect();
+        assert_eq!(folded, [vec![0.5, 1.0, 1.5, 2.0], vec![0.25, -0.25]]);
+        // The old weights are no longer read, so they are gone.
+        assert!(g.initializer.iter().all(|t| t.name() != "w" && t.name() != "t"));
+    }
+
+    #[test]
+    fn a_live_temperature_does_not_fold() {
+        let mut m = model(17, &[1, 2], |b| {
+            let w = b.const_f32("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+            let bias = b.const_f32("bias", &[2], &[0.5, -0.5]);
+            let t = b.const_f32("t", &[], &[2.0]);
+            let z = b.op("Gemm", "z", &["x", &w, &bias], vec![attr_int("transB", 1)]);
+            b.op("Div", "y", &[&z, &t], vec![])
+        });
+        // `t` becomes an input with a default: a caller may feed it.
+        let g = m.graph.as_mut().unwrap();
+        g.input
+            .push(value_info("t", type_proto(&TensorType::new(ElemType::FLOAT, vec![]))));
+        fuse(&mut m, &["temperature"]);
+        assert_eq!(ops(&m), ["Gemm", "Div"]);
+    }
+
+    #[test]
+    fn axes_in_either_opset_form_match_one_rule_and_are_written_back_in_the_models_form() {
+        for opset in [11, 13] {
+            let mut m = model(opset, &[2, 3], |b| {
+                let u = b.unsqueeze("u", "x", &[1]);
+                let s = if opset < 13 {
+                    b.op("Squeeze", "s", &[&u], vec![attr_ints("axes", &[1])])
+                } else {
+                    let a = b.const_i64("a", &[1], &[1]);
+                    b.op("Squeeze", "s", &[&u, &a], vec![])
+                };
+                b.op("Relu", "y", &[&s], vec![])
+            });
+            let report = fuse(&mut m, &["layout"]);
+            assert_eq!(ops(&m), ["Relu"], "opset {opset}: {report:?}");
+        }
+        // Reductions written back for opset 18 take their axes as an input.
+        let mut m = model(18, &[2, 3, 4, 4], |b| {
+            let p = b.op("GlobalAveragePool", "p", &["x"], vec![]);
+            b.op("Flatten", "y", &[&p], vec![attr_int("axis", 1)])
+        });
+        fuse(&mut m, &["layout"]);
+        let g = m.graph.as_ref().unwrap();
+        assert_eq!(ops(&m), ["ReduceMean"]);
+        assert_eq!(g.node[0].input.len(), 2);
+        assert!(g.node[0].attribute.iter().all(|a| a.name() != "axes"));
+    }
+
+    #[test]
+    fn the_extractor_counts_a_shared_value_once() {
+        // With the decision family, max-softmax becomes exp(max − lse), which
+        // reads the logits twice; summing over trees would charge the Gemm
+        // twice and keep the Softmax.
+        let mut m = model(17, &[1, 8], |b| {
+            let w = b.const_f32("w", &[10, 8], &[0.1; 80]);
+            let z = b.op("Gemm", "z", &["x", &w], vec![attr_int("transB", 1)]);
+            let p = b.op("Softmax", "p", &[&z], vec![attr_int("axis", 1)]);
+            b.reduce("ReduceMax", "y", &p, &[1], false)
+        });
+        let report = fuse(&mut m, &["decision"]);
+        assert!(report.regions[0].applied, "{report:?}");
+        assert_eq!(ops(&m), ["Gemm", "ReduceMax", "ReduceLogSumExp", "Sub", "Exp"]);
+    }
+
+    #[test]
+    fn topological_order_keeps_file_order_where_it_can() {
+        let node = |name: &str, ins: &[&str], out: &str| {
+            let mut n = NodeProto::new();
+            n.set_name(name.into());
+            n.input = ins.iter().map(|s| s.to_string()).collect();
+            n.output = vec![out.to_string()];
+            n
+        };
+        // c reads b's output but comes first; a is independent.
+        let list = vec![
+            node("c", &["vb"], "vc"),
+            node("a", &["x"], "va"),
+            node("b", &["x"], "vb"),
+        ];
+        let order: Vec<String> = stable_topological(list)
+            .unwrap()
+            .iter()
+            .map(|n| n.name().to_string())
+            .collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        let cycle = vec![node("p", &["vq"], "vp"), node("q", &["vp"], "vq")];
+        assert!(stable_topological(cycle).is_err());
+    }
+}
