@@ -239,7 +239,12 @@ pub fn infer_node(op: &str, attrs: &Attrs, inputs: &[&Facts], opset: i64) -> Inf
         .map(|v| TensorType::known_dims(ElemType::INT64, &[v.len() as i64]));
     let list_folded = list.map(|v| Folded::Ints(v.into_iter().map(Dim::Known).collect()));
     let mut types: Vec<Option<&TensorType>> = inputs.iter().map(|f| f.ty.as_ref()).collect();
-    let mut folded: Vec<Option<&Folded>> = inputs.iter().map(|f| f.folded.as_ref()).collect();
+    // Only integer contents go to the shape rules (shape arithmetic); float
+    // contents are folded by `fold_f32`, once, in f32.
+    let mut folded: Vec<Option<&Folded>> = inputs
+        .iter()
+        .map(|f| f.folded.as_ref().filter(|c| matches!(c, Folded::Ints(_))))
+        .collect();
     if list_ty.is_some() {
         types.push(list_ty.as_ref());
         folded.push(list_folded.as_ref());
@@ -360,26 +365,46 @@ fn strides(dims: &[i64]) -> Vec<usize> {
     s
 }
 
-/// Numpy-style broadcast of a binary op.
+/// Numpy-style broadcast of a binary op. Walks the output with an odometer
+/// (one stride step per element, no division), with the common cases of
+/// equal shapes and a scalar operand done as plain maps.
 fn broadcast(a: &[f32], ad: &[i64], b: &[f32], bd: &[i64], out: &[i64], f: fn(f32, f32) -> f32) -> Option<Vec<f32>> {
+    let n: usize = out.iter().map(|&d| d as usize).product();
+    if a.len() == n && b.len() == n && ad == bd {
+        return Some(a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect());
+    }
+    if b.len() == 1 && a.len() == n {
+        return Some(a.iter().map(|&x| f(x, b[0])).collect());
+    }
+    if a.len() == 1 && b.len() == n {
+        return Some(b.iter().map(|&y| f(a[0], y)).collect());
+    }
     let r = out.len();
     let pad = |d: &[i64]| -> Vec<i64> { std::iter::repeat_n(1, r - d.len()).chain(d.iter().copied()).collect() };
     let (ap, bp) = (pad(ad), pad(bd));
-    let (sa, sb, so) = (strides(&ap), strides(&bp), strides(out));
-    let n: usize = out.iter().map(|&d| d as usize).product();
+    // Strides into each operand; 0 along a broadcast axis.
+    let step = |dims: &[i64]| -> Vec<usize> {
+        let full = strides(dims);
+        (0..r).map(|k| if dims[k] == 1 { 0 } else { full[k] }).collect()
+    };
+    let (sa, sb) = (step(&ap), step(&bp));
+    let mut index = vec![0usize; r];
+    let (mut ia, mut ib) = (0usize, 0usize);
     let mut result = Vec::with_capacity(n);
-    for flat in 0..n {
-        let (mut ia, mut ib) = (0, 0);
-        for k in 0..r {
-            let idx = (flat / so[k]) % out[k] as usize;
-            if ap[k] != 1 {
-                ia += idx * sa[k];
-            }
-            if bp[k] != 1 {
-                ib += idx * sb[k];
-            }
-        }
+    for _ in 0..n {
         result.push(f(*a.get(ia)?, *b.get(ib)?));
+        // Advance the odometer from the last axis.
+        for k in (0..r).rev() {
+            index[k] += 1;
+            ia += sa[k];
+            ib += sb[k];
+            if index[k] < out[k] as usize {
+                break;
+            }
+            ia -= sa[k] * index[k];
+            ib -= sb[k] * index[k];
+            index[k] = 0;
+        }
     }
     Some(result)
 }
@@ -415,6 +440,22 @@ mod tests {
         assert_eq!(m, vec![10., 40., 90., 40., 100., 180.]);
         let s = broadcast(&[1., 2.], &[2, 1], &[1., 2., 3.], &[3], &[2, 3], |x, y| x - y).unwrap();
         assert_eq!(s, vec![0., -1., -2., 1., 0., -1.]);
+        // A per-channel scale on a 4-D weight, as BatchNormalization folding does.
+        let w: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let scaled = broadcast(
+            &w,
+            &[3, 2, 2, 1],
+            &[1., 10., 100.],
+            &[3, 1, 1, 1],
+            &[3, 2, 2, 1],
+            |x, y| x * y,
+        )
+        .unwrap();
+        assert_eq!(
+            scaled,
+            vec![0., 1., 2., 3., 40., 50., 60., 70., 800., 900., 1000., 1100.]
+        );
+        assert_eq!(broadcast(&w, &[12], &[2.], &[], &[12], |x, y| x / y).unwrap()[11], 5.5);
     }
 
     #[test]
