@@ -303,10 +303,10 @@ fn fuse_level(
     path: &str,
     ctx: &mut Context,
 ) -> Result<(), FuseError> {
-    let labels: BTreeSet<String> = region_members(graph, path, ctx.target).into_keys().collect();
+    let labels: BTreeSet<String> = region_members(graph, facts, path, ctx).into_keys().collect();
     // One region at a time: rewriting one moves the others' node indices.
     for label in labels {
-        let Some(members) = region_members(graph, path, ctx.target).remove(&label) else {
+        let Some(members) = region_members(graph, facts, path, ctx).remove(&label) else {
             continue;
         };
         fuse_one(graph, facts, label, members, ctx)?;
@@ -315,17 +315,22 @@ fn fuse_level(
 }
 
 /// Region label → indices of its liftable nodes in `graph`.
-fn region_members(graph: &GraphProto, path: &str, target: Target) -> BTreeMap<String, Vec<usize>> {
+fn region_members(
+    graph: &GraphProto,
+    facts: &HashMap<String, Facts>,
+    path: &str,
+    ctx: &Context,
+) -> BTreeMap<String, Vec<usize>> {
     let mut read_anywhere: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
     for n in &graph.node {
         crate::onnx::names_read(n, &mut read_anywhere);
     }
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, n) in graph.node.iter().enumerate() {
-        if !liftable(n, &|o| read_anywhere.contains(o)) {
+        if !liftable(n, &|o| read_anywhere.contains(o), facts, ctx.opset) {
             continue;
         }
-        let label = match target {
+        let label = match ctx.target {
             Target::Whole => Some(path.to_string()),
             Target::Exits => exit_of_tag(n.doc_string()).map(|k| format!("exit {k}")),
         };
@@ -613,6 +618,22 @@ mod tests {
         assert_eq!(g.node[0].output[0], g.output[0].name());
         assert_eq!(report.regions[0].rules["identity"], 1);
         assert_eq!((report.regions[0].before.ops, report.regions[0].after.ops), (2, 1));
+    }
+
+    #[test]
+    fn a_node_the_bundle_cannot_hold_stays_and_the_rest_still_fuses() {
+        // Constant's value_float form is not lifted; it becomes a region input.
+        let mut m = model(17, &[2, 3], |b| {
+            let mut c = crate::onnx::proto::AttributeProto::new();
+            c.set_name("value_float".into());
+            c.set_type(crate::onnx::proto::attribute_proto::AttributeType::FLOAT);
+            c.set_f(2.0);
+            let two = b.op("Constant", "two", &[], vec![c]);
+            let i = b.op("Identity", "i", &["x"], vec![]);
+            b.op("Mul", "y", &[&i, &two], vec![])
+        });
+        let report = fuse(&mut m, &["layout"]);
+        assert_eq!(ops(&m), ["Constant", "Mul"], "{report:?}");
     }
 
     #[test]

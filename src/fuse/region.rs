@@ -66,22 +66,32 @@ pub struct Lowered {
     pub fired: BTreeMap<String, usize>,
 }
 
-/// Whether `node` can go into an e-graph at all: a standard op with one
-/// used output, no subgraph, deterministic.
-pub fn liftable(node: &NodeProto, read_anywhere: &dyn Fn(&str) -> bool) -> bool {
+/// Whether `node` can go into an e-graph: a standard op with one used
+/// output, no subgraph, deterministic, and attributes a bundle can hold
+/// (`facts` gives ranks and constant axes for the canonical form).
+pub fn liftable(
+    node: &NodeProto,
+    read_anywhere: &dyn Fn(&str) -> bool,
+    facts: &HashMap<String, Facts>,
+    opset: i64,
+) -> bool {
     let standard = node.domain().is_empty() || node.domain() == "ai.onnx";
     if !standard || node.output.is_empty() || node.output[0].is_empty() {
         return false;
     }
     if node.op_type() == "Constant" {
-        return node.output.len() == 1;
+        // Only the tensor form; value_float, value_ints, ... stay as they are.
+        return node.output.len() == 1 && node.attribute.iter().any(|a| a.name() == "value" && a.t.is_some());
     }
     let no_graphs = node.attribute.iter().all(|a| a.g.is_none() && a.graphs.is_empty());
     let first_output_only = node.output.iter().skip(1).all(|o| o.is_empty() || !read_anywhere(o));
+    let rank = |n: &str| facts.get(n).and_then(|f| f.ty.as_ref()).and_then(|t| t.rank());
+    let ints = |n: &str| facts.get(n).and_then(Facts::ints);
     no_graphs
         && first_output_only
         && !is_random(node.op_type())
         && !matches!(node.op_type(), "If" | "Loop" | "Scan" | "ConstantOfShape")
+        && canonical(node, opset, &rank, &ints).is_some()
 }
 
 struct Lifted {
