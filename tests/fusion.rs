@@ -321,3 +321,16 @@ fn optimize_respects_subgraph_boundaries() {
         &["--feed=eexc_threshold_1=0,0.5,2", "--feed=eexc_threshold_2=0,0.5,2"],
     );
 }
+
+/// A model whose weights live in an external file: fused (MatMul + Add →
+/// Gemm), the data file travels with the output, and it computes the same.
+#[test]
+fn optimize_keeps_external_data_working() {
+    let src = common::synthetic_models().join("external/external.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("external.opt.onnx");
+    let (applied, _) = fired(&optimize(&src, &out, &[]));
+    assert_eq!(applied, ["matmul-add-to-gemm"]);
+    assert!(dir.path().join("data/weights.bin").exists());
+    referee(&[(src, out)], &[]);
+}
