@@ -327,7 +327,10 @@ fn region_members(
     }
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, n) in graph.node.iter().enumerate() {
-        if !liftable(n, &|o| read_anywhere.contains(o), facts, ctx.opset) {
+        // A Constant that is a graph output must stay a node of this graph
+        // (lifted, it would come back as an initializer of the main graph).
+        let constant_output = n.op_type() == "Constant" && graph.output.iter().any(|o| o.name() == n.output[0]);
+        if constant_output || !liftable(n, &|o| read_anywhere.contains(o), facts, ctx.opset) {
             continue;
         }
         let label = match ctx.target {
@@ -634,6 +637,29 @@ mod tests {
         });
         let report = fuse(&mut m, &["layout"]);
         assert_eq!(ops(&m), ["Constant", "Mul"], "{report:?}");
+    }
+
+    #[test]
+    fn a_constant_that_is_a_graph_output_stays_a_node() {
+        let mut m = model(17, &[2], |b| {
+            let value = crate::transform::builder::tensor_f32("", &[2], &[1.0, 2.0]);
+            let c = b.op(
+                "Constant",
+                "c",
+                &[],
+                vec![crate::transform::builder::attr_tensor("value", value)],
+            );
+            let i = b.op("Identity", "i", &["x"], vec![]);
+            b.op("Add", "y", &[&i, &c], vec![])
+        });
+        let g = m.graph.as_mut().unwrap();
+        let c = g.node[0].output[0].clone();
+        g.output.push(value_info(
+            &c,
+            type_proto(&TensorType::new(ElemType::FLOAT, vec![Dim::Known(2)])),
+        ));
+        fuse(&mut m, &["layout"]);
+        assert_eq!(ops(&m), ["Constant", "Add"]);
     }
 
     #[test]
