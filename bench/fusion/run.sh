@@ -3,7 +3,8 @@
 # models; ONNX Runtime latency of fused vs unfused early-exit models; and
 # `eexc optimize` against ONNX Runtime's own offline optimizer on a ResNet-50
 # with real-size weights. Needs the test venv (.venv) and a built eexc.
-# Writes into bench/fusion/out/ (ignored).
+# Writes into bench/fusion/out/ (ignored). docs/fusion.md's numbers come from
+# EEXC=target/release/eexc (what `cargo install` builds).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
@@ -57,8 +58,12 @@ done
 
 echo
 echo "## eexc optimize vs ONNX Runtime's offline optimizer, ResNet-50 with weights"
-/usr/bin/time -f "eexc optimize: %e s, %M KB max RSS" "$EEXC" optimize "$OUT/resnet50_w.onnx" -o "$OUT/r50.opt.onnx" | tail -3
-$PY bench/fusion/peer_ort.py "$OUT/resnet50_w.onnx" "$OUT/r50.ort-basic.onnx" basic
+# Whole processes, load to saved file, five runs each (use a release eexc:
+# EEXC=target/release/eexc).
+for _ in 1 2 3 4 5; do
+    /usr/bin/time -f "eexc optimize: %e s, %M KB max RSS" "$EEXC" optimize "$OUT/resnet50_w.onnx" -o "$OUT/r50.opt.onnx" >/dev/null
+    /usr/bin/time -f "python + ORT: %e s, %M KB max RSS" $PY bench/fusion/peer_ort.py "$OUT/resnet50_w.onnx" "$OUT/r50.ort-basic.onnx" basic
+done
 $PY -c "import onnx,sys
 for p in sys.argv[1:]:
     m=onnx.load(p); print(f'{len(m.graph.node):4d} nodes  {p}')" "$OUT/resnet50_w.onnx" "$OUT/r50.opt.onnx" "$OUT/r50.ort-basic.onnx"
