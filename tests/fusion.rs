@@ -178,40 +178,33 @@ fn optimize_refuses_bad_input_clearly() {
     let garbage = dir.path().join("garbage.onnx");
     std::fs::write(&garbage, b"not a model").unwrap();
     let out = dir.path().join("out.onnx");
-    for (input, want) in [
-        (garbage.as_path(), "garbage.onnx"),
-        (Path::new("/nonexistent/model.onnx"), "/nonexistent/model.onnx"),
-    ] {
-        let o = eexc(&["optimize", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    // `optimize INPUT -o OUTPUT EXTRA…` must exit 2 with `want` in its one
+    // error, no panic, and write nothing.
+    let refused = |input: &Path, output: &Path, extra: &[&str], want: &str| {
+        let mut args = vec!["optimize", input.to_str().unwrap(), "-o", output.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = eexc(&args);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{err}");
-        assert!(err.contains(want) && !err.contains("panicked"), "{err}");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {err}");
         assert!(!out.exists());
-    }
+    };
+    refused(&garbage, &out, &[], "garbage.onnx");
+    refused(
+        Path::new("/nonexistent/model.onnx"),
+        &out,
+        &[],
+        "/nonexistent/model.onnx",
+    );
     let model = common::testdata("models/squeezenet.onnx");
-    let o = eexc(&["optimize", model.to_str().unwrap(), "-o", model.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to overwrite"));
-    let o = eexc(&[
-        "optimize",
-        model.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--freeze-knobs",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no eexc knobs"));
-    let o = eexc(&[
-        "optimize",
-        model.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--fuse-rules",
-        "shiny",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no rule family 'shiny' (known: temperature, decision"));
-    assert!(!out.exists());
+    refused(&model, &model, &[], "refusing to overwrite");
+    refused(&model, &out, &["--freeze-knobs"], "no eexc knobs");
+    refused(
+        &model,
+        &out,
+        &["--fuse-rules", "shiny"],
+        "no rule family 'shiny' (known: temperature, decision",
+    );
 }
 
 /// Fused and unfused early-exit models, for each confidence measure and

@@ -29,8 +29,6 @@ pub struct Facts {
     pub data: Option<Arc<Vec<f32>>>,
     /// The attributes, for a bundle leaf.
     pub attrs: Option<Arc<Attrs>>,
-    /// The shape rule rejected this node (a rule built something invalid).
-    pub invalid: bool,
     /// An omitted optional input (`_`).
     pub absent: bool,
 }
@@ -100,11 +98,9 @@ impl Analysis<Term> for FuseAnalysis {
             Kind::Op(op) => {
                 let (inputs, bundle) = enode.children.split_at(enode.children.len().saturating_sub(1));
                 let attrs = bundle.first().and_then(|&b| egraph[b].data.attrs.clone());
+                // Without a bundle it is no op node; extraction never picks it.
                 let Some(attrs) = attrs else {
-                    return Facts {
-                        invalid: true,
-                        ..Default::default()
-                    };
+                    return Facts::default();
                 };
                 let facts: Vec<Facts> = inputs.iter().map(|&c| egraph[c].data.clone()).collect();
                 op_facts(op, &attrs, &facts, egraph.analysis.opset)
@@ -133,11 +129,6 @@ impl Analysis<Term> for FuseAnalysis {
         if a.constant != b.constant {
             changed = DidMerge(changed.0 || !a.constant, changed.1 || a.constant);
             a.constant = true;
-        }
-        // Equal classes: one valid member is enough.
-        if a.invalid && !b.invalid {
-            a.invalid = false;
-            changed.0 = true;
         }
         changed
     }
@@ -189,10 +180,7 @@ fn literal_facts(text: &str) -> Facts {
             data: Some(Arc::new(values)),
             ..Default::default()
         },
-        None => Facts {
-            invalid: true,
-            ..Default::default()
-        },
+        None => Facts::default(),
     }
 }
 
@@ -225,13 +213,13 @@ pub fn ir_node(op: &str, attrs: &Attrs, inputs: usize, present: &[bool], opset: 
 }
 
 /// Type, small contents and validity of one op node, by the shape rules.
-pub struct Inferred {
+pub struct NodeType {
     pub ty: Option<TensorType>,
     pub folded: Option<Folded>,
     pub invalid: bool,
 }
 
-pub fn infer_node(op: &str, attrs: &Attrs, inputs: &[&Facts], opset: i64) -> Inferred {
+pub fn infer_node(op: &str, attrs: &Attrs, inputs: &[&Facts], opset: i64) -> NodeType {
     let present: Vec<bool> = inputs.iter().map(|f| !f.absent).collect();
     let (node, list) = ir_node(op, attrs, inputs.len(), &present, opset);
     let list_ty = list
@@ -258,18 +246,18 @@ pub fn infer_node(op: &str, attrs: &Attrs, inputs: &[&Facts], opset: i64) -> Inf
     match infer_op(&ctx) {
         Ok(mut outs) if !outs.is_empty() => {
             let first = outs.swap_remove(0);
-            Inferred {
+            NodeType {
                 ty: first.ty,
                 folded: first.folded,
                 invalid: false,
             }
         }
-        Err(crate::analysis::shapes::RuleError::Invalid(_)) => Inferred {
+        Err(crate::analysis::shapes::RuleError::Invalid(_)) => NodeType {
             ty: None,
             folded: None,
             invalid: true,
         },
-        _ => Inferred {
+        _ => NodeType {
             ty: None,
             folded: None,
             invalid: false,
@@ -298,7 +286,6 @@ fn op_facts(op: &str, attrs: &Attrs, inputs: &[Facts], opset: i64) -> Facts {
         constant,
         data,
         attrs: None,
-        invalid: inferred.invalid,
         absent: false,
     }
 }

@@ -115,13 +115,6 @@ pub struct FuseReport {
     pub regions: Vec<RegionReport>,
 }
 
-impl FuseReport {
-    /// A region stopped by a limit rather than by saturation.
-    pub fn limit_hit(&self) -> bool {
-        self.regions.iter().any(|r| r.outcome.contains("limit"))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum FuseError {
     #[error(transparent)]
@@ -151,11 +144,7 @@ pub fn fuse_model(
     options: &FuseOptions,
     knobs: &HashSet<String>,
 ) -> Result<FuseReport, FuseError> {
-    let rule_texts = rules::load(&options.families)?;
-    let rewrites: Vec<_> = rule_texts
-        .iter()
-        .map(|r| r.rewrite().expect("standard rules were checked when parsed"))
-        .collect();
+    let rewrites: Vec<_> = rules::load(&options.families)?.into_iter().map(|r| r.rewrite).collect();
     let mut ir = Model::from_proto(model)?;
     let _ = infer_model(&mut ir);
     let opset = ir.onnx_opset();
@@ -303,30 +292,35 @@ fn fuse_level(
     path: &str,
     ctx: &mut Context,
 ) -> Result<(), FuseError> {
-    let labels: BTreeSet<String> = region_members(graph, facts, path, ctx).into_keys().collect();
-    // One region at a time: rewriting one moves the others' node indices.
-    for label in labels {
-        let Some(members) = region_members(graph, facts, path, ctx).remove(&label) else {
-            continue;
-        };
+    // Regions are disjoint and rewriting one leaves the others' nodes as they
+    // are, but it moves their indices: members are kept by output name.
+    for (label, outputs) in region_members(graph, facts, path, ctx) {
+        let index: HashMap<&str, usize> = graph
+            .node
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.output.first().map(|o| (o.as_str(), i)))
+            .collect();
+        let mut members: Vec<usize> = outputs.iter().filter_map(|o| index.get(o.as_str()).copied()).collect();
+        members.sort_unstable();
         fuse_one(graph, facts, label, members, ctx)?;
     }
     Ok(())
 }
 
-/// Region label → indices of its liftable nodes in `graph`.
+/// Region label → the first outputs of its liftable nodes, in graph order.
 fn region_members(
     graph: &GraphProto,
     facts: &HashMap<String, Facts>,
     path: &str,
     ctx: &Context,
-) -> BTreeMap<String, Vec<usize>> {
+) -> BTreeMap<String, Vec<String>> {
     let mut read_anywhere: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
     for n in &graph.node {
         crate::onnx::names_read(n, &mut read_anywhere);
     }
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, n) in graph.node.iter().enumerate() {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in &graph.node {
         // A Constant that is a graph output must stay a node of this graph
         // (lifted, it would come back as an initializer of the main graph).
         let constant_output = n.op_type() == "Constant" && graph.output.iter().any(|o| o.name() == n.output[0]);
@@ -338,7 +332,7 @@ fn region_members(
             Target::Exits => exit_of_tag(n.doc_string()).map(|k| format!("exit {k}")),
         };
         if let Some(label) = label {
-            groups.entry(label).or_default().push(i);
+            groups.entry(label).or_default().push(n.output[0].clone());
         }
     }
     groups
@@ -671,15 +665,21 @@ mod tests {
         assert!(!report.regions[0].applied, "{report:?}");
     }
 
-    #[test]
-    fn a_constant_temperature_folds_into_the_weights() {
-        let mut m = model(17, &[1, 2], |b| {
+    /// `Gemm(x, w, bias) / t` with constant w = [[1, 2], [3, 4]],
+    /// bias = [0.5, −0.5] and t = 2.
+    fn scaled_head() -> ModelProto {
+        model(17, &[1, 2], |b| {
             let w = b.const_f32("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
             let bias = b.const_f32("bias", &[2], &[0.5, -0.5]);
             let t = b.const_f32("t", &[], &[2.0]);
             let z = b.op("Gemm", "z", &["x", &w, &bias], vec![attr_int("transB", 1)]);
             b.op("Div", "y", &[&z, &t], vec![])
-        });
+        })
+    }
+
+    #[test]
+    fn a_constant_temperature_folds_into_the_weights() {
+        let mut m = scaled_head();
         fuse(&mut m, &["temperature"]);
         assert_eq!(ops(&m), ["Gemm"]);
         let g = m.graph.as_ref().unwrap();
@@ -694,13 +694,7 @@ mod tests {
 
     #[test]
     fn a_live_temperature_does_not_fold() {
-        let mut m = model(17, &[1, 2], |b| {
-            let w = b.const_f32("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
-            let bias = b.const_f32("bias", &[2], &[0.5, -0.5]);
-            let t = b.const_f32("t", &[], &[2.0]);
-            let z = b.op("Gemm", "z", &["x", &w, &bias], vec![attr_int("transB", 1)]);
-            b.op("Div", "y", &[&z, &t], vec![])
-        });
+        let mut m = scaled_head();
         // `t` becomes an input with a default: a caller may feed it.
         let g = m.graph.as_mut().unwrap();
         g.input

@@ -96,8 +96,8 @@ pub fn liftable(
 
 struct Lifted {
     egraph: FuseGraph,
-    /// The original e-nodes, for the cost before fusion.
-    originals: Vec<Term>,
+    /// The original e-nodes and their classes, for the cost before fusion.
+    originals: Vec<(Id, Term)>,
     /// Names each class had in the original graph, in lift order.
     names: Vec<(Id, String)>,
     outputs: Vec<(Id, String)>,
@@ -153,7 +153,7 @@ fn lift(region: &Lift) -> Option<Lifted> {
         children.push(egraph.add(Term::leaf(&c.attrs.encode())));
         let term = Term::new(&c.op, children);
         let id = egraph.add(term.clone());
-        originals.push(term);
+        originals.push((id, term));
         names.push((id, out.clone()));
         ids.insert(out, id);
     }
@@ -227,11 +227,10 @@ pub fn fuse_region(
     };
     let egraph = &runner.egraph;
     let extractor = DagExtractor::new(egraph);
-    let mut before = [0; 6];
-    for term in &lifted.originals {
+    let before = lifted.originals.iter().fold([0; 6], |acc, (id, term)| {
         let canon = term.clone().map_children(|c| egraph.find(c));
-        before = add(before, node_cost(egraph, &canon));
-    }
+        add(acc, node_cost(egraph, egraph.find(*id), &canon))
+    });
     let mut lower = Lower {
         egraph,
         extractor: &extractor,
@@ -299,20 +298,27 @@ struct Choice {
     /// Every class the choice needs, with its own cost.
     needs: Rc<BTreeMap<Id, Cost>>,
     node: Term,
+    /// The chosen node's own cost.
+    own: Cost,
 }
 
 impl DagExtractor {
     fn new(egraph: &FuseGraph) -> DagExtractor {
-        let mut best: HashMap<Id, Choice> = HashMap::new();
         let mut classes: Vec<Id> = egraph.classes().map(|c| c.id).collect();
         classes.sort_unstable();
+        // Each node's own cost, once: the passes below revisit every node.
+        let own: HashMap<Id, Vec<Cost>> = classes
+            .iter()
+            .map(|&id| (id, egraph[id].nodes.iter().map(|n| node_cost(egraph, id, n)).collect()))
+            .collect();
+        let mut best: HashMap<Id, Choice> = HashMap::new();
         // Passes until nothing improves; each pass can only lower a total,
         // so this ends (bounded as a guard against pathological graphs).
         for _ in 0..1000 {
             let mut changed = false;
             for &id in &classes {
-                for node in &egraph[id].nodes {
-                    let Some(candidate) = Self::evaluate(egraph, &best, id, node) else {
+                for (node, &cost) in egraph[id].nodes.iter().zip(&own[&id]) {
+                    let Some(candidate) = Self::evaluate(egraph, &best, id, node, cost) else {
                         continue;
                     };
                     if best.get(&id).is_none_or(|b| candidate.total < b.total) {
@@ -328,8 +334,7 @@ impl DagExtractor {
         DagExtractor { best }
     }
 
-    fn evaluate(egraph: &FuseGraph, best: &HashMap<Id, Choice>, id: Id, node: &Term) -> Option<Choice> {
-        let own = node_cost(egraph, node);
+    fn evaluate(egraph: &FuseGraph, best: &HashMap<Id, Choice>, id: Id, node: &Term, own: Cost) -> Option<Choice> {
         if own == INFINITE {
             return None;
         }
@@ -351,25 +356,23 @@ impl DagExtractor {
             total,
             needs: Rc::new(needs),
             node: node.clone(),
+            own,
         })
     }
 
-    fn find_best_node(&self, id: Id) -> &Term {
-        &self.best[&id].node
+    fn best(&self, id: Id) -> &Choice {
+        &self.best[&id]
     }
 }
 
-/// The cost model's figures for one e-node (leaves are free; the `attr`
-/// helper and nodes the shape rules reject are never chosen).
-fn node_cost(egraph: &FuseGraph, enode: &Term) -> Cost {
+/// The cost model's figures for one e-node of `class` (leaves are free; the
+/// `attr` helper and nodes the shape rules reject are never chosen).
+fn node_cost(egraph: &FuseGraph, class: Id, enode: &Term) -> Cost {
     let Kind::Op(op) = enode.kind() else {
         return match enode.kind() {
             Kind::AttrHelper => INFINITE,
             _ => [0; 6],
         };
-    };
-    let Some(class) = egraph.lookup(enode.clone()) else {
-        return INFINITE;
     };
     let (inputs, bundle) = enode.children.split_at(enode.children.len() - 1);
     let Some(attrs) = egraph[bundle[0]].data.attrs.clone() else {
@@ -433,7 +436,8 @@ impl Lower<'_, '_> {
         if let Some(name) = self.emitted.get(&id) {
             return name.clone();
         }
-        let node = self.extractor.find_best_node(id).clone();
+        let choice = self.extractor.best(id);
+        let (node, own) = (choice.node.clone(), choice.own);
         let name = match node.kind() {
             Kind::Input(name) => name.to_string(),
             Kind::Absent => String::new(),
@@ -480,7 +484,7 @@ impl Lower<'_, '_> {
                     Some(n) if !self.emitted.values().any(|e| e == n) => n.clone(),
                     _ => self.names.fresh(&format!("{}_{}", self.prefix, op.to_lowercase())),
                 };
-                self.after = add(self.after, node_cost(self.egraph, &node));
+                self.after = add(self.after, own);
                 self.push(op, inputs, out.clone(), form.attributes);
                 out
             }

@@ -35,14 +35,13 @@ pub const STANDARD: &[(&str, &str)] = &[
 /// (bench/fusion/decision_micro.py; docs/fusion.md has the table).
 pub const DEFAULT_FAMILIES: &[&str] = &["temperature", "batch", "linear", "layout"];
 
-/// One parsed rule, with the text it came from (for reports and errors).
-#[derive(Debug, Clone)]
-pub struct RuleText {
+/// One parsed rule: the egg rewrite, built and checked once, and the file
+/// it came from (for errors).
+#[derive(Debug)]
+pub struct Rule {
     pub name: String,
     pub file: String,
-    pub lhs: String,
-    pub rhs: String,
-    pub conditions: Vec<Condition>,
+    pub rewrite: Rewrite<Term, FuseAnalysis>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +98,7 @@ impl fmt::Display for RuleError {
 impl std::error::Error for RuleError {}
 
 /// Parses one rule file.
-pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleText>, RuleError> {
+pub fn parse_file(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
     let mut rules = Vec::new();
     let mut current: Option<(String, Vec<String>)> = None;
     let err = |rule: &str, message: String| RuleError {
@@ -130,7 +129,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<RuleText>, RuleError> {
     Ok(rules)
 }
 
-fn parse_rule(file: &str, name: &str, body: &str) -> Result<RuleText, RuleError> {
+fn parse_rule(file: &str, name: &str, body: &str) -> Result<Rule, RuleError> {
     let err = |message: String| RuleError {
         file: file.to_string(),
         rule: name.to_string(),
@@ -149,15 +148,11 @@ fn parse_rule(file: &str, name: &str, body: &str) -> Result<RuleText, RuleError>
         .filter(|c| !c.is_empty())
         .map(|c| parse_condition(c).map_err(|m| err(format!("condition '{c}': {m}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let rule = RuleText {
+    Ok(Rule {
         name: name.to_string(),
         file: file.to_string(),
-        lhs: lhs.trim().to_string(),
-        rhs: rhs.trim().to_string(),
-        conditions,
-    };
-    rule.rewrite().map_err(err)?;
-    Ok(rule)
+        rewrite: build_rewrite(name, lhs.trim(), rhs.trim(), conditions).map_err(err)?,
+    })
 }
 
 fn var(s: &str) -> Result<Var, String> {
@@ -237,29 +232,32 @@ fn parse_condition(text: &str) -> Result<Condition, String> {
     }
 }
 
-impl RuleText {
-    pub fn rewrite(&self) -> Result<Rewrite<Term, FuseAnalysis>, String> {
-        let lhs: Pattern<Term> = self.lhs.parse().map_err(|e| format!("pattern: {e}"))?;
-        let rhs: Pattern<Term> = self.rhs.parse().map_err(|e| format!("replacement: {e}"))?;
-        let bound = lhs.vars();
-        for v in rhs.vars() {
-            if !bound.contains(&v) {
-                return Err(format!("replacement uses {v}, which the pattern does not bind"));
-            }
+/// The egg rewrite of one rule; every variable of the replacement and the
+/// conditions must be bound by the pattern.
+fn build_rewrite(
+    name: &str,
+    lhs: &str,
+    rhs: &str,
+    conditions: Vec<Condition>,
+) -> Result<Rewrite<Term, FuseAnalysis>, String> {
+    let lhs: Pattern<Term> = lhs.parse().map_err(|e| format!("pattern: {e}"))?;
+    let rhs: Pattern<Term> = rhs.parse().map_err(|e| format!("replacement: {e}"))?;
+    let bound = lhs.vars();
+    for v in rhs.vars() {
+        if !bound.contains(&v) {
+            return Err(format!("replacement uses {v}, which the pattern does not bind"));
         }
-        for c in &self.conditions {
-            for v in c.vars() {
-                if !bound.contains(&v) {
-                    return Err(format!("condition uses {v}, which the pattern does not bind"));
-                }
-            }
-        }
-        let applier = ConditionalApplier {
-            condition: Conditions(self.conditions.clone()),
-            applier: rhs,
-        };
-        Rewrite::new(self.name.as_str(), lhs, applier)
     }
+    for v in conditions.iter().flat_map(Condition::vars) {
+        if !bound.contains(&v) {
+            return Err(format!("condition uses {v}, which the pattern does not bind"));
+        }
+    }
+    let applier = ConditionalApplier {
+        condition: Conditions(conditions),
+        applier: rhs,
+    };
+    Rewrite::new(name, lhs, applier)
 }
 
 impl Condition {
@@ -327,7 +325,7 @@ impl egg::Condition<Term, FuseAnalysis> for Conditions {
 }
 
 /// The rules of the named families (`all`: every family), parsed.
-pub fn load(families: &[String]) -> Result<Vec<RuleText>, RuleError> {
+pub fn load(families: &[String]) -> Result<Vec<Rule>, RuleError> {
     let everything = families.iter().any(|f| f == "all");
     for f in families {
         if f != "all" && !STANDARD.iter().any(|(name, _)| name == f) {
