@@ -13,4 +13,15 @@ fn main() {
         .customize(protobuf_codegen::Customize::default().tokio_bytes(true))
         .cargo_out_dir("onnx_proto")
         .run_from_script();
+
+    // Reports say which runtime measured, by version: tract's exact one
+    // comes from the lock file.
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let tract = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"tract-onnx\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map_or("unknown", |v| v.trim_end_matches('"'));
+    println!("cargo:rustc-env=EEXC_TRACT_VERSION={tract}");
 }

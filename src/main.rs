@@ -425,6 +425,17 @@ struct EvalArgs {
     /// Per-row prediction and exit index as int64 .npy [rows, 2].
     #[arg(long, value_name = "P.npy")]
     predictions: Option<PathBuf>,
+    /// Runtime that measures: ONNX Runtime (what deployments run; `auto`
+    /// uses it when its library is found) or tract.
+    #[arg(long, value_enum, default_value = "auto")]
+    runtime: eexc::eval::RuntimeChoice,
+    /// Intra-op threads for ONNX Runtime.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
+    /// The ONNX Runtime shared library (default: ORT_DYLIB_PATH, else the
+    /// onnxruntime Python package of EEXC_PYTHON or python3).
+    #[arg(long, value_name = "LIB")]
+    ort_library: Option<PathBuf>,
     /// Print the JSON report instead of the text.
     #[arg(long)]
     json: bool,
@@ -440,6 +451,9 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         data: a.data,
         labels: a.labels,
         baseline: a.baseline,
+        runtime: a.runtime,
+        threads: usize::from(a.threads),
+        ort_library: a.ort_library,
     };
     let e = eexc::eval::eval(&a.model, &options)?;
     if let Some(p) = &a.predictions {
@@ -469,11 +483,35 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         r.exit_histogram
     ));
     text.push_str(&format!(
-        "speedup    measured {}, predicted by the cost model {:.2}x\n",
+        "speedup    measured {} (medians), predicted by the cost model {:.2}x\n",
         r.measured_speedup
             .map_or("- (give --baseline)".into(), |s| format!("{s:.2}x")),
         r.predicted_speedup
     ));
+    let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
+    text.push_str(&format!(
+        "saving     measured time {}, predicted FLOPs {}",
+        pct(r.measured_time_saving),
+        pct(Some(r.predicted_flop_saving))
+    ));
+    match &r.paths {
+        Some(p) => {
+            let paths: Vec<String> = p.p50_ms.iter().map(|t| format!("{t:.3}")).collect();
+            text.push_str(&format!(
+                ", predicted time {} ({:.3} ms per row)\npaths      p50 ms when every row leaves at exit 1..K, then the full path: [{}] ({} rows each)\n",
+                pct(p.predicted_time_saving),
+                p.predicted_ms,
+                paths.join(", "),
+                p.rows
+            ));
+            let be: Vec<String> = p.break_even.iter().map(|b| pct(*b)).collect();
+            text.push_str(&format!(
+                "break-even exit rate in time, per exit: [{}]\n",
+                be.join(", ")
+            ));
+        }
+        None => text.push('\n'),
+    }
     emit(r, a.json, text)
 }
 
@@ -677,6 +715,7 @@ fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     }
     let report = eexc::fuse::fuse_model(&mut model, eexc::fuse::Target::Whole, &options, &knobs)
         .with_context(|| format!("{}", a.model.display()))?;
+    eexc::transform::placement::place_constants(&mut model);
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
     eexc::onnx::save_model(&model, &out, Some(&loaded.base_dir))?;
     if let Some(r) = &a.report {

@@ -251,6 +251,14 @@ fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
     let json: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(json["rows"], 400);
     assert!(json["predicted_speedup"].as_f64().unwrap() > 1.2, "{json}");
+    // Measured where users deploy: the test venv's ONNX Runtime, by version,
+    // with every path through the model timed (exits 1..3, then the full one).
+    assert_eq!(json["runtime_info"]["name"], "onnxruntime", "{json}");
+    assert_eq!(json["runtime_info"]["version"], "1.32.0", "{json}");
+    let paths = json["paths"]["p50_ms"].as_array().unwrap();
+    assert_eq!(paths.len(), 4, "{json}");
+    assert!(paths.iter().all(|t| t.as_f64().is_some_and(|t| t > 0.0)), "{json}");
+    assert!(json["paths"]["predicted_ms"].as_f64().unwrap() > 0.0, "{json}");
     let out = py(
         "check_early_exit.py",
         &[
@@ -296,7 +304,7 @@ fn compact_models_calibrate_like_their_if_form_and_eval_says_what_it_runs() {
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
         (json["threshold"].as_f64().unwrap(), json["exits"].clone(), ee)
     };
-    let (t_if, exits_if, _) = threshold("if");
+    let (t_if, exits_if, if_model) = threshold("if");
     let (t_compact, exits_compact, compact) = threshold("compact");
     assert_eq!(t_if, t_compact);
     assert_eq!(exits_if, exits_compact);
@@ -305,8 +313,37 @@ fn compact_models_calibrate_like_their_if_form_and_eval_says_what_it_runs() {
         compact.to_str().unwrap(),
         "--data",
         digits("test_x.npy").to_str().unwrap(),
+        "--runtime",
+        "tract",
     ]);
     assert!(err.contains("a 'compact' model") && err.contains("'if' form"), "{err}");
+    // ONNX Runtime runs the compact form: row by row it takes the same
+    // exits and gives the same predictions as the if form.
+    let eval_ort = |model: &Path| -> serde_json::Value {
+        let preds = model.with_extension("pred.npy");
+        let json = ok(&[
+            "eval",
+            model.to_str().unwrap(),
+            "--data",
+            digits("test_x.npy").to_str().unwrap(),
+            "--runtime",
+            "ort",
+            "--predictions",
+            preds.to_str().unwrap(),
+            "--json",
+        ]);
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["predictions"] = std::fs::read(preds)
+            .unwrap()
+            .into_iter()
+            .map(serde_json::Value::from)
+            .collect();
+        v
+    };
+    let (e_if, e_compact) = (eval_ort(&if_model), eval_ort(&compact));
+    assert_eq!(e_compact["runtime_info"]["name"], "onnxruntime", "{e_compact}");
+    assert_eq!(e_if["exit_histogram"], e_compact["exit_histogram"]);
+    assert_eq!(e_if["predictions"], e_compact["predictions"]);
 }
 
 #[test]

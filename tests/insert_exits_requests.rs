@@ -215,16 +215,21 @@ fn weights_file_with_wrong_shapes_or_missing_keys() {
     );
 }
 
+/// The bytes of initializer `name`, in whichever graph of the model holds it
+/// (constants live in the innermost graph that reads them).
 fn initializer(path: &Path, name: &str) -> Vec<u8> {
+    fn find(g: &eexc::onnx::proto::GraphProto, name: &str) -> Option<Vec<u8>> {
+        if let Some(t) = g.initializer.iter().find(|t| t.name() == name) {
+            return Some(t.raw_data().to_vec());
+        }
+        g.node
+            .iter()
+            .flat_map(|n| &n.attribute)
+            .flat_map(|a| a.g.as_ref().into_iter().chain(&a.graphs))
+            .find_map(|sub| find(sub, name))
+    }
     let proto = eexc::onnx::load_model(path).unwrap().proto;
-    proto
-        .graph
-        .initializer
-        .iter()
-        .find(|t| t.name() == name)
-        .unwrap()
-        .raw_data()
-        .to_vec()
+    find(&proto.graph, name).unwrap_or_else(|| panic!("no initializer '{name}' in {}", path.display()))
 }
 
 fn metadata(path: &Path) -> eexc::exits::ExitsMetadata {

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use crate::exits::ExitsMetadata;
-use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 
 /// The flat model and its outputs: exit 1..K logits, then the full model's
 /// prediction.
@@ -24,7 +24,7 @@ pub fn flat_model(model: &ModelProto, meta: &ExitsMetadata) -> Result<(ModelProt
         "if" | "compact" => {
             let mut nodes = Vec::new();
             let mut final_prediction = None;
-            unroll(&g.node, &mut nodes, &mut final_prediction);
+            unroll(&g.node, &mut nodes, &mut fg.initializer, &mut final_prediction);
             outputs.push(final_prediction.ok_or("no eexc If found in the model")?);
             fg.node = prune(nodes, &outputs);
         }
@@ -59,7 +59,14 @@ fn else_branch(n: &NodeProto) -> Option<&GraphProto> {
         .and_then(|a| a.g.as_ref())
 }
 
-fn unroll(nodes: &[NodeProto], out: &mut Vec<NodeProto>, final_prediction: &mut Option<String>) {
+/// Joins the nodes of every exit's `else` branch (and the constants that live
+/// there) into `out` and `initializers`.
+fn unroll(
+    nodes: &[NodeProto],
+    out: &mut Vec<NodeProto>,
+    initializers: &mut Vec<TensorProto>,
+    final_prediction: &mut Option<String>,
+) {
     for n in nodes {
         if is_exit_if(n)
             && let Some(else_g) = else_branch(n)
@@ -79,7 +86,8 @@ fn unroll(nodes: &[NodeProto], out: &mut Vec<NodeProto>, final_prediction: &mut 
                     None => out,
                 };
             }
-            unroll(&else_g.node, out, final_prediction);
+            initializers.extend(else_g.initializer.iter().cloned());
+            unroll(&else_g.node, out, initializers, final_prediction);
         } else if n.op_type() == "Compress"
             && n.input
                 .get(1)

@@ -303,6 +303,8 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         }
         None => None,
     };
+    // Last, so that the heads' and fusion's new constants move too.
+    crate::transform::placement::place_constants(&mut out);
     let mut warnings = Vec::new();
     if !options.weights.is_trained() && options.mode != Mode::Multi {
         warnings.push(format!(

@@ -1,6 +1,9 @@
-//! The embedded runtime (tract, pure Rust): runs a model over sample data
-//! read from `.npy`, batch by batch, and collects chosen outputs.
+//! The runtimes: tract (pure Rust, embedded), which runs a model over sample
+//! data read from `.npy`, batch by batch, and collects chosen outputs; and
+//! ONNX Runtime ([`onnxruntime`]), loaded from the user's library, for
+//! latency as deployments see it.
 
+pub mod onnxruntime;
 mod samples;
 
 use protobuf::Message;
@@ -17,9 +20,25 @@ pub enum RunError {
     Data { path: std::path::PathBuf, reason: String },
     #[error("running the model in tract: {0}")]
     Runtime(String),
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
     /// The model itself cannot serve (not an eexc model, wrong form, ...).
     #[error("{path}: {reason}")]
     Model { path: std::path::PathBuf, reason: String },
+}
+
+/// The tract-onnx version eexc is built with.
+pub const TRACT_VERSION: &str = env!("EEXC_TRACT_VERSION");
+
+/// The input a caller feeds data to: the first graph input that no
+/// initializer backs (the knobs, which do have one, come after it).
+pub fn data_input_name(model: &ModelProto) -> Option<String> {
+    let g = model.graph.as_ref()?;
+    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+    g.input
+        .iter()
+        .find(|i| !inits.contains(i.name()))
+        .map(|i| i.name().to_string())
 }
 
 /// Loads a model made by `insert-exits` (weights and external data

@@ -1,0 +1,37 @@
+//! Constants live where they are read, so ONNX Runtime (default options,
+//! CPU) lays out every Conv of an early-exit model in NCHWc, inside the
+//! `If` branches too, exactly as many as in the original model. Counted in
+//! the optimised graphs ONNX Runtime saves (`optimized_model_filepath`),
+//! per graph level, by tests/python/check_nchwc.py.
+
+mod common;
+
+use common::{insert_exits, py, testdata};
+
+fn check(original: &std::path::Path, args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let ee = dir.path().join("ee.onnx");
+    insert_exits(original, &ee, args);
+    let report = py("check_nchwc.py", &[original, &ee, std::path::Path::new("--json")]);
+    let json: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let levels = json["early_exit"]["levels"].as_object().unwrap();
+    assert!(levels.len() > 1, "Convs in the branches: {json}");
+    assert_eq!(json["early_exit"]["nchwc"], json["original"]["nchwc"], "{json}");
+    assert_eq!(json["early_exit"]["other"], 0, "{json}");
+}
+
+#[test]
+fn digits_if_and_compact_branches_get_nchwc_convs() {
+    let m = testdata("digits/digits_resnet.onnx");
+    for mode in ["if", "compact"] {
+        check(&m, &["--at", "stem_out,block1_out,block2_out", "--mode", mode]);
+    }
+}
+
+#[test]
+fn resnet50_weights_built_at_load_time_move_with_their_convs() {
+    // The zoo ResNet-50 builds its weights with ConstantOfShape nodes: the
+    // nodes move into the branches, ONNX Runtime folds them there, and the
+    // layout optimiser sees branch initializers.
+    check(&testdata("models/resnet50.onnx"), &["--auto", "3", "--threshold", "2"]);
+}
