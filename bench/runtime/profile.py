@@ -90,7 +90,9 @@ def main():
         if us >= 1.0:
             print(f"  {op:20} {name[:70]:70} {us:9.2f}")
     if a.json:
-        json.dump({"median_run_us": per_run_total, "runs": n, "by_op_us": by_op}, open(a.json, "w"), indent=1)
+        nodes_out = {f"{op} {name}": us for (name, op), us in by_node.items()}
+        json.dump({"median_run_us": per_run_total, "runs": n, "by_op_us": by_op, "by_node_us": nodes_out},
+                  open(a.json, "w"), indent=1)
 
 
 if __name__ == "__main__":

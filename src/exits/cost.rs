@@ -78,12 +78,28 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
             })
         })
     };
-    let stage_work: Vec<Work> = source
+    let mut stage_work: Vec<Work> = source
         .plan
         .stages
         .iter()
         .map(|s| sum(&mut s.iter().map(|n| n.0)))
         .collect();
+    // The rest after exit k starts with its layout anchor, where one is
+    // emitted: an identity depthwise 1×1 Conv, one MAC per element.
+    for k in 1..=source.plan.exits.len() {
+        if let Some((_, channels)) = source.layout_anchor(k) {
+            let elements = source.plan.exits[k - 1]
+                .ty
+                .shape
+                .as_ref()
+                .map_or(0.0, |s| s[1..].iter().map(|d| d.known().unwrap_or(1) as f64).product());
+            stage_work[k] = stage_work[k].add(Work {
+                macs: elements,
+                flops: 2.0 * elements,
+                weight_bytes: 4.0 * channels as f64,
+            });
+        }
+    }
     let original_nodes = source.proto.graph.as_ref().map_or(0, |g| g.node.len());
     let uncosted_ops = cost
         .nodes
