@@ -86,9 +86,9 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
         .collect();
     // The rest after exit k starts with its layout anchor, where one is
     // emitted: an identity depthwise 1×1 Conv, one MAC per element.
-    for k in 1..=source.plan.exits.len() {
+    for (k, point) in (1..).zip(&source.plan.exits) {
         if let Some((_, channels)) = source.layout_anchor(k) {
-            let elements = source.plan.exits[k - 1]
+            let elements = point
                 .ty
                 .shape
                 .as_ref()
