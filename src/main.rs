@@ -490,15 +490,16 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     ));
     let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
     text.push_str(&format!(
-        "saving     measured time {}, predicted FLOPs {}",
+        "saving     measured time {}; predicted: FLOPs {}, time by the cost model {}",
         pct(r.measured_time_saving),
-        pct(Some(r.predicted_flop_saving))
+        pct(Some(r.predicted_flop_saving)),
+        pct(r.predicted_time_saving)
     ));
     match &r.paths {
         Some(p) => {
             let paths: Vec<String> = p.p50_ms.iter().map(|t| format!("{t:.3}")).collect();
             text.push_str(&format!(
-                ", predicted time {} ({:.3} ms per row)\npaths      p50 ms when every row leaves at exit 1..K, then the full path: [{}] ({} rows each)\n",
+                ", time by the measured paths {} ({:.3} ms per row)\npaths      p50 ms when every row leaves at exit 1..K, then the full path: [{}] ({} rows each)\n",
                 pct(p.predicted_time_saving),
                 p.predicted_ms,
                 paths.join(", "),
@@ -552,6 +553,11 @@ struct CompileArgs {
     seed: u64,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Keep every fitted exit, even one that too few calibration rows leave
+    /// at to pay for its time in ONNX Runtime (by default such exits are
+    /// dropped and the rest calibrated again).
+    #[arg(long)]
+    keep_exits: bool,
     /// Fail (exit 1, no model written) when the expected FLOP savings are
     /// below this share, e.g. 20%.
     #[arg(long, value_parser = parse_share)]
@@ -607,6 +613,7 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         calibration: a.calib_data.map(|x| (x, a.calib_labels)),
         seed: a.seed,
         batch: a.batch_size,
+        keep_exits: a.keep_exits,
     };
     let work = tempfile::tempdir().context("creating a scratch folder")?;
     let (model, report) = eexc::compile::compile(&a.model, &options, work.path())?;
@@ -625,6 +632,20 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         c.delta,
         100.0 * report.savings
     );
+    if let Some(t) = report.time_saving {
+        println!(
+            "expected time savings {:.1}% (cost model, ONNX Runtime CPU 1 thread; `eexc eval` measures)",
+            100.0 * t
+        );
+    }
+    for d in &report.dropped_exits {
+        println!(
+            "dropped exit at '{}': {:.1}% of the rows reaching it left there, {:.1}% needed to pay for its time",
+            d.tensor,
+            100.0 * d.exit_rate,
+            100.0 * d.break_even_rate
+        );
+    }
     if let Some(gate) = a.fail_under_savings
         && report.savings < gate
     {

@@ -388,8 +388,20 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(json["schema"], "eexc.compile/1");
+    assert_eq!(json["schema"], "eexc.compile/2");
     assert!(json["savings"].as_f64().unwrap() >= 0.2);
+    // Exits that too few rows leave at to pay for their time are dropped,
+    // each with the numbers that condemned it; every exit is accounted for.
+    let dropped = json["dropped_exits"].as_array().unwrap();
+    for d in dropped {
+        assert!(
+            d["exit_rate"].as_f64().unwrap() < d["break_even_rate"].as_f64().unwrap(),
+            "{d}"
+        );
+    }
+    let kept = json["calibration"]["exits"].as_array().unwrap().len();
+    assert_eq!(kept + dropped.len(), 3, "{json}");
+    assert!(json["time_saving"].is_number(), "{json}");
     let checked = py(
         "check_early_exit.py",
         &[
@@ -406,6 +418,14 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
         ],
     );
     assert!(checked.contains("0 failed"), "{checked}");
+    std::fs::remove_file(&out).unwrap();
+
+    // --keep-exits keeps all three.
+    let o = run(&["--max-drop", "1%", "--keep-exits", "--report", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["calibration"]["exits"].as_array().unwrap().len(), 3, "{json}");
+    assert!(json["dropped_exits"].as_array().unwrap().is_empty());
     std::fs::remove_file(&out).unwrap();
 
     // Savings gate out of reach: exit 1, said plainly, no model.

@@ -441,6 +441,8 @@ mod tests {
             decisions: vec![w(1.0)],
             final_stage: w(80.0),
             uncosted_ops: Vec::new(),
+            exit_elements: Vec::new(),
+            original_nodes: 0,
         }
     }
 

@@ -44,6 +44,8 @@ pub struct CompileOptions {
     pub calibration: Option<(PathBuf, Option<PathBuf>)>,
     pub seed: u64,
     pub batch: usize,
+    /// Keep every fitted exit, even one that does not pay for its time.
+    pub keep_exits: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,8 +58,23 @@ pub struct CompileReport {
     pub calibration: CalibrationReport,
     /// Expected FLOP savings at the chosen threshold on the calibration rows.
     pub savings: f64,
+    /// The same in time, by the cost model's time term (ONNX Runtime CPU).
+    pub time_saving: Option<f64>,
+    /// Exits fitted but dropped: too few rows left there to pay for their
+    /// time (in the order they were dropped).
+    pub dropped_exits: Vec<DroppedExit>,
     /// Each exit's head and decision before and after fusion.
     pub fusion: Option<crate::fuse::FuseReport>,
+}
+
+/// An exit compile fitted and then left out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DroppedExit {
+    pub tensor: String,
+    /// Share of the calibration rows reaching it that left there.
+    pub exit_rate: f64,
+    /// Share it needed to pay for its time.
+    pub break_even_rate: f64,
 }
 
 /// Runs the pipeline; returns the calibrated model and the report. `work`
@@ -93,11 +110,83 @@ pub fn compile(
         held_out: 0.2,
     };
     let (heads, fit_report) = crate::fit::fit(model, &fit_options)?;
+    // Exits whose calibrated exit rate is below their break-even rate in
+    // time cost more than they save: drop the worst, insert and calibrate
+    // again, until every exit left pays (or one is left).
+    let mut kept: Vec<usize> = (0..heads.len()).collect();
+    let mut dropped = Vec::new();
+    loop {
+        let (model_out, calibrated, inserted) =
+            insert_and_calibrate(model, options, work, &split, &heads, &fit_report, &kept)?;
+        let losing = if options.keep_exits || kept.len() <= 1 {
+            None
+        } else {
+            worst_losing_exit(&calibrated)
+        };
+        match losing {
+            Some((j, verdict)) => {
+                let exit = &fit_report.exits[kept[j]];
+                dropped.push(DroppedExit {
+                    tensor: exit.tensor.clone(),
+                    exit_rate: verdict.0,
+                    break_even_rate: verdict.1,
+                });
+                kept.remove(j);
+            }
+            None => {
+                let report = CompileReport {
+                    schema: "eexc.compile/2",
+                    model: model.display().to_string(),
+                    fit_rows: split.fit_rows,
+                    calibration_rows: split.calib_rows,
+                    savings: calibrated.chosen.savings,
+                    time_saving: calibrated.cost.time.saving,
+                    dropped_exits: dropped,
+                    fit: fit_report,
+                    calibration: calibrated,
+                    fusion: inserted,
+                };
+                return Ok((model_out, report));
+            }
+        }
+    }
+}
+
+/// The exit whose share of the rows reaching it falls furthest below its
+/// break-even rate in time, with (exit rate, break-even rate).
+fn worst_losing_exit(calibration: &CalibrationReport) -> Option<(usize, (f64, f64))> {
+    let shares = &calibration.chosen.exit_shares;
+    let mut reaching = 1.0;
+    let mut worst: Option<(usize, (f64, f64))> = None;
+    for (j, be) in calibration.cost.time.break_even_rate.iter().enumerate() {
+        let share = shares.get(j).copied().unwrap_or(0.0);
+        let rate = if reaching > 0.0 { share / reaching } else { 0.0 };
+        reaching -= share;
+        let deficit = be - rate;
+        if deficit > 0.0 && worst.is_none_or(|(_, (r, b))| deficit > b - r) {
+            worst = Some((j, (rate, *be)));
+        }
+    }
+    worst
+}
+
+/// Inserts the exits `kept` (indices into the fitted heads) and calibrates.
+fn insert_and_calibrate(
+    model: &Path,
+    options: &CompileOptions,
+    work: &Path,
+    split: &Split,
+    heads: &[crate::fit::logreg::Head],
+    fit_report: &FitReport,
+    kept: &[usize],
+) -> Result<(ModelProto, CalibrationReport, Option<crate::fuse::FuseReport>), CompileError> {
     let heads_path = work.join("heads.safetensors");
-    crate::fit::save_heads(&heads_path, &heads, &fit_report.exits, &fit_report)?;
+    let kept_heads: Vec<_> = kept.iter().map(|&i| heads[i].clone()).collect();
+    let kept_exits: Vec<_> = kept.iter().map(|&i| fit_report.exits[i].clone()).collect();
+    crate::fit::save_heads(&heads_path, &kept_heads, &kept_exits, fit_report)?;
 
     let exit_options = ExitOptions {
-        selection: ExitSelection::At(fit_report.exits.iter().map(|e| e.tensor.clone()).collect()),
+        selection: ExitSelection::At(kept_exits.iter().map(|e| e.tensor.clone()).collect()),
         mode: options.mode,
         head: options.head,
         weights: WeightSource::File(heads_path),
@@ -117,8 +206,8 @@ pub fn compile(
     let calibrated = crate::calibrate::calibrate(
         &ee_path,
         &CalibrateOptions {
-            data: split.calib_x,
-            labels: split.calib_y,
+            data: split.calib_x.clone(),
+            labels: split.calib_y.clone(),
             target: options.target,
             delta: options.delta,
             batch: options.batch,
@@ -128,17 +217,7 @@ pub fn compile(
             },
         },
     )?;
-    let report = CompileReport {
-        schema: "eexc.compile/1",
-        model: model.display().to_string(),
-        fit_rows: split.fit_rows,
-        calibration_rows: split.calib_rows,
-        savings: calibrated.report.chosen.savings,
-        fit: fit_report,
-        calibration: calibrated.report,
-        fusion: inserted.fusion,
-    };
-    Ok((calibrated.model, report))
+    Ok((calibrated.model, calibrated.report, inserted.fusion))
 }
 
 struct Split {

@@ -116,6 +116,9 @@ pub struct EvalReport {
     pub predicted_speedup: f64,
     /// 1 − expected FLOPs / original FLOPs under the observed distribution.
     pub predicted_flop_saving: f64,
+    /// The cost model's time saving under the observed distribution, with
+    /// the baseline's measured latency (see `cost.time`).
+    pub predicted_time_saving: Option<f64>,
     /// Measured per-path latencies and the time they predict (ONNX Runtime only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paths: Option<PathTimes>,
@@ -392,7 +395,13 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
         )
     };
     let shares: Vec<f64> = histogram.iter().map(|&c| c as f64 / rows.max(1) as f64).collect();
-    let cost = CostReport::new(&meta.cost, Some(&shares[..k]));
+    // The time term with the original's latency as measured here (the
+    // baseline, in the same runtime), not estimated.
+    let cost = CostReport::with_original_time(
+        &meta.cost,
+        Some(&shares[..k]),
+        baseline.as_ref().map(|b| b.timing.p50_ms * 1000.0),
+    );
     let expected = cost
         .expected
         .as_ref()
@@ -423,6 +432,7 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
         exit_histogram: histogram,
         predicted_speedup: meta.cost.original.flops / expected.max(1e-9),
         predicted_flop_saving: 1.0 - expected / meta.cost.original.flops.max(1e-9),
+        predicted_time_saving: cost.time.saving.filter(|_| cost.time.original_measured),
         paths,
         cost,
     };

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::emit::Source;
+use super::time::{RuntimeProfile, TimeEstimate};
 use super::{ExitError, ExitOptions};
 use crate::analysis::cost::{CostStatus, graph_cost};
 use crate::analysis::shapes::infer_model;
@@ -50,6 +51,13 @@ pub struct CostTable {
     pub final_stage: Work,
     /// Ops that could not be costed (the figures exclude them).
     pub uncosted_ops: Vec<String>,
+    /// Per exit: elements of its tensor for one sample (the time term's
+    /// split cost). Absent in metadata written before it existed.
+    #[serde(default)]
+    pub exit_elements: Vec<f64>,
+    /// Nodes of the original graph that run per sample (not constant).
+    #[serde(default)]
+    pub original_nodes: usize,
 }
 
 /// Measures the flat graph (original + heads + decisions) with the cost model.
@@ -111,6 +119,16 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
         .into_iter()
         .collect();
     let (stages, final_stage) = stage_work.split_at(stage_work.len() - 1);
+    let exit_elements = source
+        .plan
+        .exits
+        .iter()
+        .map(|e| {
+            e.ty.shape.as_ref().map_or(0.0, |s| {
+                s.iter().skip(1).map(|d| d.known().unwrap_or(1) as f64).product()
+            })
+        })
+        .collect();
     Ok(CostTable {
         original: sum(&mut (0..original_nodes)),
         stages: stages.to_vec(),
@@ -118,6 +136,8 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
         decisions: ranges.iter().map(|r| sum(&mut r.1.iter().copied())).collect(),
         final_stage: final_stage[0],
         uncosted_ops,
+        exit_elements,
+        original_nodes: source.plan.stages.iter().map(Vec::len).sum(),
     })
 }
 
@@ -203,10 +223,20 @@ pub struct CostReport {
     pub worst_case_overhead_ratio: f64,
     pub expected: Option<Expected>,
     pub uncosted_ops: Vec<String>,
+    /// The same in time on ONNX Runtime (CPU, 1 thread): the runtime's cost
+    /// of each exit beside its FLOPs.
+    pub time: TimeEstimate,
 }
 
 impl CostReport {
     pub fn new(t: &CostTable, distribution: Option<&[f64]>) -> CostReport {
+        Self::with_original_time(t, distribution, None)
+    }
+
+    /// As [`CostReport::new`], with the original model's latency as
+    /// measured (µs per row) instead of estimated.
+    pub fn with_original_time(t: &CostTable, distribution: Option<&[f64]>, original_us: Option<f64>) -> CostReport {
+        let time = TimeEstimate::new(t, &RuntimeProfile::onnxruntime_cpu(), distribution, original_us);
         let mut cumulative = Work::default();
         let mut rows = Vec::new();
         for k in 0..t.stages.len() {
@@ -258,6 +288,7 @@ impl CostReport {
             },
             expected,
             uncosted_ops: t.uncosted_ops.clone(),
+            time,
         }
     }
 
@@ -328,6 +359,7 @@ impl CostReport {
         } else {
             out += "expected      (give --exit-dist P1,...,PK for the expected cost and savings)\n";
         }
+        out += &self.time.to_text();
         if !self.uncosted_ops.is_empty() {
             out += &format!("NOT COSTED (figures exclude these): {}\n", self.uncosted_ops.join(", "));
         }
@@ -361,6 +393,8 @@ mod tests {
             decisions: vec![w(1.0), w(1.0)],
             final_stage: w(30.0),
             uncosted_ops: vec![],
+            exit_elements: vec![],
+            original_nodes: 0,
         };
         let r = CostReport::new(&t, Some(&[0.5, 0.25]));
         assert_eq!(r.exits[0].cumulative.flops, 43.0);

@@ -9,6 +9,7 @@ pub mod head;
 mod looped;
 pub mod plan;
 pub mod repeat;
+pub mod time;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ pub const L2_GRID: [f64; 5] = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1];
 const MAX_ITERS: u64 = 300;
 
 /// A fitted head in the original feature space.
+#[derive(Debug, Clone)]
 pub struct Head {
     /// classes × features, row-major.
     pub weight: Vec<f32>,
