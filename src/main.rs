@@ -483,7 +483,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         r.exit_histogram
     ));
     text.push_str(&format!(
-        "speedup    measured {} (medians), predicted by the cost model {:.2}x\n",
+        "speedup    measured {} (means), predicted by the cost model {:.2}x\n",
         r.measured_speedup
             .map_or("- (give --baseline)".into(), |s| format!("{s:.2}x")),
         r.predicted_speedup
