@@ -408,12 +408,15 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
         )
     };
     let shares: Vec<f64> = histogram.iter().map(|&c| c as f64 / rows.max(1) as f64).collect();
-    // The time term with the original's latency as measured here (the
-    // baseline, in the same runtime), not estimated.
+    // The time term (an ONNX Runtime profile) with the original's latency
+    // as measured here when ONNX Runtime measured it, not estimated.
     let cost = CostReport::with_original_time(
         &meta.cost,
         Some(&shares[..k]),
-        baseline.as_ref().map(|b| b.timing.p50_ms * 1000.0),
+        baseline
+            .as_ref()
+            .filter(|_| ort.is_some())
+            .map(|b| b.timing.mean_ms * 1000.0),
     );
     let expected = cost
         .expected
@@ -490,6 +493,7 @@ fn choose_runtime(options: &EvalOptions) -> Result<(Option<OrtChoice>, RuntimeIn
         }
         RuntimeChoice::Auto => match crate::runtime::onnxruntime::load(options.ort_library.as_deref()) {
             Ok(lib) => Ok((Some(ort_choice()), ort_info(lib))),
+            Err(RunError::Ort(why)) => Ok((None, tract_info(Some(why)))),
             Err(e) => Ok((None, tract_info(Some(e.to_string())))),
         },
     }
