@@ -131,7 +131,7 @@ def softmax_cases():
 
 
 def batch_cases():
-    def all_rows(name, rule, fires, batch, opset):
+    def all_rows(name, rule, fires, batch, opset, flags_out=True):
         nodes = [h.make_node("ReduceMax", ["z"], ["c"], keepdims=0, axes=[1]) if opset < 18 else
                  h.make_node("ReduceMax", ["z", "ax1"], ["c"], keepdims=0),
                  h.make_node("GreaterOrEqual", ["c", "t"], ["ok"]),
@@ -141,12 +141,32 @@ def batch_cases():
                  h.make_node("Cast", ["allf"], ["all"], to=T.BOOL)]
         inits = [] if opset < 18 else [const("ax1", np.array([1], dtype=np.int64)),
                                        const("ax0", np.array([0], dtype=np.int64))]
+        outputs = [vi("all", T.BOOL, [])] + ([vi("ok", T.BOOL, [batch])] if flags_out else [])
         model(name, rule, fires, nodes, [vi("z", T.FLOAT, [batch, 10]), vi("t", T.FLOAT, [])],
-              [vi("all", T.BOOL, []), vi("ok", T.BOOL, [batch])], inits, opset)
+              outputs, inits, opset)
     all_rows("all_rows_batch1", "all-rows-single-row", True, 1, 17)
     all_rows("all_rows_batchN", "all-rows-single-row", False, "N", 17)
     all_rows("all_rows_op20", "all-rows-bool-reducemin", True, "N", 20)
     all_rows("all_rows_op18", "all-rows-bool-reducemin", False, "N", 18)
+    # As in if mode: nothing else reads the per-row flags (compact mode does,
+    # and there the rule matches but the region is kept: one more FLOP).
+    all_rows("least_confident_batchN", "all-rows-least-confident", True, "N", 17, flags_out=False)
+    all_rows("least_confident_op18", "all-rows-least-confident", True, "N", 18, flags_out=False)
+
+    def least_confident_not_less(name, fires, t_shape):
+        # Opset 11: c >= t written as Not(c < t); the threshold must be a scalar.
+        nodes = [h.make_node("ReduceMax", ["z"], ["c"], keepdims=0, axes=[1]),
+                 h.make_node("Less", ["c", "t"], ["lt"]),
+                 h.make_node("Not", ["lt"], ["ok"]),
+                 h.make_node("Cast", ["ok"], ["okf"], to=T.FLOAT),
+                 h.make_node("ReduceMin", ["okf"], ["allf"], keepdims=0, axes=[0]),
+                 h.make_node("Cast", ["allf"], ["all"], to=T.BOOL)]
+        model(name, "all-rows-least-confident-not-less", fires, nodes,
+              [vi("z", T.FLOAT, ["N", 10]), vi("t", T.FLOAT, t_shape)],
+              [vi("all", T.BOOL, [])], (), 11)
+    least_confident_not_less("least_confident_not_less", True, [])
+    # A per-row threshold vector: min over rows no longer answers "every row".
+    least_confident_not_less("least_confident_per_row_t", False, ["N"])
 
 
 def linear_cases():
