@@ -558,6 +558,14 @@ struct CompileArgs {
     /// dropped and the rest calibrated again).
     #[arg(long)]
     keep_exits: bool,
+    /// After writing the model, measure it against the original in ONNX
+    /// Runtime (as `eexc eval --baseline`) on these rows; the report gets a
+    /// `measured` section.
+    #[arg(long, value_name = "X.npy")]
+    measure: Option<PathBuf>,
+    /// Labels of --measure, for the measured accuracies.
+    #[arg(long, value_name = "Y.npy", requires = "measure")]
+    measure_labels: Option<PathBuf>,
     /// Fail (exit 1, no model written) when the expected FLOP savings are
     /// below this share, e.g. 20%.
     #[arg(long, value_parser = parse_share)]
@@ -616,11 +624,15 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         keep_exits: a.keep_exits,
     };
     let work = tempfile::tempdir().context("creating a scratch folder")?;
-    let (model, report) = eexc::compile::compile(&a.model, &options, work.path())?;
-    if let Some(r) = &a.report {
-        let json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
-        eexc::onnx::write_atomically(r, &json)?;
-    }
+    let (model, mut report) = eexc::compile::compile(&a.model, &options, work.path())?;
+    let write_report = |report: &eexc::compile::CompileReport| -> anyhow::Result<()> {
+        if let Some(r) = &a.report {
+            let json = serde_json::to_vec_pretty(report).context("encoding the report")?;
+            eexc::onnx::write_atomically(r, &json)?;
+        }
+        Ok(())
+    };
+    write_report(&report)?;
     let c = &report.calibration;
     println!(
         "fit on {} rows, calibrated on {}: threshold {:.3}, risk {:.4} (p = {:.2e} ≤ δ = {}), expected FLOP savings {:.1}%",
@@ -659,6 +671,30 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     eexc::onnx::save_model(&model, &a.output, Some(&source_dir))?;
     println!("wrote {}", a.output.display());
+    if let Some(data) = a.measure {
+        let measured = eexc::eval::eval(
+            &a.output,
+            &eexc::eval::EvalOptions {
+                data,
+                labels: a.measure_labels,
+                baseline: Some(a.model.clone()),
+                runtime: eexc::eval::RuntimeChoice::Auto,
+                threads: 1,
+                ort_library: None,
+            },
+        )?;
+        let r = &measured.report;
+        println!(
+            "measured in {}: time saving {:.1}% (cost model: {}), exits {:?}",
+            r.runtime,
+            100.0 * r.measured_time_saving.unwrap_or(0.0),
+            r.predicted_time_saving
+                .map_or("-".into(), |t| format!("{:.1}%", 100.0 * t)),
+            r.exit_histogram
+        );
+        report.measured = Some(measured.report);
+        write_report(&report)?;
+    }
     Ok(())
 }
 

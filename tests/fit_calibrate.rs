@@ -420,12 +420,29 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
     assert!(checked.contains("0 failed"), "{checked}");
     std::fs::remove_file(&out).unwrap();
 
-    // --keep-exits keeps all three.
-    let o = run(&["--max-drop", "1%", "--keep-exits", "--report", report.to_str().unwrap()]);
+    // --keep-exits keeps all three; --measure times the result against the
+    // original in ONNX Runtime on the test rows.
+    let (test_x, test_y) = (digits("test_x.npy"), digits("test_y.npy"));
+    let o = run(&[
+        "--max-drop",
+        "1%",
+        "--keep-exits",
+        "--report",
+        report.to_str().unwrap(),
+        "--measure",
+        test_x.to_str().unwrap(),
+        "--measure-labels",
+        test_y.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["calibration"]["exits"].as_array().unwrap().len(), 3, "{json}");
     assert!(json["dropped_exits"].as_array().unwrap().is_empty());
+    let measured = &json["measured"];
+    assert_eq!(measured["runtime_info"]["name"], "onnxruntime", "{json}");
+    assert_eq!(measured["rows"], 400);
+    assert_eq!(measured["exit_histogram"].as_array().unwrap().len(), 4);
+    assert!(measured["measured_time_saving"].is_number() && measured["predicted_time_saving"].is_number());
     std::fs::remove_file(&out).unwrap();
 
     // Savings gate out of reach: exit 1, said plainly, no model.

@@ -65,6 +65,9 @@ pub struct CompileReport {
     pub dropped_exits: Vec<DroppedExit>,
     /// Each exit's head and decision before and after fusion.
     pub fusion: Option<crate::fuse::FuseReport>,
+    /// The written model measured against the original (`--measure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<crate::eval::EvalReport>,
 }
 
 /// An exit compile fitted and then left out.
@@ -145,6 +148,7 @@ pub fn compile(
                     fit: fit_report,
                     calibration: calibrated,
                     fusion: inserted,
+                    measured: None,
                 };
                 return Ok((model_out, report));
             }
