@@ -763,7 +763,7 @@ fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     let loaded = eexc::onnx::load_model(&a.model)?;
     let mut model = loaded.proto;
     let options = a.limits.options(a.freeze_knobs);
-    let knobs = eexc::fuse::knob_names(&model);
+    let knobs = eexc::exits::knob_names(&model);
     if a.freeze_knobs && knobs.is_empty() {
         anyhow::bail!(
             "{}: --freeze-knobs: the model has no eexc knobs (not made by insert-exits)",

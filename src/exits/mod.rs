@@ -294,7 +294,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
     write_metadata(&mut out, &meta);
     let fusion = match &options.fuse {
         Some(fuse) => {
-            let knobs = crate::fuse::knob_names(&out);
+            let knobs = knob_names(&out);
             Some(crate::fuse::fuse_model(
                 &mut out,
                 crate::fuse::Target::Exits,
@@ -467,6 +467,19 @@ pub fn metadata_of(model: &ModelProto) -> Result<ExitsMetadata, String> {
     read_metadata(model)
         .ok_or_else(|| format!("not made by eexc insert-exits (no '{METADATA_KEY}' metadata)"))?
         .map_err(|e| format!("unreadable '{METADATA_KEY}' metadata: {e}"))
+}
+
+/// Knob inputs named in the exits metadata (none for other models): what
+/// fusion must never fold unless asked to freeze them.
+pub fn knob_names(model: &ModelProto) -> std::collections::HashSet<String> {
+    match read_metadata(model) {
+        Some(Ok(meta)) => meta
+            .exits
+            .iter()
+            .flat_map(|e| [e.threshold_input.clone(), e.temperature_input.clone()])
+            .collect(),
+        _ => std::collections::HashSet::new(),
+    }
 }
 
 /// Reads the `eexc.exits` metadata of an eexc-produced model.

@@ -137,7 +137,8 @@ fn exit_of_tag(doc: &str) -> Option<&str> {
 
 /// Fuses `model` in place and reports what happened to each region.
 /// `knobs`: inputs a caller may feed even where the IR version makes every
-/// initializer an input (see [`knob_names`]); never folded unless frozen.
+/// initializer an input (`exits::knob_names` for an early-exit model); never
+/// folded unless frozen.
 pub fn fuse_model(
     model: &mut ModelProto,
     target: Target,
@@ -211,18 +212,6 @@ pub fn fuse_model(
     let droppable: HashSet<String> = possibly_unused.difference(&live_after).cloned().collect();
     drop_unread(g, &droppable);
     Ok(report)
-}
-
-/// Knob inputs named in the exits metadata (none for other models).
-pub fn knob_names(model: &ModelProto) -> HashSet<String> {
-    match crate::exits::read_metadata(model) {
-        Some(Ok(meta)) => meta
-            .exits
-            .iter()
-            .flat_map(|e| [e.threshold_input.clone(), e.temperature_input.clone()])
-            .collect(),
-        _ => HashSet::new(),
-    }
 }
 
 struct Context<'r> {
