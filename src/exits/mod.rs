@@ -254,9 +254,11 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         }
     };
     put_weights_back(&mut out, stored_weights);
-    if options.mode == Mode::Loop {
+    if options.mode == Mode::Loop
+        && let Some(g) = out.graph.as_mut()
+    {
         // The looped layers' own weights now live in the stacked tensors.
-        drop_unused_initializers(&mut out);
+        crate::transform::drop_unread_initializers(g, |_| true);
     }
     let metas: Vec<ExitMeta> = plan
         .exits
@@ -348,24 +350,6 @@ fn loop_exits(
             plan::exit_point(graph, classifier, l.output, head, reason)
         })
         .collect()
-}
-
-/// Removes initializers that no node (in any subgraph) and no graph output reads.
-fn drop_unused_initializers(model: &mut ModelProto) {
-    let Some(g) = model.graph.as_mut() else { return };
-    let mut used = std::collections::HashSet::new();
-    for n in &g.node {
-        crate::onnx::names_read(n, &mut used);
-    }
-    used.extend(g.output.iter().map(|o| o.name().to_string()));
-    let dropped: std::collections::HashSet<String> = g
-        .initializer
-        .iter()
-        .filter(|t| !used.contains(t.name()))
-        .map(|t| t.name().to_string())
-        .collect();
-    g.initializer.retain(|t| !dropped.contains(t.name()));
-    g.input.retain(|i| !dropped.contains(i.name()));
 }
 
 /// Cumulative FLOP share of the original network before exit `k`, rounded to

@@ -210,7 +210,7 @@ pub fn fuse_model(
     }
     g.initializer.extend(initializers);
     let droppable: HashSet<String> = possibly_unused.difference(&live_after).cloned().collect();
-    drop_unread(g, &droppable);
+    crate::transform::drop_unread_initializers(g, |n| droppable.contains(n));
     Ok(report)
 }
 
@@ -465,23 +465,6 @@ fn stable_topological(nodes: Vec<NodeProto>) -> Result<Vec<NodeProto>, ()> {
         .into_iter()
         .map(|i| slots[i].take().expect("each node once"))
         .collect())
-}
-
-/// Drops initializers (and their input entries) that fused regions read
-/// before and nothing reads now.
-fn drop_unread(graph: &mut GraphProto, candidates: &HashSet<String>) {
-    let mut read: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
-    for n in &graph.node {
-        crate::onnx::names_read(n, &mut read);
-    }
-    let dropped: HashSet<String> = graph
-        .initializer
-        .iter()
-        .map(|t| t.name().to_string())
-        .filter(|n| candidates.contains(n) && !read.contains(n))
-        .collect();
-    graph.initializer.retain(|t| !dropped.contains(t.name()));
-    graph.input.retain(|i| !dropped.contains(i.name()));
 }
 
 impl FuseReport {

@@ -6,3 +6,26 @@
 
 pub mod builder;
 pub mod placement;
+
+use std::collections::HashSet;
+
+use crate::onnx::proto::GraphProto;
+
+/// Removes the initializers of `graph` (and their graph-input entries) that
+/// nothing reads — no node, no subgraph, no graph output — and that
+/// `may_drop` allows (fusion offers only what its regions stopped reading;
+/// loop mode, every layer weight the stacked tensors replaced).
+pub fn drop_unread_initializers(graph: &mut GraphProto, may_drop: impl Fn(&str) -> bool) {
+    let mut read: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+    for n in &graph.node {
+        crate::onnx::names_read(n, &mut read);
+    }
+    let dropped: HashSet<String> = graph
+        .initializer
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|n| may_drop(n) && !read.contains(n))
+        .collect();
+    graph.initializer.retain(|t| !dropped.contains(t.name()));
+    graph.input.retain(|i| !dropped.contains(i.name()));
+}
