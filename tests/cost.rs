@@ -71,3 +71,62 @@ fn flops_follow_the_two_per_mac_convention() {
         }
     }
 }
+
+/// The time term: the report carries each exit's overhead and every path's
+/// latency, and an exit that cannot pay for its time is named in a warning
+/// (the digits model: 20 nodes, 12.5 µs estimated; its deepest exit saves
+/// less than it adds). ResNet-50's exits all pay.
+#[test]
+fn time_term_is_reported_and_exits_that_cannot_pay_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |model: &std::path::Path, at: &[&str]| {
+        let out = dir.path().join("ee.onnx");
+        let report = dir.path().join("cost.json");
+        let mut args = vec![
+            "insert-exits",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(at);
+        let o = common::eexc(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (json, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (json, stderr) = run(
+        &testdata("digits/digits_resnet.onnx"),
+        &["--at", "stem_out,block1_out,block2_out"],
+    );
+    let time = &json["cost"]["time"];
+    assert_eq!(time["path_us"].as_array().unwrap().len(), 4, "{json}");
+    assert_eq!(time["exit_overhead_us"].as_array().unwrap().len(), 3);
+    assert_eq!(time["original_measured"], false);
+    let never: Vec<usize> = time["break_even_rate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.as_f64().is_none_or(|r| r >= 1.0))
+        .map(|(j, _)| j + 1)
+        .collect();
+    assert!(!never.is_empty(), "{json}");
+    for k in 1..=3 {
+        let named = stderr.contains(&format!("exit {k} ("));
+        assert_eq!(named, never.contains(&k), "exit {k}: {stderr}");
+    }
+    let (json, stderr) = run(&testdata("models/resnet50.onnx"), &["--auto", "3"]);
+    assert!(!stderr.contains("cannot pay"), "{stderr}");
+    let paths: Vec<f64> = json["cost"]["time"]["path_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        paths.windows(2).all(|w| w[0] < w[1]),
+        "deeper paths take longer: {paths:?}"
+    );
+}

@@ -309,6 +309,27 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
     // Last, so that the heads' and fusion's new constants move too.
     crate::transform::placement::place_constants(&mut out);
     let mut warnings = Vec::new();
+    let time = &report.time;
+    for (j, rate) in time.break_even_rate.iter().enumerate() {
+        if *rate >= 1.0 && options.mode != Mode::Multi {
+            let saved = time.path_us.last().copied().unwrap_or(0.0) - time.path_us[j];
+            warnings.push(format!(
+                "exit {} ('{}') cannot pay for its time in ONNX Runtime: it adds {:.1} µs to every row that \
+                 reaches it and a row leaving there saves {:.1} µs (cost model, original {:.1} µs {}; `eexc eval` \
+                 measures)",
+                j + 1,
+                plan.exits[j].tensor,
+                time.exit_overhead_us[j],
+                saved.max(0.0),
+                time.original_us,
+                if time.original_measured {
+                    "measured"
+                } else {
+                    "estimated"
+                }
+            ));
+        }
+    }
     if !options.weights.is_trained() && options.mode != Mode::Multi {
         warnings.push(format!(
             "exit heads are UNTRAINED (seeded initialiser, seed {}): early exits will return meaningless \
