@@ -189,3 +189,44 @@ fn fuzz_regressions_do_not_panic() {
     }
     assert!(count > 0, "no regression inputs found in {}", dir.display());
 }
+
+/// `eval --runtime ort` with a library that is missing or is not ONNX
+/// Runtime: one line naming it, exit 2. With `--runtime auto` the same bad
+/// `ORT_DYLIB_PATH` makes eval fall back on tract and say why.
+#[test]
+fn eval_with_a_bad_onnx_runtime_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let ee = dir.path().join("ee.onnx");
+    common::insert_exits(&testdata("digits/digits_resnet.onnx"), &ee, &["--at", "stem_out"]);
+    let data = testdata("digits/test_x.npy");
+    let not_a_library = testdata("README.md");
+    for lib in [Path::new("/no/such/libonnxruntime.so"), not_a_library.as_path()] {
+        let out = eexc(&[
+            "eval",
+            ee.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--runtime",
+            "ort",
+            "--ort-library",
+            lib.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&lib.display().to_string()) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eexc"))
+        .args(["eval", ee.to_str().unwrap(), "--data", data.to_str().unwrap(), "--json"])
+        .env("ORT_DYLIB_PATH", &not_a_library)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["runtime_info"]["name"], "tract");
+    let why = json["runtime_info"]["fallback_reason"].as_str().unwrap();
+    assert!(why.contains("README.md"), "{why}");
+}
