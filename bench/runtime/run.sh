@@ -54,3 +54,6 @@ $eexc eval "$work/digits.pruned.onnx" --data $d/test_x.npy --labels $d/test_y.np
 
 echo "== what an If costs by itself"
 $py bench/runtime/if_cost.py --runs 1000
+
+echo "== the time term's constants, measured here (passes/runtime/onnxruntime-cpu.json ships)"
+$py bench/runtime/time_constants.py --eexc "$eexc"
