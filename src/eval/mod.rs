@@ -87,10 +87,11 @@ pub struct PathTimes {
     /// 1 − predicted / baseline (when a baseline was measured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicted_time_saving: Option<f64>,
-    /// Each exit's break-even rate in time: the share of rows that must
-    /// leave at exit k for it to pay for itself, o / (saved_k + o), where
-    /// saved_k is the full path minus path k and o the mean per-exit
-    /// overhead (full path minus baseline, over K). Needs a baseline.
+    /// Each exit's break-even rate in time: the share of the rows reaching
+    /// exit k that must leave there for it to pay for itself, o / (full −
+    /// path_k), with o the mean per-exit overhead (full path minus baseline,
+    /// over K) — the same definition as the cost model's (`cost.time`).
+    /// Needs a baseline.
     pub break_even: Vec<Option<f64>>,
 }
 
@@ -555,7 +556,7 @@ fn path_times(
     let break_even = (0..k)
         .map(|j| {
             let saved = full - p50[j];
-            (saved > 0.0 && overhead.is_finite()).then(|| overhead / (saved + overhead))
+            (saved > 0.0 && overhead.is_finite()).then(|| overhead / saved)
         })
         .collect();
     Ok(PathTimes {

@@ -91,7 +91,9 @@ fn sink_once(g: &mut GraphProto) -> bool {
     }
 
     let readers = readers_of(g);
-    let loop_like: HashSet<usize> = g
+    // Nodes whose subgraphs may run more than once per run (Loop, Scan, any
+    // op but If): only stored constants move into them.
+    let repeats_body: HashSet<usize> = g
         .node
         .iter()
         .enumerate()
@@ -107,7 +109,7 @@ fn sink_once(g: &mut GraphProto) -> bool {
                 _ => return None,
             }
         }
-        target.filter(|t| stored || !loop_like.contains(&t.node))
+        target.filter(|t| stored || !repeats_body.contains(&t.node))
     };
 
     let mut init_moves: Vec<(usize, Subgraph)> = Vec::new();
@@ -141,12 +143,11 @@ fn sink_once(g: &mut GraphProto) -> bool {
         inits_for.entry(s).or_default().push(g.initializer.remove(i));
     }
     let mut nodes_for: HashMap<Subgraph, Vec<NodeProto>> = HashMap::new();
-    // A moved node's index shifts down by the moved nodes before it.
-    let moved_nodes: Vec<(usize, Subgraph)> = node_moves.clone();
-    for &(i, s) in moved_nodes.iter().rev() {
+    for &(i, s) in node_moves.iter().rev() {
         nodes_for.entry(s).or_default().push(g.node.remove(i));
     }
-    let owner_index = |original: usize| original - moved_nodes.iter().filter(|(i, _)| *i < original).count();
+    // A subgraph's owner shifted down by the moved nodes before it.
+    let owner_index = |original: usize| original - node_moves.iter().filter(|(i, _)| *i < original).count();
     let mut targets: Vec<Subgraph> = inits_for.keys().chain(nodes_for.keys()).copied().collect();
     targets.sort();
     targets.dedup();
@@ -165,6 +166,7 @@ fn sink_once(g: &mut GraphProto) -> bool {
                 true
             }
         });
+        // Always found: `s` was read off this very node's attributes.
         let Some(sub) = subgraph_mut(&mut g.node[owner_index(s.node)], s) else {
             continue;
         };
