@@ -459,61 +459,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.predictions {
         eexc::eval::save_predictions(p, &e.predictions)?;
     }
-    let r = &e.report;
-    let mut text = format!("{} rows, {}\n", r.rows, r.runtime);
-    let line = |name: &str, s: &eexc::eval::Side| {
-        format!(
-            "{name:<10} accuracy {}  latency mean {:.3} ms, p50 {:.3} ms, p90 {:.3} ms  throughput {:.1} rows/s\n",
-            s.accuracy.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
-            s.timing.mean_ms,
-            s.timing.p50_ms,
-            s.timing.p90_ms,
-            s.timing.rows_per_second
-        )
-    };
-    text.push_str(&line("early-exit", &r.early_exit));
-    if let Some(b) = &r.baseline {
-        text.push_str(&line("baseline", b));
-    }
-    if let Some(a) = r.agreement {
-        text.push_str(&format!("agreement  {:.2}%\n", 100.0 * a));
-    }
-    text.push_str(&format!(
-        "exits      {:?} (exits 1..K, then the full model)\n",
-        r.exit_histogram
-    ));
-    text.push_str(&format!(
-        "speedup    measured {} (means), predicted by the cost model {:.2}x\n",
-        r.measured_speedup
-            .map_or("- (give --baseline)".into(), |s| format!("{s:.2}x")),
-        r.predicted_speedup
-    ));
-    let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
-    text.push_str(&format!(
-        "saving     measured time {}; predicted: FLOPs {}, time by the cost model {}",
-        pct(r.measured_time_saving),
-        pct(Some(r.predicted_flop_saving)),
-        pct(r.predicted_time_saving)
-    ));
-    match &r.paths {
-        Some(p) => {
-            let paths: Vec<String> = p.p50_ms.iter().map(|t| format!("{t:.3}")).collect();
-            text.push_str(&format!(
-                ", time by the measured paths {} ({:.3} ms per row)\npaths      p50 ms when every row leaves at exit 1..K, then the full path: [{}] ({} rows each)\n",
-                pct(p.predicted_time_saving),
-                p.predicted_ms,
-                paths.join(", "),
-                p.rows
-            ));
-            let be: Vec<String> = p.break_even.iter().map(|b| pct(*b)).collect();
-            text.push_str(&format!(
-                "break-even exit rate in time, per exit: [{}]\n",
-                be.join(", ")
-            ));
-        }
-        None => text.push('\n'),
-    }
-    emit(r, a.json, text)
+    emit(&e.report, a.json, e.report.to_text())
 }
 
 #[derive(clap::Args)]
@@ -601,6 +547,8 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
             a.labels.as_ref(),
             a.calib_data.as_ref(),
             a.calib_labels.as_ref(),
+            a.measure.as_ref(),
+            a.measure_labels.as_ref(),
         ],
         &[Some(&a.output), a.report.as_ref()],
     )?;

@@ -126,6 +126,67 @@ pub struct EvalReport {
     pub cost: CostReport,
 }
 
+impl EvalReport {
+    /// The text `eexc eval` prints.
+    pub fn to_text(&self) -> String {
+        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
+        let line = |name: &str, s: &Side| {
+            format!(
+                "{name:<10} accuracy {}  latency mean {:.3} ms, p50 {:.3} ms, p90 {:.3} ms  throughput {:.1} rows/s\n",
+                s.accuracy.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
+                s.timing.mean_ms,
+                s.timing.p50_ms,
+                s.timing.p90_ms,
+                s.timing.rows_per_second
+            )
+        };
+        let mut text = format!("{} rows, {}\n", self.rows, self.runtime);
+        text.push_str(&line("early-exit", &self.early_exit));
+        if let Some(b) = &self.baseline {
+            text.push_str(&line("baseline", b));
+        }
+        if let Some(a) = self.agreement {
+            text.push_str(&format!("agreement  {:.2}%\n", 100.0 * a));
+        }
+        text.push_str(&format!(
+            "exits      {:?} (exits 1..K, then the full model)\n",
+            self.exit_histogram
+        ));
+        text.push_str(&format!(
+            "speedup    measured {} (means), predicted by the cost model {:.2}x\n",
+            self.measured_speedup
+                .map_or("- (give --baseline)".into(), |s| format!("{s:.2}x")),
+            self.predicted_speedup
+        ));
+        text.push_str(&format!(
+            "saving     measured time {}; predicted: FLOPs {}, time by the cost model {}",
+            pct(self.measured_time_saving),
+            pct(Some(self.predicted_flop_saving)),
+            pct(self.predicted_time_saving)
+        ));
+        match &self.paths {
+            Some(p) => {
+                let paths: Vec<String> = p.p50_ms.iter().map(|t| format!("{t:.3}")).collect();
+                text.push_str(&format!(
+                    ", time by the measured paths {} ({:.3} ms per row)\n\
+                     paths      p50 ms when every row leaves at exit 1..K, then the full path: [{}] ({} rows each)\n",
+                    pct(p.predicted_time_saving),
+                    p.predicted_ms,
+                    paths.join(", "),
+                    p.rows
+                ));
+                let be: Vec<String> = p.break_even.iter().map(|b| pct(*b)).collect();
+                text.push_str(&format!(
+                    "break-even exit rate in time, per exit: [{}]\n",
+                    be.join(", ")
+                ));
+            }
+            None => text.push('\n'),
+        }
+        text
+    }
+}
+
 /// Per row: prediction and exit index (K+1 for the full model).
 pub struct Evaluated {
     pub report: EvalReport,
@@ -271,7 +332,7 @@ impl Runner {
                     data: vec![*v],
                 }));
                 let start = Instant::now();
-                let result = session.run(&feeds, outputs)?;
+                let result = session.run(feeds, outputs)?;
                 let ms = start.elapsed().as_secs_f64() * 1000.0;
                 let first = result[0].as_f32();
                 Ok(Row {
@@ -298,8 +359,15 @@ const PATH_ROWS: usize = 50;
 
 pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
     let (loaded, meta) = crate::runtime::load_exits_model(path)?;
+    if meta.mode == "multi" {
+        return Err(RunError::Model {
+            path: path.to_path_buf(),
+            reason: "a 'multi' model has no exits to take (every head runs); evaluate its 'if', compact or loop form"
+                .into(),
+        });
+    }
     let (ort, runtime_info) = choose_runtime(options)?;
-    if ort.is_none() && matches!(meta.mode.as_str(), "compact" | "loop" | "multi") {
+    if ort.is_none() && matches!(meta.mode.as_str(), "compact" | "loop") {
         return Err(RunError::Model {
             path: path.to_path_buf(),
             reason: format!(
@@ -308,13 +376,6 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
                  same heads and thresholds",
                 meta.mode
             ),
-        });
-    }
-    if meta.mode == "multi" {
-        return Err(RunError::Model {
-            path: path.to_path_buf(),
-            reason: "a 'multi' model has no exits to take (every head runs); evaluate its 'if', compact or loop form"
-                .into(),
         });
     }
     let mut samples = Samples::open(&options.data)?;

@@ -96,11 +96,7 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
     // emitted: an identity depthwise 1×1 Conv, one MAC per element.
     for (k, point) in (1..).zip(&source.plan.exits) {
         if let Some((_, channels)) = source.layout_anchor(k) {
-            let elements = point
-                .ty
-                .shape
-                .as_ref()
-                .map_or(0.0, |s| s[1..].iter().map(|d| d.known().unwrap_or(1) as f64).product());
+            let elements = per_sample_elements(&point.ty);
             stage_work[k] = stage_work[k].add(Work {
                 macs: elements,
                 flops: 2.0 * elements,
@@ -108,7 +104,7 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
             });
         }
     }
-    let original_nodes = source.proto.graph.as_ref().map_or(0, |g| g.node.len());
+    let all_original_nodes = source.proto.graph.as_ref().map_or(0, |g| g.node.len());
     let uncosted_ops = cost
         .nodes
         .iter()
@@ -119,18 +115,9 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
         .into_iter()
         .collect();
     let (stages, final_stage) = stage_work.split_at(stage_work.len() - 1);
-    let exit_elements = source
-        .plan
-        .exits
-        .iter()
-        .map(|e| {
-            e.ty.shape.as_ref().map_or(0.0, |s| {
-                s.iter().skip(1).map(|d| d.known().unwrap_or(1) as f64).product()
-            })
-        })
-        .collect();
+    let exit_elements = source.plan.exits.iter().map(|e| per_sample_elements(&e.ty)).collect();
     Ok(CostTable {
-        original: sum(&mut (0..original_nodes)),
+        original: sum(&mut (0..all_original_nodes)),
         stages: stages.to_vec(),
         heads: ranges.iter().map(|r| sum(&mut r.0.iter().copied())).collect(),
         decisions: ranges.iter().map(|r| sum(&mut r.1.iter().copied())).collect(),
@@ -139,6 +126,12 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
         exit_elements,
         original_nodes: source.plan.stages.iter().map(Vec::len).sum(),
     })
+}
+
+/// Elements of a tensor for one sample, the cost model's convention
+/// (symbolic dimensions count as 1); 0 where a dimension is unknown.
+pub(super) fn per_sample_elements(ty: &crate::ir::TensorType) -> f64 {
+    ty.num_elements_per_sample().map_or(0.0, |n| n as f64)
 }
 
 /// Per exit, the flat graph's node indices of its head (the tagged nodes its
@@ -236,7 +229,7 @@ impl CostReport {
     /// As [`CostReport::new`], with the original model's latency as
     /// measured (µs per row) instead of estimated.
     pub fn with_original_time(t: &CostTable, distribution: Option<&[f64]>, original_us: Option<f64>) -> CostReport {
-        let time = TimeEstimate::new(t, &RuntimeProfile::onnxruntime_cpu(), distribution, original_us);
+        let time = TimeEstimate::new(t, RuntimeProfile::onnxruntime_cpu(), distribution, original_us);
         let mut cumulative = Work::default();
         let mut rows = Vec::new();
         for k in 0..t.stages.len() {

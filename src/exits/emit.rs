@@ -540,8 +540,8 @@ impl Source<'_> {
     /// residual) only when all its inputs come from NCHWc nodes: without an
     /// NCHWc source for the residual, the first block's Add and every block
     /// after it in the stage fall back to NCHW with reorders around them
-    /// (measured: ResNet-50 0.965× → 0.977× the original's speed when
-    /// nothing exits). The anchor computes x·1 (exact), costs one pass over
+    /// (measured: ResNet-50 0.965× → 0.98× the original's speed when
+    /// nothing exits; docs/runtime-cost.md). The anchor computes x·1 (exact), costs one pass over
     /// the tensor, and needs the reorder the branch's first Conv makes anyway.
     fn anchor_layout(&self, b: &mut GraphBuilder, k: usize, scope: &mut Scope) {
         let Some((tensor, channels)) = self.layout_anchor(k) else {

@@ -35,10 +35,14 @@ pub struct RuntimeProfile {
 const ONNXRUNTIME_CPU: &str = include_str!("../../passes/runtime/onnxruntime-cpu.json");
 
 impl RuntimeProfile {
-    /// ONNX Runtime, CPU, default options, 1 thread (the shipped profile).
-    pub fn onnxruntime_cpu() -> RuntimeProfile {
-        // The file is compiled in and parsed by a unit test, so this cannot fail at run time.
-        serde_json::from_str(ONNXRUNTIME_CPU).unwrap_or_else(|e| panic!("passes/runtime/onnxruntime-cpu.json: {e}"))
+    /// ONNX Runtime, CPU, default options, 1 thread (the shipped profile),
+    /// parsed once: calibration builds a cost report per candidate threshold.
+    pub fn onnxruntime_cpu() -> &'static RuntimeProfile {
+        static PROFILE: std::sync::LazyLock<RuntimeProfile> = std::sync::LazyLock::new(|| {
+            // Compiled in, and parsed by a unit test: no file a user gives reaches this.
+            serde_json::from_str(ONNXRUNTIME_CPU).unwrap_or_else(|e| panic!("passes/runtime/onnxruntime-cpu.json: {e}"))
+        });
+        &PROFILE
     }
 }
 

@@ -200,30 +200,26 @@ impl OrtSession {
         let Some(Ok(loaded)) = LOADED.get() else {
             return Err(RunError::Ort("not loaded".into()));
         };
-        let fail = |e: String| RunError::Model {
+        let fail = |e: &dyn std::fmt::Display| RunError::Model {
             path: model.to_path_buf(),
             reason: e.to_string(),
         };
         let session = Session::builder(&loaded.environment)
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(&e))?
             .with_intra_threads(threads)
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(&e))?
             .commit_from_file(model)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(&e))?;
         Ok(OrtSession { session })
     }
 
-    /// Names of the model's inputs, in order.
-    pub fn input_names(&self) -> Vec<String> {
-        self.session.inputs().iter().map(|i| i.name().to_string()).collect()
-    }
-
-    /// Runs once; returns `outputs` (by name, in that order).
-    pub fn run(&mut self, feeds: &[Feed], outputs: &[String]) -> Result<Vec<Fetched>, RunError> {
+    /// Runs once; returns `outputs` (by name, in that order). The feeds'
+    /// data moves into the input tensors: nothing is copied on the way in.
+    pub fn run(&mut self, feeds: Vec<Feed>, outputs: &[String]) -> Result<Vec<Fetched>, RunError> {
         let fail = |e: ort::Error| RunError::Ort(e.to_string());
         let mut inputs: Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(feeds.len());
         for f in feeds {
-            let t = Tensor::from_array((f.shape.clone(), f.data.clone())).map_err(fail)?;
+            let t = Tensor::from_array((f.shape, f.data)).map_err(fail)?;
             inputs.push((f.name.into(), t.into()));
         }
         let result = self.session.run(inputs).map_err(fail)?;
