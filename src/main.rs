@@ -110,6 +110,10 @@ struct InsertArgs {
     no_fuse: bool,
     #[command(flatten)]
     limits: FuseLimitArgs,
+    /// On a quantized model: int8 heads (weights and pooled features in int8,
+    /// with each exit tensor's own scale), a quarter of the weight bytes.
+    #[arg(long)]
+    quantize_heads: bool,
 }
 
 /// Rule families and saturation limits of the e-graph fusion (per region).
@@ -504,6 +508,9 @@ struct CompileArgs {
     /// dropped and the rest calibrated again).
     #[arg(long)]
     keep_exits: bool,
+    /// On a quantized model: int8 heads (as `insert-exits --quantize-heads`).
+    #[arg(long)]
+    quantize_heads: bool,
     /// After writing the model, measure it against the original in ONNX
     /// Runtime (as `eexc eval --baseline`) on these rows; the report gets a
     /// `measured` section.
@@ -570,6 +577,7 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         seed: a.seed,
         batch: a.batch_size,
         keep_exits: a.keep_exits,
+        quantize_heads: a.quantize_heads,
     };
     let work = tempfile::tempdir().context("creating a scratch folder")?;
     let (model, mut report) = eexc::compile::compile(&a.model, &options, work.path())?;
@@ -667,6 +675,7 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         logits: a.logits,
         exit_distribution: a.exit_dist,
         fuse: (!a.no_fuse).then(|| a.limits.options(false)),
+        quantize_heads: a.quantize_heads,
     };
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;

@@ -83,15 +83,9 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
             *uncosted.entry(node.op_type.clone()).or_insert(0) += 1;
         }
         if nc.status != CostStatus::Constant {
-            for v in weight_inputs(graph, node) {
+            for (v, t) in weights(node, &|v| value_facts(graph, v)) {
                 if weights_seen.insert(v) {
-                    let n = graph
-                        .value(v)
-                        .ty
-                        .as_ref()
-                        .and_then(TensorType::num_elements)
-                        .unwrap_or(0);
-                    unique_params = unique_params.saturating_add(n);
+                    unique_params = unique_params.saturating_add(t.num_elements().unwrap_or(0));
                 }
             }
         }
@@ -113,24 +107,80 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
 pub struct ValueFacts<'a> {
     pub ty: Option<&'a TensorType>,
     pub is_constant: bool,
+    /// How a constant is stored when that differs from `ty`: the integer
+    /// tensor a load-time `DequantizeLinear` expands (QDQ weights).
+    pub stored: Option<&'a TensorType>,
 }
 
-/// Float constant inputs: the node's weights.
-fn weight_inputs<'a>(graph: &'a Graph, node: &'a Node) -> impl Iterator<Item = ValueId> + 'a {
-    node.inputs.iter().flatten().copied().filter(move |&v| {
-        let val = graph.value(v);
-        val.is_constant && val.ty.as_ref().is_some_and(|t| t.elem.is_float())
+fn value_facts(graph: &Graph, v: ValueId) -> ValueFacts<'_> {
+    let val = graph.value(v);
+    let stored = graph
+        .producer(v)
+        .map(|p| graph.node(p))
+        .filter(|n| val.is_constant && n.op_type == "DequantizeLinear")
+        .and_then(|n| n.inputs.first().copied().flatten())
+        .and_then(|q| graph.value(q).ty.as_ref());
+    ValueFacts {
+        ty: val.ty.as_ref(),
+        is_constant: val.is_constant,
+        stored,
+    }
+}
+
+/// Input positions that hold a quantized op's weights (stored as integers;
+/// its bias as int32). Scales and zero points are quantization parameters,
+/// not weights. `None` for every other op: its float constant inputs are its
+/// weights (integer constants are shape or index arguments).
+fn quantized_weight_positions(node: &Node) -> Option<&'static [usize]> {
+    let microsoft = node.domain == "com.microsoft";
+    Some(match node.op_type.as_str() {
+        "QuantizeLinear" | "DequantizeLinear" | "DynamicQuantizeLinear" => &[],
+        "QLinearConv" => &[3, 8],
+        "QLinearMatMul" => &[3],
+        "ConvInteger" | "MatMulInteger" => &[1],
+        "QGemm" if microsoft => &[3, 6],
+        "DynamicQuantizeMatMul" if microsoft => &[1, 4],
+        "MatMulIntegerToFloat" if microsoft => &[1, 6],
+        "QLinearAdd" | "QLinearMul" if microsoft => &[0, 3],
+        "QLinearGlobalAveragePool"
+        | "QLinearAveragePool"
+        | "QLinearConcat"
+        | "QLinearSigmoid"
+        | "QLinearLeakyRelu"
+        | "QLinearSoftmax"
+            if microsoft =>
+        {
+            &[]
+        }
+        _ => return None,
     })
+}
+
+/// The node's weights, each with the type it is stored as.
+fn weights<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>) -> Vec<(ValueId, &'a TensorType)> {
+    let constant = |v: ValueId| {
+        let facts = value(v);
+        facts.is_constant.then(|| facts.stored.or(facts.ty)).flatten()
+    };
+    match quantized_weight_positions(node) {
+        Some(positions) => positions
+            .iter()
+            .filter_map(|&i| node.inputs.get(i).copied().flatten())
+            .filter_map(|v| Some((v, constant(v)?)))
+            .collect(),
+        None => node
+            .inputs
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&v| value(v).ty.is_some_and(|t| t.elem.is_float()))
+            .filter_map(|v| Some((v, constant(v)?)))
+            .collect(),
+    }
 }
 
 fn node_cost(graph: &Graph, node: &Node) -> NodeCost {
-    node_cost_with(node, &|v| {
-        let val = graph.value(v);
-        ValueFacts {
-            ty: val.ty.as_ref(),
-            is_constant: val.is_constant,
-        }
-    })
+    node_cost_with(node, &|v| value_facts(graph, v))
 }
 
 /// Cost of one node whose values are described by `value` (the e-graph
@@ -145,13 +195,7 @@ pub fn node_cost_with<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>
         };
     }
     let mut cost = Cost::default();
-    // Float constant inputs are the node's weights (integer constants are
-    // shape or index arguments, not parameters).
-    for v in node.inputs.iter().flatten().copied() {
-        let facts = value(v);
-        let Some(t) = facts.ty.filter(|t| facts.is_constant && t.elem.is_float()) else {
-            continue;
-        };
+    for (_, t) in weights(node, value) {
         let n = t.num_elements().unwrap_or(0);
         cost.params = cost.params.saturating_add(n);
         cost.weight_bytes = cost.weight_bytes.saturating_add(t.elem.bytes_for(n).unwrap_or(0));
@@ -256,18 +300,27 @@ fn compute<'a>(
     };
     let dims = |i: usize| -> Option<Vec<u64>> { shape_of(i)?.iter().map(per_sample).collect() };
     let unknown = CostStatus::UnknownShape;
-    let op = node.op_type.as_str();
-    if !node.is_onnx_domain() {
-        return Err(CostStatus::NoRule);
-    }
+    let op = match (node.domain.as_str(), node.op_type.as_str()) {
+        (_, op) if node.is_onnx_domain() => op,
+        ("com.microsoft", op) if microsoft_float_form(op).is_some() => op,
+        _ => return Err(CostStatus::NoRule),
+    };
     let has_bias = |i: usize| node.inputs.get(i).is_some_and(Option::is_some);
+    // Quantized ops count as their float forms, reading their operands at
+    // the positions they keep them.
+    let (weight, bias) = match op {
+        "QLinearConv" => (3, Some(8)),
+        "ConvInteger" => (1, None),
+        _ => (1, Some(2)),
+    };
     match op {
-        "Conv" => {
+        "Conv" | "QLinearConv" | "ConvInteger" => {
             // MACs = output elements × (Cin / group) × kernel area.
-            let w = dims(1).ok_or(unknown)?;
+            let w = dims(weight).ok_or(unknown)?;
             let out = out_elems.ok_or(unknown)?;
             let macs = w.iter().skip(1).fold(out, |acc, &d| acc.saturating_mul(d));
-            Ok((macs, mac_flops(macs, if has_bias(2) { out } else { 0 })))
+            let bias_adds = if bias.is_some_and(has_bias) { out } else { 0 };
+            Ok((macs, mac_flops(macs, bias_adds)))
         }
         "ConvTranspose" => {
             // Every input element is scattered through Cout/group × kernel.
@@ -277,28 +330,36 @@ fn compute<'a>(
             let out = out_elems.ok_or(unknown)?;
             Ok((macs, mac_flops(macs, if has_bias(2) { out } else { 0 })))
         }
-        "Gemm" => {
+        "Gemm" | "QGemm" => {
             let a = dims(0).ok_or(unknown)?;
             let trans_a = node.attr_int("transA").unwrap_or(0) != 0;
             let k = if trans_a { a.first() } else { a.get(1) }.copied().ok_or(unknown)?;
             let out = out_elems.ok_or(unknown)?;
             let macs = out.saturating_mul(k);
-            Ok((macs, mac_flops(macs, if has_bias(2) { out } else { 0 })))
+            let bias = if op == "QGemm" { 6 } else { 2 };
+            Ok((macs, mac_flops(macs, if has_bias(bias) { out } else { 0 })))
         }
-        "MatMul" => {
+        "MatMul" | "QLinearMatMul" | "MatMulInteger" | "DynamicQuantizeMatMul" | "MatMulIntegerToFloat" => {
             let a = dims(0).ok_or(unknown)?;
             let k = a.last().copied().ok_or(unknown)?;
             let macs = out_elems.ok_or(unknown)?.saturating_mul(k);
             Ok((macs, mac_flops(macs, 0)))
         }
         "Einsum" => einsum_macs(node, &dims).map(|m| (m, mac_flops(m, 0))).ok_or(unknown),
-        "MaxPool" | "AveragePool" | "LpPool" => {
+        // Quantizing divides by the scale and adds the zero point (rounding
+        // and saturation not counted); dequantizing subtracts and multiplies;
+        // the dynamic form also finds the range (a min and a max).
+        "QuantizeLinear" | "DequantizeLinear" => Ok((0, out_elems.ok_or(unknown)?.saturating_mul(2))),
+        "DynamicQuantizeLinear" => Ok((0, in_elems.ok_or(unknown)?.saturating_mul(4))),
+        "MaxPool" | "AveragePool" | "LpPool" | "QLinearAveragePool" => {
             // One comparison or addition per window element per output.
             let kernel = node.attr_ints("kernel_shape").ok_or(unknown)?;
             let window = kernel.iter().fold(1u64, |acc, &k| acc.saturating_mul(k.max(0) as u64));
             Ok((0, out_elems.ok_or(unknown)?.saturating_mul(window)))
         }
-        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => Ok((0, in_elems.ok_or(unknown)?)),
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" | "QLinearGlobalAveragePool" => {
+            Ok((0, in_elems.ok_or(unknown)?))
+        }
         "LRN" => {
             // Sum of squares over `size` channels, then scale and power.
             let size = node.attr_int("size").unwrap_or(1).max(1) as u64;
@@ -310,8 +371,8 @@ fn compute<'a>(
         | "ReduceSumSquare" | "ReduceLogSum" | "ArgMax" | "ArgMin" | "CumSum" => Ok((0, in_elems.ok_or(unknown)?)),
         "TopK" => Ok((0, in_elems.ok_or(unknown)?)),
         "Resize" | "Upsample" => Ok((0, out_elems.ok_or(unknown)?)),
-        _ if is_data_movement(op) => Ok((0, 0)),
-        _ => match elementwise_flops(op) {
+        _ if is_data_movement(microsoft_float_form(op).unwrap_or(op)) => Ok((0, 0)),
+        _ => match elementwise_flops(microsoft_float_form(op).unwrap_or(op)) {
             Some(f) => Ok((0, f.saturating_mul(out_elems.ok_or(unknown)?))),
             None => Err(CostStatus::NoRule),
         },
@@ -335,6 +396,27 @@ fn einsum_macs(node: &Node, dims: &dyn Fn(usize) -> Option<Vec<u64>>) -> Option<
         }
     }
     Some(sizes.values().fold(1u64, |acc, &n| acc.saturating_mul(n)))
+}
+
+/// The float op a quantized `com.microsoft` op computes, for the ops the
+/// cost model counts (ONNX Runtime's QOperator format; the MAC ops have rules
+/// of their own in [`compute`]).
+fn microsoft_float_form(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "QLinearAdd" => "Add",
+        "QLinearMul" => "Mul",
+        "QLinearSigmoid" => "Sigmoid",
+        "QLinearLeakyRelu" => "LeakyRelu",
+        "QLinearSoftmax" => "Softmax",
+        "QLinearConcat" => "Concat",
+        "QGemm" => "Gemm",
+        "QLinearGlobalAveragePool" => "GlobalAveragePool",
+        "QLinearAveragePool" => "AveragePool",
+        "DynamicQuantizeMatMul" | "MatMulIntegerToFloat" => "MatMul",
+        "QuantizeLinear" => "QuantizeLinear",
+        "DequantizeLinear" => "DequantizeLinear",
+        _ => return None,
+    })
 }
 
 /// FLOPs of a multiply-accumulate op: 2 per MAC plus any bias additions.

@@ -46,6 +46,8 @@ pub struct CompileOptions {
     pub batch: usize,
     /// Keep every fitted exit, even one that does not pay for its time.
     pub keep_exits: bool,
+    /// int8 heads on a quantized model.
+    pub quantize_heads: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -201,6 +203,7 @@ fn insert_and_calibrate(
         logits: None,
         exit_distribution: None,
         fuse: Some(crate::fuse::FuseOptions::default()),
+        quantize_heads: options.quantize_heads,
     };
     let (ee, inserted) = crate::exits::insert_exits(model, &exit_options)?;
     let ee_path = work.join("early_exit.onnx");

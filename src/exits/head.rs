@@ -1,7 +1,10 @@
 //! Exit heads: pool the feature tensor to N×F, then a linear layer to the
 //! class logits, built from ops valid in the model's opset.
 
-use super::plan::{ExitPoint, HeadKind};
+use super::plan::{Dequantize, ExitPoint, HeadKind};
+use crate::ir::Dim;
+use crate::onnx::dtype::ElemType;
+use crate::onnx::proto::TensorProto;
 use crate::transform::builder::{GraphBuilder, attr_int};
 
 /// Weights of one head: `weight` is `classes × features` (row-major), as a
@@ -37,7 +40,18 @@ pub fn logits_name(exit: usize) -> String {
 
 /// Adds the head for `exit` (1-based) and returns the logits tensor name
 /// (N × classes), [`logits_name`], which the caller must have reserved.
-pub fn build_head(b: &mut GraphBuilder, exit: usize, point: &ExitPoint, classes: i64, weights: &HeadWeights) -> String {
+/// `quantized`: an int8 head (see [`build_quantized_head`]).
+pub fn build_head(
+    b: &mut GraphBuilder,
+    exit: usize,
+    point: &ExitPoint,
+    classes: i64,
+    weights: &HeadWeights,
+    quantized: bool,
+) -> String {
+    if quantized && let Some(dq) = &point.dequantize {
+        return build_quantized_head(b, exit, point, dq, classes, weights);
+    }
     let (wn, bn) = weight_names(exit);
     let w = b.const_f32(&wn, &[classes, point.features], &weights.weight);
     let bias = b.const_f32(&bn, &[classes], &weights.bias);
@@ -45,6 +59,75 @@ pub fn build_head(b: &mut GraphBuilder, exit: usize, point: &ExitPoint, classes:
     let logits = logits_name(exit);
     build_head_from(b, &format!("eexc_exit{exit}"), point, &w, &bias, &logits);
     logits
+}
+
+/// An int8 head in QDQ form, which ONNX Runtime runs as one int8 Gemm
+/// (QGemm): the pooled feature quantized with the exit tensor's own scale
+/// and zero point (a mean of the tensor's values lies in its range, so the
+/// model's calibration already chose that scale), the weight symmetric
+/// int8 with one scale (largest magnitude / 127), then the float bias. A
+/// 1000-class head on 2048 features reads 2 MB instead of 8 MB.
+fn build_quantized_head(
+    b: &mut GraphBuilder,
+    exit: usize,
+    point: &ExitPoint,
+    dq: &Dequantize,
+    classes: i64,
+    weights: &HeadWeights,
+) -> String {
+    let base = format!("eexc_exit{exit}");
+    let pooled = build_pooling(b, &base, point);
+    let mut feature_q = vec![pooled.as_str(), dq.scale.as_str()];
+    feature_q.extend(dq.zero_point.as_deref());
+    let feature = b.op(
+        "QuantizeLinear",
+        &format!("{base}_features_quantized"),
+        &feature_q,
+        vec![],
+    );
+    feature_q[0] = feature.as_str();
+    let feature = b.op("DequantizeLinear", &format!("{base}_features"), &feature_q, vec![]);
+
+    let (wn, bn) = weight_names(exit);
+    let (w_q, w_scale) = symmetric_int8(&weights.weight);
+    let mut w = TensorProto::new();
+    w.set_name(format!("{wn}_quantized"));
+    w.set_data_type(ElemType::INT8.0);
+    w.dims = vec![classes, point.features];
+    w.set_raw_data(w_q.iter().map(|&v| v as u8).collect::<Vec<u8>>().into());
+    let w = b.constant(w, &format!("{wn}_quantized"));
+    let scale = b.const_f32(&format!("{wn}_scale"), &[], &[w_scale]);
+    let mut zero = TensorProto::new();
+    zero.set_name(format!("{wn}_zero_point"));
+    zero.set_data_type(ElemType::INT8.0);
+    zero.set_raw_data(vec![0u8].into());
+    let zero = b.constant(zero, &format!("{wn}_zero_point"));
+    let w = b.op("DequantizeLinear", &wn, &[&w, &scale, &zero], vec![]);
+    let product = b.op(
+        "Gemm",
+        &format!("{base}_product"),
+        &[&feature, &w],
+        vec![attr_int("transB", 1)],
+    );
+    let bias = b.const_f32(&bn, &[classes], &weights.bias);
+    let logits = logits_name(exit);
+    b.push("Add", &[&product, &bias], &[logits.clone()], vec![]);
+    logits
+}
+
+/// Symmetric int8 quantization with one scale: values in [-127, 127].
+fn symmetric_int8(values: &[f32]) -> (Vec<i8>, f32) {
+    let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if largest > 0.0 && largest.is_finite() {
+        largest / 127.0
+    } else {
+        1.0
+    };
+    let q = values
+        .iter()
+        .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scale)
 }
 
 /// The head's ops on `point.tensor` with weights already in the graph
@@ -62,8 +145,33 @@ pub fn build_head_from(b: &mut GraphBuilder, base: &str, point: &ExitPoint, w: &
 /// The head's pooling of `point.tensor` to N × features (what its linear
 /// layer reads, and what `fit` collects); returns the pooled tensor's name.
 pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> String {
-    let x = point.tensor.as_str();
+    if point.channels_last
+        && point.head == HeadKind::GapLinear
+        && let Some(dq) = &point.dequantize
+        && let Some([_, _, Dim::Known(h), Dim::Known(w)]) = point.ty.shape.as_deref()
+    {
+        return quantized_mean(b, base, point, dq, h * w);
+    }
+    let dequantized;
+    let x = match &point.dequantize {
+        None => point.tensor.as_str(),
+        Some(dq) => {
+            let mut inputs = vec![point.tensor.as_str(), dq.scale.as_str()];
+            inputs.extend(dq.zero_point.as_deref());
+            dequantized = b.op(
+                "DequantizeLinear",
+                &format!("{base}_dequantized"),
+                &inputs,
+                dq.attributes.clone(),
+            );
+            dequantized.as_str()
+        }
+    };
     match point.head {
+        // N×H×W×C (see `ExitPoint::channels_last`) of unknown H and W.
+        HeadKind::GapLinear if point.channels_last => {
+            b.reduce("ReduceMean", &format!("{base}_pool"), x, &[1, 2], false)
+        }
         HeadKind::GapLinear => {
             let gap = b.op("GlobalAveragePool", &format!("{base}_pool"), &[x], vec![]);
             b.op("Flatten", &format!("{base}_flat"), &[&gap], vec![attr_int("axis", 1)])
@@ -77,9 +185,52 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
     }
 }
 
+/// The mean over H and W of a quantized N×H×W×C tensor, pooled before it
+/// is dequantized (the mean of s·(x − z) is s·(mean(x) − z)): an integer
+/// row of ones times N×(H·W)×C sums x − z per channel (MatMulInteger,
+/// int32), then one multiply by s/(H·W). On ONNX Runtime this beats
+/// dequantizing the tensor and pooling it in float, whichever the layout:
+/// ReduceMean over the middle axes of 1×28×28×512 takes 670 µs, a float
+/// product 55 µs with the DequantizeLinear, the NCHW GlobalAveragePool
+/// 58 µs with it and the transpose ONNX Runtime puts before it 98 µs
+/// (docs/quantized.md).
+fn quantized_mean(b: &mut GraphBuilder, base: &str, point: &ExitPoint, dq: &Dequantize, positions: i64) -> String {
+    let rows_shape = b.const_i64(&format!("{base}_pool_shape"), &[3], &[0, positions, point.features]);
+    let rows = b.op(
+        "Reshape",
+        &format!("{base}_pool_rows"),
+        &[&point.tensor, &rows_shape],
+        vec![],
+    );
+    let mut ones = TensorProto::new();
+    ones.set_name(b.fresh(&format!("{base}_pool_ones")));
+    ones.set_data_type(point.ty.elem.0);
+    ones.dims = vec![1, positions];
+    ones.set_raw_data(vec![1u8; positions as usize].into());
+    let ones = b.constant(ones, &format!("{base}_pool_ones"));
+    let mut inputs = vec![ones.as_str(), rows.as_str()];
+    if let Some(z) = &dq.zero_point {
+        inputs.extend(["", z.as_str()]);
+    }
+    let sums = b.op("MatMulInteger", &format!("{base}_pool_sums"), &inputs, vec![]);
+    let sums = b.cast(&format!("{base}_pool_sums_float"), &sums, ElemType::FLOAT.0);
+    let count = b.const_f32(&format!("{base}_pool_positions"), &[], &[positions as f32]);
+    let step = b.op("Div", &format!("{base}_pool_scale"), &[&dq.scale, &count], vec![]);
+    let mean = b.op("Mul", &format!("{base}_pool"), &[&sums, &step], vec![]);
+    b.op("Flatten", &format!("{base}_flat"), &[&mean], vec![attr_int("axis", 1)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symmetric_int8_keeps_the_largest_magnitude_and_zero() {
+        let (q, s) = symmetric_int8(&[0.0, 0.5, -1.27, 1.0]);
+        assert_eq!(q, [0, 50, -127, 100]);
+        assert!((s - 0.01).abs() < 1e-7);
+        assert_eq!(symmetric_int8(&[0.0, 0.0]), (vec![0, 0], 1.0));
+    }
 
     #[test]
     fn seeded_weights_are_reproducible_and_bounded() {

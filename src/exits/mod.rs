@@ -76,6 +76,8 @@ pub struct ExitOptions {
     pub exit_distribution: Option<Vec<f64>>,
     /// Fuse each exit's head and decision (None: `--no-fuse`).
     pub fuse: Option<crate::fuse::FuseOptions>,
+    /// int8 head weights and features on a quantized model (`--quantize-heads`).
+    pub quantize_heads: bool,
 }
 
 impl ExitOptions {
@@ -118,7 +120,9 @@ pub enum ExitError {
     AtOrAfterLogits { tensor: String, logits: String },
     #[error("tensor '{0}' has an unknown shape or feature width; a head cannot be sized")]
     UnknownShape(String),
-    #[error("tensor '{tensor}' has element type {elem}; heads need a float tensor")]
+    #[error(
+        "tensor '{tensor}' has element type {elem}; heads need a float tensor, or a quantized one that a DequantizeLinear with constant scale reads"
+    )]
     NotFloat { tensor: String, elem: String },
     #[error(
         "tensor '{tensor}' has rank {rank}; no {head} head fits (4-D: gap-linear; 3-D: token-cls/token-mean; 2-D: linear)"
@@ -229,6 +233,16 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         (ExitSelection::Auto(k), _) => plan::choose_auto(graph, &original_cost, &classifier, *k, options.head)?,
     };
     validate_options(options, exits.len(), classifier.classes)?;
+    if options.quantize_heads
+        && let Some(e) = exits
+            .iter()
+            .find(|e| e.dequantize.as_ref().is_none_or(|d| !d.per_tensor))
+    {
+        return Err(ExitError::BadOption(format!(
+            "--quantize-heads: exit tensor '{}' is not quantized with one scale; a quantized head reuses its exit tensor's scale and zero point",
+            e.tensor
+        )));
+    }
     let weights = weights::load(&options.weights, &exits, classifier.classes)?;
     let plan = plan::stages(graph, exits);
     let source = emit::Source {
@@ -238,6 +252,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         plan: &plan,
         weights: &weights,
         opset: model.onnx_opset(),
+        quantize_heads: options.quantize_heads,
     };
     let table = cost::cost_table(&source, options)?;
     let report = cost::CostReport::new(&table, options.exit_distribution.as_deref());

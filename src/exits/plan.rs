@@ -49,6 +49,26 @@ pub struct ExitPoint {
     pub features: i64,
     /// Why `--auto` chose it (empty for `--at`).
     pub reason: String,
+    /// Set when the exit tensor is quantized (a QDQ model's `QuantizeLinear`
+    /// output): the head dequantizes it first, as the model does.
+    pub dequantize: Option<Dequantize>,
+    /// Emission hands this (4-D, quantized) tensor to the head and to the
+    /// rest of the network channels-last; see `Source::channels_last`.
+    pub channels_last: bool,
+}
+
+/// The `DequantizeLinear` a quantized model applies to an exit tensor, which
+/// the head repeats on its own copy: the cut stays at the integer tensor, so
+/// the model's own `DequantizeLinear` goes with its readers into the branch,
+/// where ONNX Runtime fuses it into their int8 kernels (docs/quantized.md).
+#[derive(Debug, Clone)]
+pub struct Dequantize {
+    /// Scale and zero-point inputs (constants of the main graph), by name.
+    pub scale: String,
+    pub zero_point: Option<String>,
+    pub attributes: Vec<crate::onnx::proto::AttributeProto>,
+    /// One scale for the whole tensor (not per channel).
+    pub per_tensor: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -75,10 +95,11 @@ pub fn resolve_at(
             Some(v) => v,
             None => node_output(graph, name)?,
         };
-        if !seen.insert(value) {
+        let point = exit_point(graph, classifier, value, head, String::new())?;
+        if !seen.insert(point.value) {
             return Err(ExitError::Duplicate(name.clone()));
         }
-        exits.push(exit_point(graph, classifier, value, head, String::new())?);
+        exits.push(point);
     }
     exits.sort_by_key(|e| topo_position(graph, e.value));
     Ok(exits)
@@ -103,7 +124,103 @@ fn topo_position(graph: &Graph, v: ValueId) -> usize {
         .map_or(0, |p| p + 1)
 }
 
-/// Validates one exit tensor and chooses its head.
+/// The integer tensor that `value` dequantizes, when `value` is the output
+/// of a `DequantizeLinear` of a computed (not constant) tensor: in a QDQ
+/// model that is the same cut, one node earlier.
+fn quantized_source(graph: &Graph, value: ValueId) -> Option<ValueId> {
+    let node = graph.node(graph.producer(value)?);
+    let input = (node.op_type == "DequantizeLinear" && node.is_onnx_domain())
+        .then(|| node.inputs.first().copied().flatten())??;
+    (!graph.value(input).is_constant).then_some(input)
+}
+
+/// How the model dequantizes the integer tensor `value`: in QDQ format its
+/// first `DequantizeLinear` reader (in topological order); in QOperator
+/// format the output scale and zero point of the op that quantized it.
+/// Either way with constant scale and zero point.
+fn dequantize_of(graph: &Graph, value: ValueId) -> Option<Dequantize> {
+    let constant = |i: usize, node: &crate::ir::Node| {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|&v| graph.value(v).is_constant)
+            .map(|v| graph.value(v).name.clone())
+    };
+    dequantize_reader(graph, value, &constant).or_else(|| quantized_by(graph, value, &constant))
+}
+
+/// The output scale and zero point of the QOperator op that produced
+/// `value`, looking through ops that move quantized values unchanged.
+fn quantized_by(
+    graph: &Graph,
+    mut value: ValueId,
+    constant: &dyn Fn(usize, &crate::ir::Node) -> Option<String>,
+) -> Option<Dequantize> {
+    loop {
+        let node = graph.node(graph.producer(value)?);
+        let microsoft = node.domain == "com.microsoft";
+        let (scale, zero_point) = match node.op_type.as_str() {
+            "QuantizeLinear" => (1, 2),
+            "QLinearConv" | "QLinearMatMul" => (6, 7),
+            "QLinearAdd" | "QLinearMul" if microsoft => (6, 7),
+            "QGemm" if microsoft => (7, 8),
+            "QLinearConcat" if microsoft => (0, 1),
+            "QLinearGlobalAveragePool" | "QLinearAveragePool" | "QLinearSigmoid" | "QLinearLeakyRelu" if microsoft => {
+                (3, 4)
+            }
+            // Same values, same quantization.
+            "MaxPool" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose" | "Identity" => {
+                value = node.inputs.first().copied().flatten()?;
+                continue;
+            }
+            _ => return None,
+        };
+        let per_tensor = is_scalar(graph, node.inputs.get(scale).copied().flatten());
+        return Some(Dequantize {
+            per_tensor,
+            scale: constant(scale, node)?,
+            zero_point: match node.inputs.get(zero_point).copied().flatten() {
+                None => None,
+                Some(_) => Some(constant(zero_point, node)?),
+            },
+            attributes: Vec::new(),
+        });
+    }
+}
+
+fn is_scalar(graph: &Graph, value: Option<ValueId>) -> bool {
+    value
+        .and_then(|v| graph.value(v).ty.as_ref())
+        .and_then(TensorType::num_elements)
+        == Some(1)
+}
+
+fn dequantize_reader(
+    graph: &Graph,
+    value: ValueId,
+    constant: &dyn Fn(usize, &crate::ir::Node) -> Option<String>,
+) -> Option<Dequantize> {
+    graph.topo.iter().map(|&n| graph.node(n)).find_map(|node| {
+        if node.op_type != "DequantizeLinear" || !node.is_onnx_domain() || node.inputs.first() != Some(&Some(value)) {
+            return None;
+        }
+        let scale = constant(1, node)?;
+        let zero_point = match node.inputs.get(2).copied().flatten() {
+            None => None,
+            Some(_) => Some(constant(2, node)?),
+        };
+        Some(Dequantize {
+            per_tensor: is_scalar(graph, node.inputs.get(1).copied().flatten()),
+            scale,
+            zero_point,
+            attributes: node.attributes.clone(),
+        })
+    })
+}
+
+/// Validates one exit tensor and chooses its head. A dequantized tensor of
+/// a QDQ model moves the exit to the integer tensor it dequantizes.
 pub(crate) fn exit_point(
     graph: &Graph,
     classifier: &Classifier,
@@ -111,6 +228,7 @@ pub(crate) fn exit_point(
     head: HeadKind,
     reason: String,
 ) -> Result<ExitPoint, ExitError> {
+    let value = quantized_source(graph, value).unwrap_or(value);
     let v = graph.value(value);
     let tensor = v.name.clone();
     if v.is_constant || matches!(v.kind, ValueKind::Initializer { .. }) {
@@ -127,12 +245,14 @@ pub(crate) fn exit_point(
         .shape
         .clone()
         .ok_or_else(|| ExitError::UnknownShape(tensor.clone()))?;
-    if !ty.elem.is_float() {
-        return Err(ExitError::NotFloat {
-            tensor,
+    let dequantize = if ty.elem.is_float() {
+        None
+    } else {
+        Some(dequantize_of(graph, value).ok_or_else(|| ExitError::NotFloat {
+            tensor: tensor.clone(),
             elem: ty.elem.name(),
-        });
-    }
+        })?)
+    };
     let head = match (head, shape.len()) {
         (HeadKind::Auto, 4) | (HeadKind::GapLinear, 4) => HeadKind::GapLinear,
         (HeadKind::Auto, 3) | (HeadKind::TokenCls, 3) => HeadKind::TokenCls,
@@ -158,6 +278,8 @@ pub(crate) fn exit_point(
         head,
         features,
         reason,
+        dequantize,
+        channels_last: false,
     })
 }
 

@@ -392,14 +392,17 @@ fn node_cost(egraph: &FuseGraph, class: Id, enode: &Term) -> Cost {
             i if i < n => ValueFacts {
                 ty: facts[i].ty.as_ref(),
                 is_constant: facts[i].constant,
+                stored: None,
             },
             i if i == n => ValueFacts {
                 ty: list_ty.as_ref(),
                 is_constant: true,
+                stored: None,
             },
             _ => ValueFacts {
                 ty: out.ty.as_ref(),
                 is_constant: out.constant,
+                stored: None,
             },
         }
     };

@@ -40,6 +40,8 @@ const TABLE: &[(i32, &str, u32)] = &[
 
 impl ElemType {
     pub const FLOAT: ElemType = ElemType(1);
+    pub const UINT8: ElemType = ElemType(2);
+    pub const INT8: ElemType = ElemType(3);
     pub const INT32: ElemType = ElemType(6);
     pub const INT64: ElemType = ElemType(7);
     pub const BOOL: ElemType = ElemType(9);

@@ -79,22 +79,101 @@ pub fn run_batched(
     let mut columns = vec![Vec::new(); outputs.len()];
     // One optimised plan per batch size met (full batches, then the rest).
     let mut plans: Vec<(usize, Plan)> = Vec::new();
+    let mut ort_session = None;
     let mut done = 0;
     while done < rows {
         let n = batch.min(rows - done);
-        if !plans.iter().any(|(size, _)| *size == n) {
-            plans.push((n, prepare(&bytes, outputs, n, &row_shape, external_dir)?));
-        }
-        let plan = &plans.iter().find(|(size, _)| *size == n).expect("plan just made").1;
         let data = samples.next_rows(done, n)?;
-        for (column, values) in columns.iter_mut().zip(run_plan(plan, &data, n, &row_shape, outputs)?) {
-            column.extend(values);
+        let values = if let Some(session) = ort_session.as_mut() {
+            run_in_ort(session, model, data, n, &row_shape, outputs)?
+        } else {
+            if !plans.iter().any(|(size, _)| *size == n) {
+                match prepare(&bytes, outputs, n, &row_shape, external_dir) {
+                    Ok(plan) => plans.push((n, plan)),
+                    // tract has no kernel for some ops (ONNX Runtime's
+                    // com.microsoft quantized ops among them): ONNX Runtime
+                    // runs the pass where the user has it.
+                    Err(RunError::Runtime(tract_error)) if plans.is_empty() => {
+                        let mut session = open_ort_instead(model, external_dir, &tract_error)?;
+                        let values = run_in_ort(&mut session, model, data, n, &row_shape, outputs)?;
+                        ort_session = Some(session);
+                        for (column, v) in columns.iter_mut().zip(values) {
+                            column.extend(v);
+                        }
+                        done += n;
+                        progress.set_position(done as u64);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let plan = &plans.iter().find(|(size, _)| *size == n).expect("plan just made").1;
+            run_plan(plan, &data, n, &row_shape, outputs)?
+        };
+        for (column, v) in columns.iter_mut().zip(values) {
+            column.extend(v);
         }
         done += n;
         progress.set_position(done as u64);
     }
     progress.finish_and_clear();
     Ok(columns)
+}
+
+/// An ONNX Runtime session for a model tract cannot run, or the tract error
+/// with the reason ONNX Runtime could not take over.
+fn open_ort_instead(
+    model: &ModelProto,
+    external_dir: Option<&std::path::Path>,
+    tract_error: &str,
+) -> Result<onnxruntime::OrtSession, RunError> {
+    let unavailable = |why: String| {
+        RunError::Runtime(format!(
+            "{tract_error}; ONNX Runtime, which eexc uses where tract cannot run a model, is not available: {why}"
+        ))
+    };
+    let library = onnxruntime::load(None).map_err(|e| unavailable(e.to_string()))?;
+    let bytes = model
+        .write_to_bytes()
+        .map_err(|e| RunError::Runtime(format!("cannot encode the model: {e}")))?;
+    // External weights resolve against the model's folder.
+    let dir = external_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let tmp = tempfile::Builder::new()
+        .prefix(".eexc-run-")
+        .suffix(".onnx")
+        .tempfile_in(&dir)
+        .map_err(|e| RunError::Runtime(format!("{}: {e}", dir.display())))?;
+    std::fs::write(tmp.path(), bytes).map_err(|e| RunError::Runtime(format!("{}: {e}", tmp.path().display())))?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let session = onnxruntime::OrtSession::open(tmp.path(), threads, None).map_err(|e| unavailable(e.to_string()))?;
+    eprintln!(
+        "eexc: tract cannot run this model ({}); running it in ONNX Runtime {} instead",
+        tract_error.lines().next().unwrap_or(tract_error),
+        library.version
+    );
+    Ok(session)
+}
+
+fn run_in_ort(
+    session: &mut onnxruntime::OrtSession,
+    model: &ModelProto,
+    data: Vec<f32>,
+    rows: usize,
+    row_shape: &[usize],
+    outputs: &[String],
+) -> Result<Vec<Vec<f32>>, RunError> {
+    let name = data_input_name(model).ok_or_else(|| RunError::Ort("the model has no data input".into()))?;
+    let mut shape = vec![rows as i64];
+    shape.extend(row_shape.iter().map(|&d| d as i64));
+    let fetched = session.run(
+        vec![onnxruntime::Feed {
+            name: &name,
+            shape,
+            data,
+        }],
+        outputs,
+    )?;
+    Ok(fetched.iter().map(onnxruntime::Fetched::as_f32).collect())
 }
 
 /// The model as tract should see it: without declared intermediate and

@@ -10,7 +10,7 @@ use crate::analysis::shapes::{Inferred, OpContext, RuleError};
 use crate::ir::{Dim, TensorType};
 use crate::onnx::dtype::ElemType;
 
-const UINT8: ElemType = ElemType(2);
+const UINT8: ElemType = ElemType::UINT8;
 
 /// Output type equal to input 0's (activations, Identity, Clip, CumSum, LRN,
 /// ...); contents fold for the maps in [`unary_scalar`].

@@ -1,5 +1,6 @@
 //! Inference rules for the default ONNX domain, opsets 7–21, one module per
-//! family of ops. The table in [`infer_op`] is the index: find an op there,
+//! family of ops, and for ONNX Runtime's quantized `com.microsoft` ops
+//! ([`microsoft`]). The table in [`infer_op`] is the index: find an op there,
 //! then its rule in the family module.
 //!
 //! Shared pieces: [`util`] (inputs, attributes, axes), [`dims`] (symbolic
@@ -12,6 +13,7 @@ mod fold;
 mod indexing;
 mod layout;
 mod linalg;
+mod microsoft;
 mod norm;
 mod reduce;
 mod resize;
@@ -27,10 +29,11 @@ use super::{Inferred, OpContext, RuleError};
 /// per output the node lists (rules describe every optional output; the
 /// ones a node leaves off are dropped here).
 pub fn infer_op(ctx: &OpContext) -> Result<Vec<Inferred>, RuleError> {
-    if !ctx.node.is_onnx_domain() {
-        return Err(RuleError::Unsupported);
-    }
-    let mut outs = rule(ctx)?;
+    let mut outs = match ctx.node.domain.as_str() {
+        _ if ctx.node.is_onnx_domain() => rule(ctx)?,
+        "com.microsoft" => microsoft::infer(ctx)?,
+        _ => return Err(RuleError::Unsupported),
+    };
     outs.truncate(ctx.node.outputs.len());
     Ok(outs)
 }
