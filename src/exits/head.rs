@@ -111,7 +111,7 @@ fn build_quantized_head(
     );
     let bias = b.const_f32(&bn, &[classes], &weights.bias);
     let logits = logits_name(exit);
-    b.push("Add", &[&product, &bias], &[logits.clone()], vec![]);
+    b.push("Add", &[&product, &bias], std::slice::from_ref(&logits), vec![]);
     logits
 }
 
