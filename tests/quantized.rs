@@ -68,6 +68,21 @@ fn quantized_ops_cost_as_their_float_forms_with_weights_as_stored() {
             "{format}: {qb} B of int8 weights against {fb} B of float"
         );
     }
+    // The time term counts int8 MACs at the int8 rate: the quantized
+    // original is estimated faster than the float one.
+    let estimated_original_us = |model: &Path| {
+        let dir = tempfile::tempdir().unwrap();
+        let ee = dir.path().join("ee.onnx");
+        insert_exits(model, &ee, &["--auto", "2"]);
+        let o = eexc(&["cost", ee.to_str().unwrap(), "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        json["time"]["original_us"].as_f64().unwrap()
+    };
+    let float_us = estimated_original_us(&testdata("digits/digits_resnet.onnx"));
+    for format in ["qdq", "qoperator"] {
+        let q_us = estimated_original_us(&quantized(format));
+        assert!(q_us < 0.8 * float_us, "{format}: {q_us} µs against {float_us} µs");
+    }
 }
 
 /// Each exit's tensor, from the emitted model's `eexc.exits` metadata.

@@ -101,6 +101,35 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
     }
 }
 
+/// Whether ONNX Runtime runs this multiply-accumulate node on int8 kernels:
+/// a quantized op (QLinearConv, QGemm, MatMulInteger, ...), or in QDQ
+/// format a Conv, Gemm or MatMul whose data input and weight both come out
+/// of a `DequantizeLinear` (ORT fuses the three into one int8 kernel).
+/// The time term counts these MACs at the int8 rate.
+pub fn runs_in_int8(graph: &Graph, node: &Node) -> bool {
+    let quantized_op = matches!(
+        node.op_type.as_str(),
+        "QLinearConv" | "QLinearMatMul" | "ConvInteger" | "MatMulInteger"
+    ) || (node.domain == "com.microsoft"
+        && matches!(
+            node.op_type.as_str(),
+            "QGemm" | "DynamicQuantizeMatMul" | "MatMulIntegerToFloat"
+        ));
+    let dequantized = |i: usize| {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| graph.producer(v))
+            .is_some_and(|p| graph.node(p).op_type == "DequantizeLinear")
+    };
+    quantized_op
+        || (node.is_onnx_domain()
+            && matches!(node.op_type.as_str(), "Conv" | "Gemm" | "MatMul")
+            && dequantized(0)
+            && dequantized(1))
+}
+
 /// What the cost rules read about one value: its type and whether it is a
 /// compile-time constant (a weight, or computed only from weights).
 #[derive(Debug, Clone, Copy)]

@@ -443,6 +443,7 @@ mod tests {
             uncosted_ops: Vec::new(),
             exit_elements: Vec::new(),
             original_nodes: 0,
+            original_int8_macs: 0.0,
         }
     }
 

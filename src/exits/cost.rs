@@ -58,6 +58,11 @@ pub struct CostTable {
     /// Nodes of the original graph that run per sample (not constant).
     #[serde(default)]
     pub original_nodes: usize,
+    /// MACs of the original that ONNX Runtime runs on int8 kernels
+    /// (quantized models; see `analysis::cost::runs_in_int8`). Left out of
+    /// the metadata when 0, so float models' output is what it was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub original_int8_macs: f64,
 }
 
 /// Measures the flat graph (original + heads + decisions) with the cost model.
@@ -124,8 +129,29 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
         final_stage: final_stage[0],
         uncosted_ops,
         exit_elements,
-        original_nodes: source.plan.stages.iter().map(Vec::len).sum(),
+        // ONNX Runtime folds a QDQ model's QuantizeLinear/DequantizeLinear
+        // nodes into its int8 kernels: they are not dispatched.
+        original_nodes: source
+            .plan
+            .stages
+            .iter()
+            .flatten()
+            .filter(|&&n| {
+                !matches!(
+                    source.graph.node(n).op_type.as_str(),
+                    "QuantizeLinear" | "DequantizeLinear"
+                )
+            })
+            .count(),
+        original_int8_macs: (0..all_original_nodes)
+            .filter(|&i| crate::analysis::cost::runs_in_int8(&model.graph, &model.graph.nodes[i]))
+            .map(|i| cost.nodes[i].cost.macs as f64)
+            .sum(),
     })
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Elements of a tensor for one sample, the cost model's convention
@@ -388,6 +414,7 @@ mod tests {
             uncosted_ops: vec![],
             exit_elements: vec![],
             original_nodes: 0,
+            original_int8_macs: 0.0,
         };
         let r = CostReport::new(&t, Some(&[0.5, 0.25]));
         assert_eq!(r.exits[0].cumulative.flops, 43.0);

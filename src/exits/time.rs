@@ -12,8 +12,8 @@
 //! and the network's own work is the original latency T split by FLOP
 //! share: a row leaving at exit k takes `T · share_k + Σ_{j≤k} o_j`, a row
 //! that goes to the end `T · share_end + Σ_j o_j`. T is measured where a
-//! runtime ran (`eval`), else estimated as MACs / macs_per_us + nodes ·
-//! node_us. The constants are data (`passes/runtime/onnxruntime-cpu.json`),
+//! runtime ran (`eval`), else estimated as MACs / macs_per_us (int8 MACs
+//! at int8_macs_per_us) + nodes · node_us. The constants are data (`passes/runtime/onnxruntime-cpu.json`),
 //! measured by the scripts in bench/runtime (docs/runtime-cost.md).
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,8 @@ pub struct RuntimeProfile {
     pub runtime: String,
     pub measured: String,
     pub macs_per_us: f64,
+    /// The same for MACs on int8 kernels (quantized models).
+    pub int8_macs_per_us: f64,
     pub node_us: f64,
     pub exit_us: f64,
     pub head_weight_bytes_per_us: f64,
@@ -78,8 +80,12 @@ impl TimeEstimate {
         distribution: Option<&[f64]>,
         measured_original_us: Option<f64>,
     ) -> TimeEstimate {
-        let original_us = measured_original_us
-            .unwrap_or_else(|| t.original.macs / profile.macs_per_us + t.original_nodes as f64 * profile.node_us);
+        let original_us = measured_original_us.unwrap_or_else(|| {
+            let float_macs = (t.original.macs - t.original_int8_macs).max(0.0);
+            float_macs / profile.macs_per_us
+                + t.original_int8_macs / profile.int8_macs_per_us
+                + t.original_nodes as f64 * profile.node_us
+        });
         let share = |flops: f64| {
             if t.original.flops > 0.0 {
                 flops / t.original.flops
@@ -185,6 +191,7 @@ mod tests {
             runtime: "test".into(),
             measured: String::new(),
             macs_per_us: 1.0,
+            int8_macs_per_us: 4.0,
             node_us: 0.0,
             exit_us: 1.0,
             head_weight_bytes_per_us: 10.0,
@@ -210,6 +217,7 @@ mod tests {
             uncosted_ops: vec![],
             exit_elements: vec![4.0, 2.0],
             original_nodes: 10,
+            original_int8_macs: 0.0,
         };
         let e = TimeEstimate::new(&t, &profile(), Some(&[0.5, 0.25]), Some(100.0));
         // o1 = 1 + 20/10 + 4·0.5 = 5; o2 = 1 + 40/10 + 2·0.5 = 6.
@@ -226,5 +234,11 @@ mod tests {
         let est = TimeEstimate::new(&t, &profile(), None, None);
         assert_eq!(est.original_us, 50.0);
         assert!(!est.original_measured && est.saving.is_none());
+        // A quantized model: 40 of its 50 MACs on int8 kernels, 4× as fast.
+        let quantized = CostTable {
+            original_int8_macs: 40.0,
+            ..t
+        };
+        assert_eq!(TimeEstimate::new(&quantized, &profile(), None, None).original_us, 20.0);
     }
 }
