@@ -6,7 +6,7 @@
 #   bench/runtime/run.sh [WORK_DIR]      (default: bench/runtime/work, git-ignored)
 #
 # Needs the repository's .venv (scripts/test.sh makes it) and a built eexc
-# (cargo build). About 10 minutes on 2 cores; the models take ~700 MB.
+# (cargo build). Quantized models: bench/runtime/quantized.sh. About 10 minutes on 2 cores; the models take ~700 MB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py=.venv/bin/python
