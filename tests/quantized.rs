@@ -280,3 +280,47 @@ fn quantized_heads_are_int8_gemms_and_need_a_quantized_exit() {
     );
     assert!(err.contains("--quantize-heads") && err.contains("block1_out"), "{err}");
 }
+
+/// The zoo ResNet-50 with real-size random weights (bench/make_resnet50_weights.py,
+/// from testdata's structure), quantized by ORT's tool (QDQ): every one of its
+/// 55 int8 kernels (53 QLinearConv, QGemm, QLinearSoftmax) survives three
+/// exits, with float and with int8 heads.
+#[test]
+fn real_size_resnet50_qdq_keeps_every_int8_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let float = dir.path().join("resnet50.onnx");
+    let qdq = dir.path().join("resnet50.qdq.onnx");
+    let out = std::process::Command::new(common::python())
+        .arg(common::repo().join("bench/make_resnet50_weights.py"))
+        .arg(&float)
+        .arg("--source")
+        .arg(testdata("models/resnet50.onnx"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    py(
+        "quantize_model.py",
+        &[
+            &float,
+            &qdq,
+            Path::new("--format"),
+            Path::new("qdq"),
+            Path::new("--rows"),
+            Path::new("2"),
+        ],
+    );
+    std::fs::remove_file(&float).unwrap();
+    for heads in [&[][..], &["--quantize-heads"][..]] {
+        let ee = dir.path().join("ee.onnx");
+        let mut args = vec!["--auto", "3", "--threshold", "2"];
+        args.extend_from_slice(heads);
+        insert_exits(&qdq, &ee, &args);
+        let allowance = if heads.is_empty() { "3" } else { "0" };
+        let report = py(
+            "check_qdq_fusion.py",
+            &[&qdq, &ee, Path::new(allowance), Path::new("--json")],
+        );
+        let json: serde_json::Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(json["original"]["int8"], 55, "{heads:?}: {json}");
+    }
+}
