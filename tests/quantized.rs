@@ -85,6 +85,22 @@ fn quantized_ops_cost_as_their_float_forms_with_weights_as_stored() {
     }
 }
 
+/// The referee for if-mode against multi-mode and the original
+/// (tests/python/check_exits.py).
+fn check_exits(original: &Path, multi: &Path, if_model: &Path) {
+    py(
+        "check_exits.py",
+        &[
+            Path::new("--original"),
+            original,
+            Path::new("--multi"),
+            multi,
+            Path::new("--if"),
+            if_model,
+        ],
+    );
+}
+
 /// Each exit's tensor, from the emitted model's `eexc.exits` metadata.
 fn exit_tensors(model: &Path) -> Vec<String> {
     let loaded = eexc::onnx::load_model(model).unwrap();
@@ -113,17 +129,7 @@ fn qdq_exits_cut_at_the_integer_tensor_and_keep_every_int8_kernel() {
     }
     let if_model = dir.path().join("if.onnx");
     insert_exits(&original, &if_model, &["--at", at]);
-    py(
-        "check_exits.py",
-        &[
-            Path::new("--original"),
-            &original,
-            Path::new("--multi"),
-            &multi,
-            Path::new("--if"),
-            &if_model,
-        ],
-    );
+    check_exits(&original, &multi, &if_model);
     let compact = dir.path().join("compact.onnx");
     insert_exits(&original, &compact, &["--at", at, "--mode", "compact"]);
     py(
@@ -153,17 +159,7 @@ fn qoperator_exits_dequantize_with_the_producers_scale() {
         exit_tensors(&if_model),
         ["block1.add_out_quantized", "block2.add_out_quantized"]
     );
-    py(
-        "check_exits.py",
-        &[
-            Path::new("--original"),
-            &original,
-            Path::new("--multi"),
-            &multi,
-            Path::new("--if"),
-            &if_model,
-        ],
-    );
+    check_exits(&original, &multi, &if_model);
     let never = dir.path().join("never.onnx");
     insert_exits(&original, &never, &["--auto", "2", "--threshold", "2"]);
     py("check_qdq_fusion.py", &[&original, &never, Path::new("2")]);
@@ -254,17 +250,7 @@ fn quantized_heads_are_int8_gemms_and_need_a_quantized_exit() {
         &["--auto", "2", "--quantize-heads", "--mode", "multi"],
     );
     insert_exits(&original, &if_model, &["--auto", "2", "--quantize-heads"]);
-    py(
-        "check_exits.py",
-        &[
-            Path::new("--original"),
-            &original,
-            Path::new("--multi"),
-            &multi,
-            Path::new("--if"),
-            &if_model,
-        ],
-    );
+    check_exits(&original, &multi, &if_model);
     let report = py(
         "check_qdq_fusion.py",
         &[&original, &if_model, Path::new("0"), Path::new("--json")],

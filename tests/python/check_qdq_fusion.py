@@ -25,9 +25,8 @@ import sys
 import tempfile
 
 import onnx
-import onnxruntime as ort
 
-from check_nchwc import levels
+from check_nchwc import levels, optimised
 
 INT8_KERNELS = {
     "QLinearConv",
@@ -48,15 +47,6 @@ INT8_KERNELS = {
     "NhwcMaxPool",
 }
 FLOAT_COMPUTE = {"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
-
-
-def optimised(path, out):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    so.optimized_model_filepath = out
-    ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return onnx.load(out, load_external_data=False)
 
 
 def counts(model):
