@@ -230,3 +230,52 @@ fn eval_with_a_bad_onnx_runtime_library() {
     let why = json["runtime_info"]["fallback_reason"].as_str().unwrap();
     assert!(why.contains("README.md"), "{why}");
 }
+
+/// `eexc.exits` metadata that disagrees with the graph (an exit dropped from
+/// the list, with its cost-table entries, so that the lists still agree with
+/// each other) is refused by every command that reads it, naming the problem.
+#[test]
+fn exits_metadata_that_disagrees_with_the_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let ee = dir.path().join("ee.onnx");
+    common::insert_exits(&testdata("digits/digits_resnet.onnx"), &ee, &["--auto", "2"]);
+    let mut model = ModelProto::parse_from_bytes(&std::fs::read(&ee).unwrap()).unwrap();
+    let mut meta = eexc::exits::read_metadata(&model).unwrap().unwrap();
+    meta.exits.truncate(1);
+    for list in [&mut meta.cost.stages, &mut meta.cost.heads, &mut meta.cost.decisions] {
+        list.truncate(1);
+    }
+    meta.cost.exit_elements.truncate(1);
+    eexc::exits::write_metadata(&mut model, &meta);
+    let bad = write(dir.path(), "one_exit_listed.onnx", &model.write_to_bytes().unwrap());
+    let b = bad.to_str().unwrap();
+    let calib = testdata("digits/calib_x.npy");
+    let labels = testdata("digits/calib_y.npy");
+    let out = dir.path().join("out.onnx");
+    for args in [
+        vec!["cost", b],
+        vec![
+            "calibrate",
+            b,
+            "--data",
+            calib.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--max-drop",
+            "1%",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        vec!["eval", b, "--data", calib.to_str().unwrap(), "--runtime", "tract"],
+    ] {
+        let o = eexc(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {stderr}", args[0]);
+        assert!(
+            stderr.contains("disagrees with the graph") && stderr.contains("1 exits listed, 2 threshold knobs"),
+            "{}: {stderr}",
+            args[0]
+        );
+        assert!(!out.exists());
+    }
+}

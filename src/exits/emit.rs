@@ -23,9 +23,12 @@ pub fn exit_output_name(o: &str, k: usize) -> String {
     format!("{o}__exit{k}")
 }
 
+/// Exit k's threshold knob is this prefix and k.
+pub const THRESHOLD_KNOB_PREFIX: &str = "eexc_threshold_";
+
 pub fn knobs(k: usize) -> Knobs {
     Knobs {
-        threshold: format!("eexc_threshold_{k}"),
+        threshold: format!("{THRESHOLD_KNOB_PREFIX}{k}"),
         temperature: format!("eexc_temperature_{k}"),
     }
 }

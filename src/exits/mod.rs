@@ -482,11 +482,72 @@ pub fn write_metadata(model: &mut ModelProto, meta: &ExitsMetadata) {
     set_metadata(model, METADATA_KEY, &serde_json::to_string(meta).unwrap_or_default());
 }
 
-/// The `eexc.exits` metadata, or why the model has none usable.
+/// The `eexc.exits` metadata, or why the model has none usable (also when
+/// it disagrees with the graph: see [`check_metadata`]).
 pub fn metadata_of(model: &ModelProto) -> Result<ExitsMetadata, String> {
-    read_metadata(model)
+    let meta = read_metadata(model)
         .ok_or_else(|| format!("not made by eexc insert-exits (no '{METADATA_KEY}' metadata)"))?
-        .map_err(|e| format!("unreadable '{METADATA_KEY}' metadata: {e}"))
+        .map_err(|e| format!("unreadable '{METADATA_KEY}' metadata: {e}"))?;
+    check_metadata(&meta, model).map_err(|e| format!("'{METADATA_KEY}' metadata disagrees with the graph: {e}"))?;
+    Ok(meta)
+}
+
+/// What the commands that read an emitted model rely on: exits numbered
+/// 1..K, a cost table with one entry per exit, and the graph's own knobs
+/// (or, in multi mode, exit logits outputs) exactly the ones listed.
+fn check_metadata(meta: &ExitsMetadata, model: &ModelProto) -> Result<(), String> {
+    let k = meta.exits.len();
+    if k == 0 {
+        return Err("no exits listed".into());
+    }
+    if let Some((i, e)) = meta.exits.iter().enumerate().find(|(i, e)| e.index != i + 1) {
+        return Err(format!("exit {} is listed as index {}", i + 1, e.index));
+    }
+    let t = &meta.cost;
+    for (what, len) in [
+        ("stages", t.stages.len()),
+        ("heads", t.heads.len()),
+        ("decisions", t.decisions.len()),
+    ] {
+        if len != k {
+            return Err(format!("{k} exits but {len} cost-table {what}"));
+        }
+    }
+    if !t.exit_elements.is_empty() && t.exit_elements.len() != k {
+        return Err(format!("{k} exits but {} exit tensor sizes", t.exit_elements.len()));
+    }
+    let Some(g) = model.graph.as_ref() else {
+        return Err("the model has no graph".into());
+    };
+    let inputs: std::collections::HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
+    let outputs: std::collections::HashSet<&str> = g.output.iter().map(|o| o.name()).collect();
+    if meta.mode == "multi" {
+        if let Some(e) = meta.exits.iter().find(|e| !outputs.contains(e.logits_output.as_str())) {
+            return Err(format!(
+                "exit {}'s logits '{}' is not a graph output",
+                e.index, e.logits_output
+            ));
+        }
+        return Ok(());
+    }
+    for e in &meta.exits {
+        for knob in [&e.threshold_input, &e.temperature_input] {
+            if !inputs.contains(knob.as_str()) {
+                return Err(format!("exit {}'s knob '{knob}' is not a graph input", e.index));
+            }
+        }
+    }
+    let in_graph = inputs
+        .iter()
+        .filter(|i| {
+            i.strip_prefix(emit::THRESHOLD_KNOB_PREFIX)
+                .is_some_and(|k| k.parse::<usize>().is_ok())
+        })
+        .count();
+    if in_graph != k {
+        return Err(format!("{k} exits listed, {in_graph} threshold knobs in the graph"));
+    }
+    Ok(())
 }
 
 /// Knob inputs named in the exits metadata (none for other models): what

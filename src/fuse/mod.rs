@@ -310,9 +310,11 @@ fn region_members(
     }
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in &graph.node {
+        // A node without outputs computes nothing a region could use.
+        let Some(first) = n.output.first() else { continue };
         // A Constant that is a graph output must stay a node of this graph
         // (lifted, it would come back as an initializer of the main graph).
-        let constant_output = n.op_type() == "Constant" && graph.output.iter().any(|o| o.name() == n.output[0]);
+        let constant_output = n.op_type() == "Constant" && graph.output.iter().any(|o| o.name() == first);
         if constant_output || !liftable(n, &|o| read_anywhere.contains(o), facts, ctx.opset) {
             continue;
         }
@@ -321,7 +323,7 @@ fn region_members(
             Target::Exits => exit_of_tag(n.doc_string()).map(|k| format!("exit {k}")),
         };
         if let Some(label) = label {
-            groups.entry(label).or_default().push(n.output[0].clone());
+            groups.entry(label).or_default().push(first.clone());
         }
     }
     groups

@@ -227,6 +227,15 @@ pub fn fuse_region(
     };
     let egraph = &runner.egraph;
     let extractor = DagExtractor::new(egraph);
+    // A region whose own nodes the shape rules reject (a malformed model)
+    // has no costed form: it is left as it is.
+    if lifted
+        .outputs
+        .iter()
+        .any(|(id, _)| !extractor.best.contains_key(&egraph.find(*id)))
+    {
+        return None;
+    }
     let before = lifted.originals.iter().fold([0; 6], |acc, (id, term)| {
         let canon = term.clone().map_children(|c| egraph.find(c));
         add(acc, node_cost(egraph, egraph.find(*id), &canon))

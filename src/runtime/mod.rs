@@ -214,6 +214,38 @@ pub fn for_tract(model: &ModelProto) -> ModelProto {
     m
 }
 
+thread_local! {
+    /// Set while tract runs under [`guarded`]: its panics become errors,
+    /// so the default hook must not print them.
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a call into tract), turning a panic into an error: some
+/// malformed models make tract's own checks panic instead of failing, and a
+/// bad file must give a one-line error, not a crash.
+fn guarded<T>(f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET_PANICS.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(false));
+    result.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(RunError::Runtime(format!("tract cannot run this model: {message}")))
+    })
+}
+
 /// A model optimised by tract for one input shape.
 pub type Plan = std::sync::Arc<TypedRunnableModel>;
 
@@ -229,9 +261,10 @@ pub fn run_plan(
     let mut shape = vec![rows];
     shape.extend_from_slice(row_shape);
     let input = Tensor::from_shape(&shape, data).map_err(|e| RunError::Runtime(format!("{e}")))?;
-    let result = plan
-        .run(tvec!(input.into()))
-        .map_err(|e| RunError::Runtime(format!("{e:#}")))?;
+    let result = guarded(|| {
+        plan.run(tvec!(input.into()))
+            .map_err(|e| RunError::Runtime(format!("{e:#}")))
+    })?;
     result
         .iter()
         .zip(outputs)
@@ -250,6 +283,16 @@ pub fn run_plan(
 /// Loads `bytes` into tract with the input fixed to `rows` × `row_shape`
 /// and `outputs` as the outputs, optimised and runnable.
 pub fn prepare(
+    bytes: &[u8],
+    outputs: &[String],
+    rows: usize,
+    row_shape: &[usize],
+    external_dir: Option<&std::path::Path>,
+) -> Result<Plan, RunError> {
+    guarded(|| prepare_unguarded(bytes, outputs, rows, row_shape, external_dir))
+}
+
+fn prepare_unguarded(
     bytes: &[u8],
     outputs: &[String],
     rows: usize,
