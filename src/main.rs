@@ -717,7 +717,7 @@ fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
 fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     let out = a.output.unwrap_or_else(|| a.model.with_extension("opt.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
-    let loaded = eexc::onnx::load_model(&a.model)?;
+    let loaded = eexc::onnx::load_model_for_transform(&a.model)?;
     let mut model = loaded.proto;
     let options = a.limits.options(a.freeze_knobs);
     let knobs = eexc::exits::knob_names(&model);

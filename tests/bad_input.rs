@@ -279,3 +279,81 @@ fn exits_metadata_that_disagrees_with_the_graph() {
         assert!(!out.exists());
     }
 }
+
+/// The schema checks every transform runs first: a node with too few
+/// inputs, a missing required attribute, a `Constant` without an output, an
+/// initializer whose bytes disagree with its dims. Each is one line naming
+/// the node or tensor; `inspect` still shows the model.
+#[test]
+fn schema_violations_are_refused_before_any_transform() {
+    let dir = tempfile::tempdir().unwrap();
+    let original =
+        ModelProto::parse_from_bytes(&std::fs::read(testdata("digits/digits_resnet.onnx")).unwrap()).unwrap();
+    let edit = |f: &dyn Fn(&mut GraphProto)| {
+        let mut m = original.clone();
+        f(m.graph.as_mut().unwrap());
+        m
+    };
+    let cases: Vec<(&str, ModelProto, &str)> = vec![
+        (
+            "conv_one_input",
+            edit(&|g| {
+                let conv = g.node.iter_mut().find(|n| n.op_type() == "Conv").unwrap();
+                conv.input.truncate(1);
+            }),
+            "(Conv): takes 2 to 3 inputs at opset 17, has 1",
+        ),
+        (
+            "flatten_as_cast",
+            edit(&|g| {
+                let n = g.node.iter_mut().find(|n| n.op_type() == "Flatten").unwrap();
+                n.set_op_type("Cast".into());
+                n.attribute.clear();
+            }),
+            "(Cast): required attribute 'to' is missing",
+        ),
+        (
+            "constant_without_output",
+            edit(&|g| g.node.insert(0, node("lonely", "Constant", &[], &[]))),
+            "node 'lonely' (Constant): takes 1 output at opset 17, has 0",
+        ),
+        (
+            "short_initializer",
+            edit(&|g| {
+                let t = g
+                    .initializer
+                    .iter_mut()
+                    .find(|t| t.raw_data.as_ref().is_some_and(|r| r.len() > 8))
+                    .unwrap();
+                let mut raw = t.raw_data().to_vec();
+                raw.truncate(raw.len() - 4);
+                t.set_raw_data(raw.into());
+            }),
+            "bytes of raw data, but",
+        ),
+    ];
+    let data = testdata("digits/train_x.npy");
+    for (name, model, needle) in cases {
+        let p = write(dir.path(), &format!("{name}.onnx"), &model.write_to_bytes().unwrap());
+        let ps = p.to_str().unwrap();
+        let out = dir.path().join("out.onnx");
+        let o = out.to_str().unwrap();
+        for args in [
+            vec!["insert-exits", ps, "--auto", "2", "-o", o],
+            vec!["optimize", ps, "-o", o],
+            vec!["fit", ps, "--data", data.to_str().unwrap(), "--auto", "2", "-o", o],
+        ] {
+            let r = eexc(&args);
+            let stderr = String::from_utf8_lossy(&r.stderr);
+            assert_eq!(r.status.code(), Some(2), "{name}: {}: {stderr}", args[0]);
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: {}: {stderr}", args[0]);
+            assert!(
+                stderr.contains(ps) && stderr.contains(needle),
+                "{name}: {}: {stderr}",
+                args[0]
+            );
+            assert!(!out.exists(), "{name}: {}: no output", args[0]);
+        }
+        assert!(eexc(&["inspect", ps]).status.success() || name == "constant_without_output");
+    }
+}

@@ -389,7 +389,7 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
     let mut ee_runner = Runner::open(&loaded, true, &row_shape, ort.as_ref())?;
     let mut base_runner = match &options.baseline {
         Some(b) => {
-            let base_model = crate::onnx::load_model(b).map_err(|e| RunError::Model {
+            let base_model = crate::onnx::load_model_for_transform(b).map_err(|e| RunError::Model {
                 path: b.clone(),
                 reason: e.to_string(),
             })?;

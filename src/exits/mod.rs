@@ -197,7 +197,7 @@ pub struct ExitsMetadata {
 /// Runs the whole insertion on `path`; returns the emitted model (not yet
 /// saved) and the summary.
 pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, ExitSummary), ExitError> {
-    let loaded = crate::onnx::load_model(path)?;
+    let loaded = crate::onnx::load_model_for_transform(path)?;
     let mut model = Model::from_proto(&loaded.proto)?;
     // Emission and the cost analysis each copy the model; the weights (most of
     // its bytes) are set aside and only put back into the final model.

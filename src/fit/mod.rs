@@ -88,7 +88,7 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
     if !(0.05..=0.5).contains(&options.held_out) {
         return Err(FitError::BadOption("--held-out must be in [0.05, 0.5]".into()));
     }
-    let loaded = crate::onnx::load_model(model_path).map_err(ExitError::from)?;
+    let loaded = crate::onnx::load_model_for_transform(model_path).map_err(ExitError::from)?;
     let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
     let _ = infer_model(&mut model);
     let graph = &model.graph;

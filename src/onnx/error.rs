@@ -16,6 +16,9 @@ pub enum OnnxError {
     Decode { path: PathBuf, reason: String },
     #[error("{path}: not an ONNX model: {reason}")]
     NotAModel { path: PathBuf, reason: String },
+    /// A model that decodes but breaks the operator schema (validate.rs).
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
     #[error("{path}: tensor '{tensor}': external data: {reason}")]
     ExternalData {
         path: PathBuf,

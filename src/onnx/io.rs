@@ -32,6 +32,18 @@ pub fn load_model(path: &Path) -> Result<LoadedModel, OnnxError> {
     Ok(loaded)
 }
 
+/// [`load_model`], then the schema checks every transform relies on
+/// ([`super::validate`]): what `insert-exits`, `optimize`, `fit`,
+/// `calibrate` and `eval` read their model with.
+pub fn load_model_for_transform(path: &Path) -> Result<LoadedModel, OnnxError> {
+    let loaded = load_model(path)?;
+    super::validate::check_model(&loaded.proto).map_err(|reason| OnnxError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok(loaded)
+}
+
 impl LoadedModel {
     /// The folder external data resolves against, when the model has any:
     /// what a runtime needs to be pointed at to find the weights.

@@ -12,9 +12,12 @@ mod io;
 pub mod printer;
 pub mod proto;
 pub mod tensor_data;
+pub mod validate;
 
 pub use error::OnnxError;
-pub use io::{LoadedModel, load_model, load_model_from_bytes, read_model, save_model, write_atomically};
+pub use io::{
+    LoadedModel, load_model, load_model_for_transform, load_model_from_bytes, read_model, save_model, write_atomically,
+};
 
 /// Every tensor name `node` reads: its inputs and, inside its subgraphs
 /// (`If` branches, `Loop` bodies, nested), what their nodes read and what

@@ -50,7 +50,7 @@ pub fn load_exits_model(
         path: path.to_path_buf(),
         reason,
     };
-    let loaded = crate::onnx::load_model(path).map_err(|e| bad(e.to_string()))?;
+    let loaded = crate::onnx::load_model_for_transform(path).map_err(|e| bad(e.to_string()))?;
     let meta = crate::exits::metadata_of(&loaded.proto).map_err(bad)?;
     Ok((loaded, meta))
 }
