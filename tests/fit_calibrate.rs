@@ -600,3 +600,38 @@ fn observe<'a>(
         never_exit_classes: &[],
     }
 }
+
+/// The same inputs and options give the same model and report bytes
+/// (compile works in a scratch folder; nothing of it may reach the output).
+#[test]
+fn compile_is_deterministic() {
+    let outputs: Vec<(Vec<u8>, Vec<u8>)> = (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let (model, report) = (dir.path().join("out.onnx"), dir.path().join("report.json"));
+            ok(&[
+                "compile",
+                digits("digits_resnet.onnx").to_str().unwrap(),
+                "--data",
+                digits("train_x.npy").to_str().unwrap(),
+                "--labels",
+                digits("train_y.npy").to_str().unwrap(),
+                "--calib-data",
+                digits("calib_x.npy").to_str().unwrap(),
+                "--calib-labels",
+                digits("calib_y.npy").to_str().unwrap(),
+                "--max-drop",
+                "1%",
+                "--at",
+                EXITS,
+                "-o",
+                model.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ]);
+            (std::fs::read(&model).unwrap(), std::fs::read(&report).unwrap())
+        })
+        .collect();
+    assert!(outputs[0].0 == outputs[1].0, "model bytes differ");
+    assert!(outputs[0].1 == outputs[1].1, "report bytes differ");
+}

@@ -117,6 +117,56 @@ pub struct CalibrationReport {
     pub cost: CostReport,
 }
 
+impl CalibrationReport {
+    /// The report as the CLI prints it (after the "wrote" line).
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} rows: {} fit the temperatures, {} test the thresholds",
+            self.rows, self.temperature_rows, self.testing_rows
+        );
+        let _ = writeln!(
+            out,
+            "threshold {:.3}: risk {:.4} (p = {:.2e} ≤ δ = {}), certified by {}",
+            self.threshold, self.chosen.risk, self.chosen.p_value, self.delta, self.guarantee
+        );
+        if let Some(acc) = self.full_model_accuracy {
+            let _ = writeln!(
+                out,
+                "accuracy: full model {:.2}%, early-exit {:.2}%",
+                100.0 * acc,
+                100.0 * self.chosen.accuracy.unwrap_or(0.0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "agreement with the full model: {:.2}%",
+            100.0 * self.chosen.agreement
+        );
+        out.push_str(
+            "\nexit  tensor                    T before  T after  ECE before  ECE after  exit rate  right when exiting\n",
+        );
+        for e in &self.exits {
+            let _ = writeln!(
+                out,
+                "{:<5} {:<25} {:<9.3} {:<8.3} {:<11.4} {:<10.4} {:>8.2}%  {}",
+                e.index,
+                e.tensor,
+                e.temperature_before,
+                e.temperature,
+                e.ece_before,
+                e.ece_after,
+                100.0 * e.exit_rate,
+                e.accuracy_of_exits.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a))
+            );
+        }
+        let _ = write!(out, "\n{}", self.cost.to_text());
+        out
+    }
+}
+
 /// The calibration worked out on cached outputs.
 pub struct Outcome {
     pub temperatures: Vec<f64>,

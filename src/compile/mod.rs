@@ -72,6 +72,54 @@ pub struct CompileReport {
     pub measured: Option<crate::eval::EvalReport>,
 }
 
+impl CompileReport {
+    /// The summary the CLI prints before the model is written.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let c = &self.calibration;
+        let mut out = format!(
+            "fit on {} rows, calibrated on {}: threshold {:.3}, risk {:.4} (p = {:.2e} ≤ δ = {}), expected FLOP savings {:.1}%\n",
+            self.fit_rows,
+            self.calibration_rows,
+            c.threshold,
+            c.chosen.risk,
+            c.chosen.p_value,
+            c.delta,
+            100.0 * self.savings
+        );
+        if let Some(t) = self.time_saving {
+            let _ = writeln!(
+                out,
+                "expected time savings {:.1}% (cost model, ONNX Runtime CPU 1 thread; `eexc eval` measures)",
+                100.0 * t
+            );
+        }
+        for d in &self.dropped_exits {
+            let _ = writeln!(
+                out,
+                "dropped exit at '{}': {:.1}% of the rows reaching it left there, {:.1}% needed to pay for its time",
+                d.tensor,
+                100.0 * d.exit_rate,
+                100.0 * d.break_even_rate
+            );
+        }
+        out
+    }
+
+    /// The line for a `--measure` run.
+    pub fn measured_text(&self) -> Option<String> {
+        let r = self.measured.as_ref()?;
+        Some(format!(
+            "measured in {}: time saving {:.1}% (cost model: {}), exits {:?}\n",
+            r.runtime,
+            100.0 * r.measured_time_saving.unwrap_or(0.0),
+            r.predicted_time_saving
+                .map_or("-".into(), |t| format!("{:.1}%", 100.0 * t)),
+            r.exit_histogram
+        ))
+    }
+}
+
 /// An exit compile fitted and then left out.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DroppedExit {
@@ -139,6 +187,16 @@ pub fn compile(
                 kept.remove(j);
             }
             None => {
+                // The heads came from a scratch file: the metadata says where
+                // they came from instead, so that the same inputs give the same
+                // bytes.
+                let mut model_out = model_out;
+                if let Some(Ok(mut meta)) = crate::exits::read_metadata(&model_out) {
+                    meta.weights = format!("fit by eexc compile on {} rows", split.fit_rows);
+                    crate::exits::write_metadata(&mut model_out, &meta);
+                }
+                let mut calibrated = calibrated;
+                calibrated.model = model.display().to_string();
                 let report = CompileReport {
                     schema: "eexc.compile/2",
                     model: model.display().to_string(),

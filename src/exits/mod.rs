@@ -157,6 +157,53 @@ pub struct ExitSummary {
     pub warnings: Vec<String>,
 }
 
+impl ExitSummary {
+    /// What `insert-exits` prints after the "wrote" line: the exits, the
+    /// cost report and the fusion table (the warnings go to stderr).
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for e in &self.exits {
+            let why = if e.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", e.reason)
+            };
+            let _ = writeln!(
+                out,
+                "exit {}: {} ({} head, {} >= {} at T={}){why}",
+                e.index,
+                e.tensor,
+                e.head,
+                e.confidence.name(),
+                e.threshold,
+                e.temperature
+            );
+        }
+        let _ = write!(out, "\n{}", self.cost.to_text());
+        if let Some(f) = &self.fusion {
+            let _ = write!(
+                out,
+                "\nFusion of each exit's head + decision (per sample):\n{}",
+                f.to_text()
+            );
+        }
+        out
+    }
+}
+
+/// Which exits `--at`/`--auto` ask for; `default_auto` when neither is given
+/// (compile places three by default, insert-exits and fit ask the user).
+impl ExitSelection {
+    pub fn from_flags(auto: Option<usize>, at: Vec<String>, default_auto: Option<usize>) -> ExitSelection {
+        match (auto, default_auto) {
+            (Some(k), _) => ExitSelection::Auto(k),
+            (None, Some(k)) if at.is_empty() => ExitSelection::Auto(k),
+            (None, _) => ExitSelection::At(at),
+        }
+    }
+}
+
 /// One exit as recorded in the model's metadata (`eexc.exits`).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExitMeta {

@@ -76,6 +76,38 @@ pub struct FitReport {
     pub model_label_accuracy: Option<f64>,
 }
 
+impl FitReport {
+    /// The report as the CLI prints it (after the "wrote" line).
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!(
+            "{} rows ({} held out to choose L2); targets: {}\n",
+            self.rows, self.held_out_rows, self.targets
+        );
+        if let Some(acc) = self.model_label_accuracy {
+            let _ = writeln!(out, "full model: {:.2}% label accuracy", 100.0 * acc);
+        }
+        out.push_str(
+            "\nexit  tensor                    head        features  L2       held-out agreement  all rows  labels\n",
+        );
+        for e in &self.exits {
+            let _ = writeln!(
+                out,
+                "{:<5} {:<25} {:<11} {:<9} {:<8.0e} {:>17.2}%  {:>7.2}%  {}",
+                e.index,
+                e.tensor,
+                e.head,
+                e.features,
+                e.held_out.l2,
+                100.0 * e.held_out.agreement,
+                100.0 * e.agreement_all_rows,
+                e.label_accuracy.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a))
+            );
+        }
+        out
+    }
+}
+
 /// Fits every exit's head; returns the heads (per exit: weight, bias) and
 /// the report.
 pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>, FitReport), FitError> {

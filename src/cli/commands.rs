@@ -1,0 +1,327 @@
+//! What each command does with its arguments: call the library, write the
+//! files (the model first, then the reports), print the report's text.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::args::*;
+
+pub fn fit(a: FitArgs) -> anyhow::Result<()> {
+    use eexc::exits::ExitSelection;
+    let options = eexc::fit::FitOptions {
+        data: a.data,
+        labels: a.labels,
+        label_weight: a.label_weight,
+        selection: ExitSelection::from_flags(a.auto, a.at, None),
+        head: a.head,
+        logits: a.logits,
+        batch: a.batch_size,
+        seed: a.seed,
+        held_out: a.held_out,
+    };
+    refuse_overwrite(
+        &a.model,
+        &[Some(&options.data), options.labels.as_ref()],
+        &[Some(&a.output), a.report.as_ref()],
+    )?;
+    let (heads, report) = eexc::fit::fit(&a.model, &options)?;
+    let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
+    eexc::fit::save_heads(&a.output, &heads, &report.exits, &report)?;
+    if let Some(r) = &a.report {
+        eexc::onnx::write_atomically(r, &report_json)?;
+    }
+    println!("wrote {}", a.output.display());
+    print!("{}", report.to_text());
+    Ok(())
+}
+
+pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
+    let target = a.bound.target()?;
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.model.with_extension("calibrated.onnx"));
+    refuse_overwrite(
+        &a.model,
+        &[Some(&a.data), a.labels.as_ref()],
+        &[Some(&out), a.report.as_ref(), a.curve.as_ref(), a.plot.as_ref()],
+    )?;
+    let options = eexc::calibrate::CalibrateOptions {
+        data: a.data,
+        labels: a.labels,
+        target,
+        delta: a.bound.delta,
+        batch: a.batch_size,
+        split: eexc::calibrate::Split {
+            temperature_share: a.temperature_share,
+            seed: a.seed,
+        },
+    };
+    let c = eexc::calibrate::calibrate(&a.model, &options)?;
+    let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    eexc::onnx::save_model(&c.model, &out, Some(&source_dir))?;
+    if let Some(r) = &a.report {
+        let json = serde_json::to_vec_pretty(&c.report).context("encoding the report")?;
+        eexc::onnx::write_atomically(r, &json)?;
+    }
+    if let Some(p) = &a.curve {
+        eexc::onnx::write_atomically(p, eexc::calibrate::curve_csv(&c.curve).as_bytes())?;
+    }
+    if let Some(p) = &a.plot {
+        eexc::onnx::write_atomically(p, c.svg.as_bytes())?;
+    }
+    println!("wrote {}", out.display());
+    print!("{}", c.report.to_text());
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    refuse_overwrite(
+        &a.model,
+        &[Some(&a.data), a.labels.as_ref(), a.baseline.as_ref()],
+        &[a.predictions.as_ref()],
+    )?;
+    let options = eexc::eval::EvalOptions {
+        data: a.data,
+        labels: a.labels,
+        baseline: a.baseline,
+        runtime: a.runtime,
+        threads: usize::from(a.threads),
+        ort_library: a.ort_library,
+    };
+    let e = eexc::eval::eval(&a.model, &options)?;
+    if let Some(p) = &a.predictions {
+        eexc::eval::save_predictions(p, &e.predictions)?;
+    }
+    emit(&e.report, a.json, e.report.to_text())
+}
+
+/// The savings gate failed: the run worked, its result is not good enough.
+#[derive(Debug)]
+pub struct GateFailed(String);
+
+impl std::fmt::Display for GateFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GateFailed {}
+
+pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
+    use eexc::exits::{ExitSelection, Mode};
+    if !matches!(a.mode, Mode::If | Mode::Compact) {
+        anyhow::bail!("compile emits --mode if or compact");
+    }
+    refuse_overwrite(
+        &a.model,
+        &[
+            Some(&a.data),
+            a.labels.as_ref(),
+            a.calib_data.as_ref(),
+            a.calib_labels.as_ref(),
+            a.measure.as_ref(),
+            a.measure_labels.as_ref(),
+        ],
+        &[Some(&a.output), a.report.as_ref()],
+    )?;
+    let options = eexc::compile::CompileOptions {
+        data: a.data,
+        labels: a.labels,
+        selection: ExitSelection::from_flags(a.auto, a.at, Some(3)),
+        head: a.head,
+        mode: a.mode,
+        confidence: a.confidence,
+        target: a.bound.target()?,
+        delta: a.bound.delta,
+        fit_share: a.fit_share,
+        calibration: a.calib_data.map(|x| (x, a.calib_labels)),
+        seed: a.seed,
+        batch: a.batch_size,
+        keep_exits: a.keep_exits,
+        quantize_heads: a.quantize_heads,
+    };
+    let work = tempfile::tempdir().context("creating a scratch folder")?;
+    let (model, mut report) = eexc::compile::compile(&a.model, &options, work.path())?;
+    let write_report = |report: &eexc::compile::CompileReport| -> anyhow::Result<()> {
+        if let Some(r) = &a.report {
+            let json = serde_json::to_vec_pretty(report).context("encoding the report")?;
+            eexc::onnx::write_atomically(r, &json)?;
+        }
+        Ok(())
+    };
+    write_report(&report)?;
+    print!("{}", report.to_text());
+    if let Some(gate) = a.fail_under_savings
+        && report.savings < gate
+    {
+        return Err(GateFailed(format!(
+            "gate failed: expected FLOP savings {:.1}% are under --fail-under-savings {:.1}%; no model written",
+            100.0 * report.savings,
+            100.0 * gate
+        ))
+        .into());
+    }
+    let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    eexc::onnx::save_model(&model, &a.output, Some(&source_dir))?;
+    println!("wrote {}", a.output.display());
+    if let Some(data) = a.measure {
+        let measured = eexc::eval::eval(
+            &a.output,
+            &eexc::eval::EvalOptions {
+                data,
+                labels: a.measure_labels,
+                baseline: Some(a.model.clone()),
+                runtime: eexc::eval::RuntimeChoice::Auto,
+                threads: 1,
+                ort_library: None,
+            },
+        )?;
+        report.measured = Some(measured.report);
+        print!("{}", report.measured_text().unwrap_or_default());
+        write_report(&report)?;
+    }
+    Ok(())
+}
+
+pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
+    use eexc::exits::{ExitOptions, ExitSelection, WeightSource};
+    let options = ExitOptions {
+        selection: ExitSelection::from_flags(a.auto, a.at, None),
+        mode: a.mode,
+        head: a.head,
+        weights: match (a.weights, a.weights_from) {
+            (Some(f), _) => WeightSource::File(f),
+            (None, Some(m)) => WeightSource::FromModel(m),
+            (None, None) => WeightSource::Seeded(a.seed),
+        },
+        confidence: a.confidence,
+        thresholds: a.threshold,
+        temperatures: a.temperature,
+        never_exit_classes: a.never_exit_classes,
+        logits: a.logits,
+        exit_distribution: a.exit_dist,
+        fuse: (!a.no_fuse).then(|| a.limits.options(false)),
+        quantize_heads: a.quantize_heads,
+    };
+    let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
+    refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
+    let (model, summary) = eexc::exits::insert_exits(&a.model, &options)?;
+    let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let report_json = serde_json::to_vec_pretty(&summary).context("encoding the report")?;
+    // The model first: a report never describes a model that was not written.
+    eexc::onnx::save_model(&model, &out, Some(&source_dir))?;
+    if let Some(r) = &a.report {
+        eexc::onnx::write_atomically(r, &report_json)?;
+    }
+    for w in &summary.warnings {
+        eprintln!("eexc: WARNING: {w}");
+    }
+    println!("wrote {}", out.display());
+    print!("{}", summary.to_text());
+    Ok(())
+}
+
+pub fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
+    let out = a.output.unwrap_or_else(|| a.model.with_extension("opt.onnx"));
+    refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
+    let loaded = eexc::onnx::load_model_for_transform(&a.model)?;
+    let mut model = loaded.proto;
+    let options = a.limits.options(a.freeze_knobs);
+    let knobs = eexc::exits::knob_names(&model);
+    if a.freeze_knobs && knobs.is_empty() {
+        anyhow::bail!(
+            "{}: --freeze-knobs: the model has no eexc knobs (not made by insert-exits)",
+            a.model.display()
+        );
+    }
+    let report = eexc::fuse::fuse_model(&mut model, eexc::fuse::Target::Whole, &options, &knobs)
+        .with_context(|| format!("{}", a.model.display()))?;
+    eexc::transform::placement::place_constants(&mut model);
+    let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
+    eexc::onnx::save_model(&model, &out, Some(&loaded.base_dir))?;
+    if let Some(r) = &a.report {
+        eexc::onnx::write_atomically(r, &report_json)?;
+    }
+    if a.json {
+        println!("{}", String::from_utf8_lossy(&report_json));
+    } else {
+        println!("wrote {}", out.display());
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+pub fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Result<()> {
+    let loaded = eexc::onnx::read_model(&model)?;
+    let meta = eexc::exits::metadata_of(&loaded.proto).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    if let Some(d) = &exit_dist {
+        eexc::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let report = eexc::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
+    emit(&report, json, report.to_text())
+}
+
+/// Fails when an output would replace the model or another input file:
+/// inputs are never modified.
+pub fn refuse_overwrite(
+    model: &std::path::Path,
+    inputs: &[Option<&PathBuf>],
+    outputs: &[Option<&PathBuf>],
+) -> anyhow::Result<()> {
+    for out in outputs.iter().flatten() {
+        if same_file(out, model) {
+            anyhow::bail!("{}: refusing to overwrite the input model", out.display());
+        }
+        if inputs.iter().flatten().any(|input| same_file(out, input)) {
+            anyhow::bail!("{}: refusing to overwrite an input file", out.display());
+        }
+    }
+    Ok(())
+}
+
+/// True when `a` and `b` name the same existing file (through links or
+/// relative paths alike).
+pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Prints a report as pretty JSON or as its text form.
+pub fn emit(report: &impl serde::Serialize, json: bool, text: String) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).context("encoding JSON report")?
+        );
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect { model, json } => {
+            let report = eexc::report::inspect::inspect(&model)?;
+            emit(&report, json, report.to_text())?;
+        }
+        Command::InsertExits(args) => insert_exits(*args)?,
+        Command::Optimize(args) => optimize(*args)?,
+        Command::Fit(args) => fit(*args)?,
+        Command::Calibrate(args) => calibrate(*args)?,
+        Command::Eval(args) => eval(*args)?,
+        Command::Compile(args) => compile(*args)?,
+        Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
+        Command::Print { model, elide_data_over } => {
+            // Shown as stored: external-data files are not needed to print.
+            let loaded = eexc::onnx::read_model(&model)?;
+            let options = eexc::onnx::printer::PrintOptions { elide_data_over };
+            print!("{}", eexc::onnx::printer::model_to_text_with(&loaded.proto, &options));
+        }
+    }
+    Ok(())
+}
