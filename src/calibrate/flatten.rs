@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use crate::exits::ExitsMetadata;
+use crate::exits::{ExitsMetadata, Mode};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 
 /// The flat model and its outputs: exit 1..K logits, then the full model's
@@ -16,21 +16,22 @@ pub fn flat_model(model: &ModelProto, meta: &ExitsMetadata) -> Result<(ModelProt
     let mut outputs: Vec<String> = meta.exits.iter().map(|e| e.logits_output.clone()).collect();
     let mut flat = model.clone();
     let fg = flat.graph.as_mut().expect("checked above");
-    match meta.mode.as_str() {
-        "multi" => {
+    match meta.mode {
+        Mode::Multi => {
             let first = g.output.first().ok_or("the model has no outputs")?;
             outputs.push(first.name().to_string());
         }
-        "if" | "compact" => {
+        Mode::If | Mode::Compact => {
             let mut nodes = Vec::new();
             let mut final_prediction = None;
             unroll(&g.node, &mut nodes, &mut fg.initializer, &mut final_prediction);
             outputs.push(final_prediction.ok_or("no eexc If found in the model")?);
             fg.node = prune(nodes, &outputs);
         }
-        other => {
+        Mode::Loop => {
             return Err(format!(
-                "a '{other}' model cannot be calibrated directly; calibrate its 'if' form (the same exits and heads) and copy the thresholds"
+                "a '{}' model cannot be calibrated directly; calibrate its 'if' form (the same exits and heads) and copy the thresholds",
+                Mode::Loop.name()
             ));
         }
     }

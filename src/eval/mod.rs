@@ -359,7 +359,7 @@ const PATH_ROWS: usize = 50;
 
 pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
     let (loaded, meta) = crate::runtime::load_exits_model(path)?;
-    if meta.mode == "multi" {
+    if meta.mode == crate::exits::Mode::Multi {
         return Err(RunError::Model {
             path: path.to_path_buf(),
             reason: "a 'multi' model has no exits to take (every head runs); evaluate its 'if', compact or loop form"
@@ -367,14 +367,14 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
         });
     }
     let (ort, runtime_info) = choose_runtime(options)?;
-    if ort.is_none() && matches!(meta.mode.as_str(), "compact" | "loop") {
+    if ort.is_none() && matches!(meta.mode, crate::exits::Mode::Compact | crate::exits::Mode::Loop) {
         return Err(RunError::Model {
             path: path.to_path_buf(),
             reason: format!(
                 "a '{}' model: tract runs the 'if' form only (it cannot type compact mode's data-dependent row \
                  counts, and has no Loop); evaluate it in ONNX Runtime (--runtime ort), or the 'if' form with the \
                  same heads and thresholds",
-                meta.mode
+                meta.mode.name()
             ),
         });
     }

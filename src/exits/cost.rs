@@ -71,7 +71,7 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
     if let Some(fuse) = &options.fuse {
         let knobs = (1..=source.plan.exits.len())
             .flat_map(|k| {
-                let kn = super::emit::knobs(k);
+                let kn = super::contract::knobs(k);
                 [kn.threshold, kn.temperature]
             })
             .collect();
@@ -176,7 +176,7 @@ fn exit_nodes(flat: &crate::onnx::proto::ModelProto, exits: usize) -> Vec<(Vec<u
                 .flat_map(|&i| g.node[i].output.iter().map(move |o| (o.as_str(), i)))
                 .collect();
             let mut head = std::collections::BTreeSet::new();
-            let mut stack = vec![super::head::logits_name(k)];
+            let mut stack = vec![super::contract::logits_name(k)];
             while let Some(t) = stack.pop() {
                 if let Some(&i) = producer.get(t.as_str())
                     && head.insert(i)

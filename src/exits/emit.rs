@@ -4,8 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::decision::{Knobs, build_decision};
-use super::head::{HeadWeights, build_head, logits_name};
+use super::contract::{EXIT_INDEX, exit_output_name, knobs, logits_name};
+use super::decision::build_decision;
+use super::head::{HeadWeights, build_head};
 use super::{ExitError, ExitOptions};
 use crate::analysis::classifier::Classifier;
 use crate::exits::plan::{ExitPoint, Plan};
@@ -14,24 +15,6 @@ use crate::onnx::proto::{
     GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
 };
 use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, attr_ints, tensor_f32, type_proto, value_info};
-
-/// Name of the per-row exit index output.
-pub const EXIT_INDEX: &str = "exit_index";
-
-/// Name of exit `k`'s copy of original output `o` (multi mode).
-pub fn exit_output_name(o: &str, k: usize) -> String {
-    format!("{o}__exit{k}")
-}
-
-/// Exit k's threshold knob is this prefix and k.
-pub const THRESHOLD_KNOB_PREFIX: &str = "eexc_threshold_";
-
-pub fn knobs(k: usize) -> Knobs {
-    Knobs {
-        threshold: format!("{THRESHOLD_KNOB_PREFIX}{k}"),
-        temperature: format!("eexc_temperature_{k}"),
-    }
-}
 
 /// Everything emission needs about the source model.
 pub struct Source<'a> {

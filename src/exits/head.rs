@@ -1,6 +1,7 @@
 //! Exit heads: pool the feature tensor to N×F, then a linear layer to the
 //! class logits, built from ops valid in the model's opset.
 
+use super::contract::{logits_name, weight_names};
 use super::plan::{Dequantize, ExitPoint, HeadKind};
 use crate::ir::Dim;
 use crate::onnx::dtype::ElemType;
@@ -25,17 +26,6 @@ pub fn seeded_weights(seed: u64, exit: usize, classes: i64, features: i64) -> He
     let weight = (0..classes * features).map(|_| uniform() as f32).collect();
     let bias = (0..classes).map(|_| uniform() as f32).collect();
     HeadWeights { weight, bias }
-}
-
-/// Names of a head's initializers, so a trained multi-output model can hand
-/// its weights back (`--weights-from`).
-pub fn weight_names(exit: usize) -> (String, String) {
-    (format!("eexc_exit{exit}_weight"), format!("eexc_exit{exit}_bias"))
-}
-
-/// Name of exit `exit`'s logits (a graph output in multi mode).
-pub fn logits_name(exit: usize) -> String {
-    format!("eexc_exit_{exit}_logits")
 }
 
 /// Adds the head for `exit` (1-based) and returns the logits tensor name

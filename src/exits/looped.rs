@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::contract::{EXIT_INDEX, knobs};
 use super::decision::{Knobs, build_decision};
-use super::emit::{EXIT_INDEX, Source, knobs};
+use super::emit::Source;
 use super::head::{HeadWeights, build_head_from};
 use super::repeat::RepeatedRun;
 use super::{ExitError, ExitOptions};

@@ -2,6 +2,7 @@
 //! multi-output graph (training, calibration) or the nested-`If` early-exit
 //! graph, with a cost report.
 
+pub mod contract;
 pub mod cost;
 pub mod decision;
 mod emit;
@@ -21,16 +22,16 @@ use crate::analysis::cost::graph_cost;
 use crate::analysis::shapes::infer_model;
 use crate::ir::{IrError, Model};
 use crate::onnx::OnnxError;
-use crate::onnx::proto::{ModelProto, StringStringEntryProto};
+use crate::onnx::proto::ModelProto;
+pub use contract::{
+    EXIT_INDEX, ExitMeta, ExitsMetadata, METADATA_KEY, exit_output_name, knob_names, metadata_of, read_metadata,
+    write_metadata,
+};
 pub use decision::Confidence;
-pub use emit::{EXIT_INDEX, exit_output_name};
 pub use plan::HeadKind;
 pub use weights::WeightSource;
 
-/// Key of the model metadata entry describing the exits.
-pub const METADATA_KEY: &str = "eexc.exits";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Nested If: confident batches stop early.
@@ -174,7 +175,7 @@ impl ExitSummary {
                 "exit {}: {} ({} head, {} >= {} at T={}){why}",
                 e.index,
                 e.tensor,
-                e.head,
+                e.head.name(),
                 e.confidence.name(),
                 e.threshold,
                 e.temperature
@@ -202,43 +203,6 @@ impl ExitSelection {
             (None, _) => ExitSelection::At(at),
         }
     }
-}
-
-/// One exit as recorded in the model's metadata (`eexc.exits`).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct ExitMeta {
-    pub index: usize,
-    pub tensor: String,
-    pub head: String,
-    pub confidence: Confidence,
-    pub threshold_input: String,
-    pub temperature_input: String,
-    pub threshold: f32,
-    pub temperature: f32,
-    pub logits_output: String,
-    /// Suggested weight of this exit's loss when training the heads on the
-    /// multi-output model: the share of the model's FLOPs it has seen (deeper
-    /// exits see more and are weighted more; the final classifier has 1.0).
-    pub loss_weight: f64,
-    /// Why `--auto` chose it; empty for `--at`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-}
-
-/// The whole `eexc.exits` metadata document.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct ExitsMetadata {
-    pub version: u32,
-    pub mode: String,
-    pub logits: String,
-    pub exits: Vec<ExitMeta>,
-    pub never_exit_classes: Vec<i64>,
-    pub trained: bool,
-    pub weights: String,
-    pub cost: cost::CostTable,
-    /// Set by `eexc calibrate`: what the thresholds were chosen for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<serde_json::Value>,
 }
 
 /// Runs the whole insertion on `path`; returns the emitted model (not yet
@@ -328,17 +292,17 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         .enumerate()
         .map(|(i, e)| {
             let k = i + 1;
-            let kn = emit::knobs(k);
+            let kn = contract::knobs(k);
             ExitMeta {
                 index: k,
                 tensor: e.tensor.clone(),
-                head: e.head.name().into(),
+                head: e.head,
                 confidence: options.confidence,
                 threshold_input: kn.threshold,
                 temperature_input: kn.temperature,
                 threshold: options.threshold(k),
                 temperature: options.temperature(k),
-                logits_output: head::logits_name(k),
+                logits_output: contract::logits_name(k),
                 loss_weight: loss_weight(&table, k),
                 reason: e.reason.clone(),
             }
@@ -346,7 +310,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         .collect();
     let meta = ExitsMetadata {
         version: 1,
-        mode: options.mode.name().into(),
+        mode: options.mode,
         logits: graph.value(classifier.logits).name.clone(),
         exits: metas.clone(),
         never_exit_classes: options.never_exit_classes.clone(),
@@ -514,104 +478,4 @@ fn put_weights_back(model: &mut ModelProto, originals: Vec<crate::onnx::proto::T
     debug_assert!(g.initializer.len() >= n);
     debug_assert!(g.initializer.iter().zip(&originals).all(|(a, b)| a.name == b.name));
     g.initializer.splice(0..n.min(g.initializer.len()), originals);
-}
-
-fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
-    model.metadata_props.retain(|kv| kv.key() != key);
-    let mut kv = StringStringEntryProto::new();
-    kv.set_key(key.into());
-    kv.set_value(value.into());
-    model.metadata_props.push(kv);
-}
-
-/// Writes (or replaces) the `eexc.exits` metadata.
-pub fn write_metadata(model: &mut ModelProto, meta: &ExitsMetadata) {
-    set_metadata(model, METADATA_KEY, &serde_json::to_string(meta).unwrap_or_default());
-}
-
-/// The `eexc.exits` metadata, or why the model has none usable (also when
-/// it disagrees with the graph: see [`check_metadata`]).
-pub fn metadata_of(model: &ModelProto) -> Result<ExitsMetadata, String> {
-    let meta = read_metadata(model)
-        .ok_or_else(|| format!("not made by eexc insert-exits (no '{METADATA_KEY}' metadata)"))?
-        .map_err(|e| format!("unreadable '{METADATA_KEY}' metadata: {e}"))?;
-    check_metadata(&meta, model).map_err(|e| format!("'{METADATA_KEY}' metadata disagrees with the graph: {e}"))?;
-    Ok(meta)
-}
-
-/// What the commands that read an emitted model rely on: exits numbered
-/// 1..K, a cost table with one entry per exit, and the graph's own knobs
-/// (or, in multi mode, exit logits outputs) exactly the ones listed.
-fn check_metadata(meta: &ExitsMetadata, model: &ModelProto) -> Result<(), String> {
-    let k = meta.exits.len();
-    if k == 0 {
-        return Err("no exits listed".into());
-    }
-    if let Some((i, e)) = meta.exits.iter().enumerate().find(|(i, e)| e.index != i + 1) {
-        return Err(format!("exit {} is listed as index {}", i + 1, e.index));
-    }
-    let t = &meta.cost;
-    for (what, len) in [
-        ("stages", t.stages.len()),
-        ("heads", t.heads.len()),
-        ("decisions", t.decisions.len()),
-    ] {
-        if len != k {
-            return Err(format!("{k} exits but {len} cost-table {what}"));
-        }
-    }
-    if !t.exit_elements.is_empty() && t.exit_elements.len() != k {
-        return Err(format!("{k} exits but {} exit tensor sizes", t.exit_elements.len()));
-    }
-    let Some(g) = model.graph.as_ref() else {
-        return Err("the model has no graph".into());
-    };
-    let inputs: std::collections::HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
-    let outputs: std::collections::HashSet<&str> = g.output.iter().map(|o| o.name()).collect();
-    if meta.mode == "multi" {
-        if let Some(e) = meta.exits.iter().find(|e| !outputs.contains(e.logits_output.as_str())) {
-            return Err(format!(
-                "exit {}'s logits '{}' is not a graph output",
-                e.index, e.logits_output
-            ));
-        }
-        return Ok(());
-    }
-    for e in &meta.exits {
-        for knob in [&e.threshold_input, &e.temperature_input] {
-            if !inputs.contains(knob.as_str()) {
-                return Err(format!("exit {}'s knob '{knob}' is not a graph input", e.index));
-            }
-        }
-    }
-    let in_graph = inputs
-        .iter()
-        .filter(|i| {
-            i.strip_prefix(emit::THRESHOLD_KNOB_PREFIX)
-                .is_some_and(|k| k.parse::<usize>().is_ok())
-        })
-        .count();
-    if in_graph != k {
-        return Err(format!("{k} exits listed, {in_graph} threshold knobs in the graph"));
-    }
-    Ok(())
-}
-
-/// Knob inputs named in the exits metadata (none for other models): what
-/// fusion must never fold unless asked to freeze them.
-pub fn knob_names(model: &ModelProto) -> std::collections::HashSet<String> {
-    match read_metadata(model) {
-        Some(Ok(meta)) => meta
-            .exits
-            .iter()
-            .flat_map(|e| [e.threshold_input.clone(), e.temperature_input.clone()])
-            .collect(),
-        _ => std::collections::HashSet::new(),
-    }
-}
-
-/// Reads the `eexc.exits` metadata of an eexc-produced model.
-pub fn read_metadata(model: &ModelProto) -> Option<Result<ExitsMetadata, String>> {
-    let kv = model.metadata_props.iter().find(|kv| kv.key() == METADATA_KEY)?;
-    Some(serde_json::from_str(kv.value()).map_err(|e| e.to_string()))
 }

@@ -12,7 +12,7 @@ use crate::ir::{Dim, Graph, NodeId, TensorType, ValueId, ValueKind};
 use super::ExitError;
 
 /// Head shape by rank of the feature tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadKind {
     /// Pick by rank: 4-D gap-linear, 3-D token-cls, 2-D linear.

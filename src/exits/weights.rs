@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use super::ExitError;
-use super::head::{HeadWeights, seeded_weights, weight_names};
+use super::contract::weight_names;
+use super::head::{HeadWeights, seeded_weights};
 use super::plan::ExitPoint;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
