@@ -236,7 +236,7 @@ pub fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
             a.model.display()
         );
     }
-    let report = eexc::fuse::fuse_model(&mut model, eexc::fuse::Target::Whole, &options, &knobs)
+    let report = eexc::fuse::fuse_model(&mut model, eexc::fuse::Regions::Whole, &options, &knobs)
         .with_context(|| format!("{}", a.model.display()))?;
     eexc::transform::placement::place_constants(&mut model);
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;

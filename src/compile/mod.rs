@@ -141,7 +141,7 @@ pub fn compile(
         return Err(CompileError::BadOption("--fit-share must be in [0.1, 0.9]".into()));
     }
     let split = match &options.calibration {
-        Some((x, y)) => Split {
+        Some((x, y)) => DataSplit {
             fit_x: options.data.clone(),
             fit_y: options.labels.clone(),
             calib_x: x.clone(),
@@ -239,7 +239,7 @@ fn insert_and_calibrate(
     model: &Path,
     options: &CompileOptions,
     work: &Path,
-    split: &Split,
+    split: &DataSplit,
     heads: &[crate::fit::logreg::Head],
     fit_report: &FitReport,
     kept: &[usize],
@@ -285,7 +285,7 @@ fn insert_and_calibrate(
     Ok((calibrated.model, calibrated.report, inserted.fusion))
 }
 
-struct Split {
+struct DataSplit {
     fit_x: PathBuf,
     fit_y: Option<PathBuf>,
     calib_x: PathBuf,
@@ -295,7 +295,7 @@ struct Split {
 }
 
 /// Writes the two parts of the data (and labels) as .npy files in `work`.
-fn split_rows(options: &CompileOptions, work: &Path) -> Result<Split, CompileError> {
+fn split_rows(options: &CompileOptions, work: &Path) -> Result<DataSplit, CompileError> {
     let mut samples = crate::runtime::Samples::open(&options.data)?;
     let rows = samples.rows();
     let all = samples.next_rows(0, rows)?;
@@ -325,7 +325,7 @@ fn split_rows(options: &CompileOptions, work: &Path) -> Result<Split, CompileErr
         crate::runtime::write_npy(&path, &[values.len()], &values)?;
         Ok(Some(path))
     };
-    Ok(Split {
+    Ok(DataSplit {
         fit_x: write("fit_x.npy", fit_idx)?,
         fit_y: write_labels("fit_y.npy", fit_idx)?,
         calib_x: write("calib_x.npy", calib_idx)?,

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::emit::Source;
+use super::emit::EmitContext;
 use super::time::{RuntimeProfile, TimeEstimate};
 use super::{ExitError, ExitOptions};
 use crate::analysis::cost::{CostStatus, graph_cost};
@@ -66,7 +66,7 @@ pub struct CostTable {
 }
 
 /// Measures the flat graph (original + heads + decisions) with the cost model.
-pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, ExitError> {
+pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTable, ExitError> {
     let mut flat = source.emit_flat(options)?;
     if let Some(fuse) = &options.fuse {
         let knobs = (1..=source.plan.exits.len())
@@ -75,7 +75,7 @@ pub fn cost_table(source: &Source, options: &ExitOptions) -> Result<CostTable, E
                 [kn.threshold, kn.temperature]
             })
             .collect();
-        crate::fuse::fuse_model(&mut flat, crate::fuse::Target::Exits, fuse, &knobs)?;
+        crate::fuse::fuse_model(&mut flat, crate::fuse::Regions::Exits, fuse, &knobs)?;
     }
     let ranges = exit_nodes(&flat, source.plan.exits.len());
     let mut model = Model::from_proto(&flat)?;

@@ -17,7 +17,7 @@ use crate::onnx::proto::{
 use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, attr_ints, tensor_f32, type_proto, value_info};
 
 /// Everything emission needs about the source model.
-pub struct Source<'a> {
+pub struct EmitContext<'a> {
     pub proto: &'a ModelProto,
     pub graph: &'a Graph,
     pub classifier: &'a Classifier,
@@ -32,7 +32,7 @@ pub(super) fn scalar_f32() -> TypeProto {
     type_proto(&TensorType::known_dims(crate::onnx::dtype::ElemType::FLOAT, &[]))
 }
 
-impl Source<'_> {
+impl EmitContext<'_> {
     pub(super) fn main(&self) -> &GraphProto {
         // Loading already required a graph.
         self.proto.graph.as_ref().expect("model has a graph")
@@ -278,7 +278,7 @@ impl Source<'_> {
             b.nodes.push(self.original_node(c).clone());
         }
         let level_outputs = vec![out_name.clone(), EXIT_INDEX.to_string()];
-        let scope = Scope {
+        let scope = NestingLevel {
             compact,
             rename: HashMap::new(),
         };
@@ -325,7 +325,7 @@ impl Source<'_> {
         zeros: Option<&str>,
         options: &ExitOptions,
         out_type: &TypeProto,
-        scope: &Scope,
+        scope: &NestingLevel,
     ) -> Result<(), ExitError> {
         for &n in &self.plan.stages[k - 1] {
             b.nodes.push(scope.node(self.original_node(n)));
@@ -386,7 +386,7 @@ impl Source<'_> {
         let mut else_b = b.branch();
         let else_outputs = match scope.compact {
             None => {
-                let mut inner = Scope {
+                let mut inner = NestingLevel {
                     compact: None,
                     rename: scope.rename.clone(),
                 };
@@ -408,7 +408,7 @@ impl Source<'_> {
                     &[&found],
                     vec![attr_ints("perm", &[1, 0])],
                 );
-                let mut inner = Scope {
+                let mut inner = NestingLevel {
                     compact: scope.compact,
                     rename: scope.rename.clone(),
                 };
@@ -488,7 +488,7 @@ impl Source<'_> {
         zeros: &str,
         options: &ExitOptions,
         out_type: &TypeProto,
-        scope: &Scope,
+        scope: &NestingLevel,
     ) -> Result<[String; 2], ExitError> {
         if k < self.plan.exits.len() {
             let names = [
@@ -504,7 +504,7 @@ impl Source<'_> {
 
     /// The rest of the original network, with the prediction renamed (its
     /// name belongs to the main graph's `If` output).
-    fn final_stage(&self, b: &mut GraphBuilder, zeros: &str, index: usize, scope: &Scope) -> [String; 2] {
+    fn final_stage(&self, b: &mut GraphBuilder, zeros: &str, index: usize, scope: &NestingLevel) -> [String; 2] {
         let out_name = &self.graph.value(self.classifier.output).name;
         let renamed = b.fresh(&format!("{out_name}__final"));
         for &n in self.plan.stages.last().map(Vec::as_slice).unwrap_or_default() {
@@ -521,7 +521,7 @@ impl Source<'_> {
     }
 
     /// The layout anchor after exit k, if one pays: the exit tensor's name and
-    /// channel count. See [`Source::anchor_layout`].
+    /// channel count. See [`EmitContext::anchor_layout`].
     pub(super) fn layout_anchor(&self, k: usize) -> Option<(String, i64)> {
         let g = self.graph;
         let point = self.plan.exits.get(k - 1)?;
@@ -564,7 +564,7 @@ impl Source<'_> {
         point.ty.rank() == Some(4) && point.dequantize.as_ref().is_some_and(|d| d.per_tensor)
     }
 
-    /// Where [`Source::channels_last`] holds: the exit tensor transposed to
+    /// Where [`EmitContext::channels_last`] holds: the exit tensor transposed to
     /// N×H×W×C for the head (and the branch); returns its name.
     fn hand_over_channels_last(&self, b: &mut GraphBuilder, k: usize, point: &mut ExitPoint) -> Option<String> {
         self.channels_last(k).then(|| {
@@ -582,7 +582,7 @@ impl Source<'_> {
 
     /// Where the branch after exit k starts: the channels-last exit tensor
     /// `t` back in ONNX's layout, read in place of the exit tensor.
-    fn back_to_channels_first(&self, b: &mut GraphBuilder, k: usize, t: &str, scope: &mut Scope) {
+    fn back_to_channels_first(&self, b: &mut GraphBuilder, k: usize, t: &str, scope: &mut NestingLevel) {
         let tensor = self.plan.exits[k - 1].tensor.clone();
         let back = b.op(
             "Transpose",
@@ -603,7 +603,7 @@ impl Source<'_> {
     /// (measured: ResNet-50 0.965× → 0.98× the original's speed when
     /// nothing exits; docs/runtime-cost.md). The anchor computes x·1 (exact), costs one pass over
     /// the tensor, and needs the reorder the branch's first Conv makes anyway.
-    fn anchor_layout(&self, b: &mut GraphBuilder, k: usize, scope: &mut Scope) {
+    fn anchor_layout(&self, b: &mut GraphBuilder, k: usize, scope: &mut NestingLevel) {
         let Some((tensor, channels)) = self.layout_anchor(k) else {
             return;
         };
@@ -787,12 +787,12 @@ pub(super) struct Crossing {
 
 /// Names visible at one nesting level: in compact mode, tensors that were
 /// compacted on the way down are read under their compacted names.
-struct Scope<'c> {
+struct NestingLevel<'c> {
     compact: Option<&'c [Crossing]>,
     rename: HashMap<String, String>,
 }
 
-impl Scope<'_> {
+impl NestingLevel<'_> {
     fn name<'a>(&'a self, original: &'a str) -> &'a str {
         self.rename.get(original).map_or(original, String::as_str)
     }

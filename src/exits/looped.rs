@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::contract::{EXIT_INDEX, knobs};
 use super::decision::{Knobs, build_decision};
-use super::emit::Source;
+use super::emit::EmitContext;
 use super::head::{HeadWeights, build_head_from};
 use super::repeat::RepeatedRun;
 use super::{ExitError, ExitOptions};
@@ -37,7 +37,7 @@ pub struct ConstantData<'a> {
     pub base_dir: &'a Path,
 }
 
-impl Source<'_> {
+impl EmitContext<'_> {
     /// Loop mode. `self.plan` has one exit after each layer but the last.
     pub fn emit_loop(
         &self,

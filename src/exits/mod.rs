@@ -256,7 +256,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
     }
     let weights = weights::load(&options.weights, &exits, classifier.classes)?;
     let plan = plan::stages(graph, exits);
-    let source = emit::Source {
+    let source = emit::EmitContext {
         proto: &proto,
         graph,
         classifier: &classifier,
@@ -325,7 +325,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
             let knobs = knob_names(&out);
             Some(crate::fuse::fuse_model(
                 &mut out,
-                crate::fuse::Target::Exits,
+                crate::fuse::Regions::Exits,
                 fuse,
                 &knobs,
             )?)

@@ -53,7 +53,7 @@ pub struct ExitPoint {
     /// output): the head dequantizes it first, as the model does.
     pub dequantize: Option<Dequantize>,
     /// Emission hands this (4-D, quantized) tensor to the head and to the
-    /// rest of the network channels-last; see `Source::channels_last`.
+    /// rest of the network channels-last; see `EmitContext::channels_last`.
     pub channels_last: bool,
 }
 

@@ -71,7 +71,7 @@ impl Default for FuseOptions {
 
 /// Which nodes form regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Regions {
     /// Each exit's head and decision (nodes tagged by insert-exits).
     Exits,
     /// Every liftable node, one region per graph (main graph and each
@@ -126,7 +126,7 @@ pub enum FuseError {
 }
 
 /// The doc_string insert-exits puts on exit `k`'s head and decision nodes:
-/// what `Target::Exits` selects.
+/// what `Regions::Exits` selects.
 pub fn exit_tag(k: impl std::fmt::Display) -> String {
     format!("eexc exit {k} head+decision")
 }
@@ -141,7 +141,7 @@ fn exit_of_tag(doc: &str) -> Option<&str> {
 /// folded unless frozen.
 pub fn fuse_model(
     model: &mut ModelProto,
-    target: Target,
+    target: Regions,
     options: &FuseOptions,
     knobs: &HashSet<String>,
 ) -> Result<FuseReport, FuseError> {
@@ -215,7 +215,7 @@ pub fn fuse_model(
 }
 
 struct Context<'r> {
-    target: Target,
+    target: Regions,
     rules: &'r [egg::Rewrite<lang::Term, analysis::FuseAnalysis>],
     limits: Limits,
     opset: i64,
@@ -319,8 +319,8 @@ fn region_members(
             continue;
         }
         let label = match ctx.target {
-            Target::Whole => Some(path.to_string()),
-            Target::Exits => exit_of_tag(n.doc_string()).map(|k| format!("exit {k}")),
+            Regions::Whole => Some(path.to_string()),
+            Regions::Exits => exit_of_tag(n.doc_string()).map(|k| format!("exit {k}")),
         };
         if let Some(label) = label {
             groups.entry(label).or_default().push(first.clone());
@@ -358,8 +358,8 @@ fn fuse_one(
     };
     // New nodes of an exit carry its tag, so a later pass still finds them.
     let tag = match ctx.target {
-        Target::Exits => exit_tag(label.strip_prefix("exit ").unwrap_or_default()),
-        Target::Whole => String::new(),
+        Regions::Exits => exit_tag(label.strip_prefix("exit ").unwrap_or_default()),
+        Regions::Whole => String::new(),
     };
     let Some(lowered) = fuse_region(&lift, ctx.rules, &ctx.limits, &mut ctx.names, &prefix) else {
         return Ok(());
@@ -573,7 +573,7 @@ mod tests {
             families: families.iter().map(|f| f.to_string()).collect(),
             ..Default::default()
         };
-        fuse_model(m, Target::Whole, &options, &HashSet::new()).unwrap()
+        fuse_model(m, Regions::Whole, &options, &HashSet::new()).unwrap()
     }
 
     #[test]

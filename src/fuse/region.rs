@@ -17,26 +17,61 @@ use crate::ir::{NameGenerator, TensorType, ValueId};
 use crate::onnx::proto::{NodeProto, TensorProto};
 use crate::transform::builder::{tensor_f32, tensor_i64};
 
-/// Extraction cost, compared in this order: nodes the cost model cannot
-/// count, MACs, FLOPs, weight bytes read, nodes run per sample, nodes run
-/// once at load time (constant arithmetic the runtime folds). FLOPs come
-/// right after MACs because the decision rewrites save element-wise work only.
-pub type Cost = [u64; 6];
-
-const INFINITE: Cost = [u64::MAX / 8; 6];
-
-fn add(a: Cost, b: Cost) -> Cost {
-    std::array::from_fn(|i| a[i].saturating_add(b[i]))
+/// What extraction minimises, compared field by field in this order (the
+/// derived order): nodes the cost model cannot count, MACs, FLOPs, weight
+/// bytes read, nodes run per sample, nodes run once at load time (constant
+/// arithmetic the runtime folds). FLOPs come right after MACs because the
+/// decision rewrites save element-wise work only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ExtractionCost {
+    pub uncosted: u64,
+    pub macs: u64,
+    pub flops: u64,
+    pub weight_bytes: u64,
+    pub ops: u64,
+    pub load_time_ops: u64,
 }
 
-pub fn tally(c: Cost) -> Tally {
+const NEVER: u64 = u64::MAX / 8;
+/// A form extraction never picks (the attribute helper, a node the shape
+/// rules reject).
+const INFINITE: ExtractionCost = ExtractionCost {
+    uncosted: NEVER,
+    macs: NEVER,
+    flops: NEVER,
+    weight_bytes: NEVER,
+    ops: NEVER,
+    load_time_ops: NEVER,
+};
+/// One more node run per sample (an Identity the lowering adds).
+const ONE_OP: ExtractionCost = ExtractionCost {
+    uncosted: 0,
+    macs: 0,
+    flops: 0,
+    weight_bytes: 0,
+    ops: 1,
+    load_time_ops: 0,
+};
+
+fn add(a: ExtractionCost, b: ExtractionCost) -> ExtractionCost {
+    ExtractionCost {
+        uncosted: a.uncosted.saturating_add(b.uncosted),
+        macs: a.macs.saturating_add(b.macs),
+        flops: a.flops.saturating_add(b.flops),
+        weight_bytes: a.weight_bytes.saturating_add(b.weight_bytes),
+        ops: a.ops.saturating_add(b.ops),
+        load_time_ops: a.load_time_ops.saturating_add(b.load_time_ops),
+    }
+}
+
+pub fn tally(c: ExtractionCost) -> Tally {
     Tally {
-        ops: c[4],
-        load_time_ops: c[5],
-        macs: c[1],
-        flops: c[2],
-        weight_bytes: c[3],
-        uncosted: c[0],
+        ops: c.ops,
+        load_time_ops: c.load_time_ops,
+        macs: c.macs,
+        flops: c.flops,
+        weight_bytes: c.weight_bytes,
+        uncosted: c.uncosted,
     }
 }
 
@@ -55,8 +90,8 @@ pub struct Lift<'a> {
 pub struct Lowered {
     pub nodes: Vec<NodeProto>,
     pub initializers: Vec<TensorProto>,
-    pub before: Cost,
-    pub after: Cost,
+    pub before: ExtractionCost,
+    pub after: ExtractionCost,
     /// Why saturation stopped, in words.
     pub stop: String,
     /// It stopped because no rule could add anything (not at a limit).
@@ -236,10 +271,13 @@ pub fn fuse_region(
     {
         return None;
     }
-    let before = lifted.originals.iter().fold([0; 6], |acc, (id, term)| {
-        let canon = term.clone().map_children(|c| egraph.find(c));
-        add(acc, node_cost(egraph, egraph.find(*id), &canon))
-    });
+    let before = lifted
+        .originals
+        .iter()
+        .fold(ExtractionCost::default(), |acc, (id, term)| {
+            let canon = term.clone().map_children(|c| egraph.find(c));
+            add(acc, node_cost(egraph, egraph.find(*id), &canon))
+        });
     let mut lower = Lower {
         egraph,
         extractor: &extractor,
@@ -257,7 +295,7 @@ pub fn fuse_region(
             .map(|n| (n.output[0].clone(), (n.name().to_string(), n.op_type().to_string())))
             .filter(|(_, (n, _))| !n.is_empty())
             .collect(),
-        after: [0; 6],
+        after: ExtractionCost::default(),
     };
     // Outputs keep their names; other classes reuse an original name.
     for (id, name) in &lifted.outputs {
@@ -275,7 +313,7 @@ pub fn fuse_region(
             // Two outputs of one value, or an output that is now a region
             // input or constant: the graph still needs a node producing it.
             lower.push("Identity", vec![t], name.clone(), Vec::new());
-            lower.after = add(lower.after, [0, 0, 0, 0, 1, 0]);
+            lower.after = add(lower.after, ONE_OP);
         }
     }
     let after = lower.after;
@@ -303,12 +341,12 @@ struct DagExtractor {
 }
 
 struct Choice {
-    total: Cost,
+    total: ExtractionCost,
     /// Every class the choice needs, with its own cost.
-    needs: Rc<BTreeMap<Id, Cost>>,
+    needs: Rc<BTreeMap<Id, ExtractionCost>>,
     node: Term,
     /// The chosen node's own cost.
-    own: Cost,
+    own: ExtractionCost,
 }
 
 impl DagExtractor {
@@ -316,7 +354,7 @@ impl DagExtractor {
         let mut classes: Vec<Id> = egraph.classes().map(|c| c.id).collect();
         classes.sort_unstable();
         // Each node's own cost, once: the passes below revisit every node.
-        let own: HashMap<Id, Vec<Cost>> = classes
+        let own: HashMap<Id, Vec<ExtractionCost>> = classes
             .iter()
             .map(|&id| (id, egraph[id].nodes.iter().map(|n| node_cost(egraph, id, n)).collect()))
             .collect();
@@ -343,11 +381,17 @@ impl DagExtractor {
         DagExtractor { best }
     }
 
-    fn evaluate(egraph: &FuseGraph, best: &HashMap<Id, Choice>, id: Id, node: &Term, own: Cost) -> Option<Choice> {
+    fn evaluate(
+        egraph: &FuseGraph,
+        best: &HashMap<Id, Choice>,
+        id: Id,
+        node: &Term,
+        own: ExtractionCost,
+    ) -> Option<Choice> {
         if own == INFINITE {
             return None;
         }
-        let mut needs: BTreeMap<Id, Cost> = BTreeMap::new();
+        let mut needs: BTreeMap<Id, ExtractionCost> = BTreeMap::new();
         for &c in &node.children {
             let child = best.get(&egraph.find(c))?;
             if child.needs.contains_key(&id) {
@@ -360,7 +404,7 @@ impl DagExtractor {
             }
         }
         needs.insert(id, own);
-        let total = needs.values().fold([0; 6], |acc, &c| add(acc, c));
+        let total = needs.values().fold(ExtractionCost::default(), |acc, &c| add(acc, c));
         Some(Choice {
             total,
             needs: Rc::new(needs),
@@ -376,11 +420,11 @@ impl DagExtractor {
 
 /// The cost model's figures for one e-node of `class` (leaves are free; the
 /// `attr` helper and nodes the shape rules reject are never chosen).
-fn node_cost(egraph: &FuseGraph, class: Id, enode: &Term) -> Cost {
+fn node_cost(egraph: &FuseGraph, class: Id, enode: &Term) -> ExtractionCost {
     let Kind::Op(op) = enode.kind() else {
         return match enode.kind() {
             Kind::AttrHelper => INFINITE,
-            _ => [0; 6],
+            _ => ExtractionCost::default(),
         };
     };
     let (inputs, bundle) = enode.children.split_at(enode.children.len() - 1);
@@ -417,9 +461,23 @@ fn node_cost(egraph: &FuseGraph, class: Id, enode: &Term) -> Cost {
     };
     let c = node_cost_with(&node, &value);
     match c.status {
-        CostStatus::Counted => [0, c.cost.macs, c.cost.flops, c.cost.weight_bytes, 1, 0],
-        CostStatus::Constant => [0, 0, 0, 0, 0, 1],
-        CostStatus::NoRule | CostStatus::UnknownShape => [1, 0, 0, c.cost.weight_bytes, 1, 0],
+        CostStatus::Counted => ExtractionCost {
+            macs: c.cost.macs,
+            flops: c.cost.flops,
+            weight_bytes: c.cost.weight_bytes,
+            ops: 1,
+            ..ExtractionCost::default()
+        },
+        CostStatus::Constant => ExtractionCost {
+            load_time_ops: 1,
+            ..ExtractionCost::default()
+        },
+        CostStatus::NoRule | CostStatus::UnknownShape => ExtractionCost {
+            uncosted: 1,
+            weight_bytes: c.cost.weight_bytes,
+            ops: 1,
+            ..ExtractionCost::default()
+        },
     }
 }
 
@@ -438,7 +496,7 @@ struct Lower<'a, 'n> {
     /// Original node names by output: a node that keeps its output's name
     /// keeps its own name too (the original node is gone).
     node_names: HashMap<String, (String, String)>,
-    after: Cost,
+    after: ExtractionCost,
 }
 
 impl Lower<'_, '_> {
