@@ -199,6 +199,7 @@ fn run_every_command(model: &Path, out_dir: &Path, what: &str) -> Vec<String> {
         vec!["insert-exits", m, "--auto", "2", "--mode", "compact", "-o", o],
         vec!["insert-exits", m, "--mode", "loop", "-o", o],
         vec!["optimize", m, "-o", o],
+        vec!["fit", m, "--data", calib.to_str().unwrap(), "--auto", "2", "-o", o],
         vec!["cost", m],
         vec![
             "calibrate",
@@ -249,6 +250,20 @@ fn base_models(dir: &Path) -> Vec<PathBuf> {
         insert_exits(&digits, &ee, &["--auto", "2", "--mode", mode]);
         models.push(ee);
     }
+    // The digits model quantized by ONNX Runtime's tool (QDQ).
+    let qdq = dir.join("digits.qdq.onnx");
+    common::py(
+        "quantize_model.py",
+        &[
+            &digits,
+            &qdq,
+            Path::new("--format"),
+            Path::new("qdq"),
+            Path::new("--calib"),
+            &testdata("digits/train_x.npy"),
+        ],
+    );
+    models.push(qdq);
     models
 }
 

@@ -139,8 +139,9 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
         && point.head == HeadKind::GapLinear
         && let Some(dq) = &point.dequantize
         && let Some([_, _, Dim::Known(h), Dim::Known(w)]) = point.ty.shape.as_deref()
+        && let Some(positions) = h.checked_mul(*w).filter(|&p| (1..=MAX_POOLED_POSITIONS).contains(&p))
     {
-        return quantized_mean(b, base, point, dq, h * w);
+        return quantized_mean(b, base, point, dq, positions);
     }
     let dequantized;
     let x = match &point.dequantize {
@@ -174,6 +175,11 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
         HeadKind::Linear | HeadKind::Auto => x.to_string(),
     }
 }
+
+/// Integer pooling stores a row of H·W ones: beyond this many positions (a
+/// 4096 × 4096 feature map) the head pools in float instead, and a file
+/// that claims absurd dims costs no memory.
+const MAX_POOLED_POSITIONS: i64 = 1 << 24;
 
 /// The mean over H and W of a quantized N×H×W×C tensor, pooled before it
 /// is dequantized (the mean of s·(x − z) is s·(mean(x) − z)): an integer
