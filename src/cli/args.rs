@@ -57,21 +57,35 @@ pub enum Command {
     },
 }
 
+/// Where the exits go and which head they get (insert-exits, fit, compile).
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("where").args(["at", "auto"])))]
-#[command(group(clap::ArgGroup::new("source").args(["weights", "weights_from"])))]
-pub struct InsertArgs {
-    pub model: PathBuf,
+pub struct ExitChoiceArgs {
     /// Exit tensors (or node names), in any order.
     #[arg(long, value_delimiter = ',')]
     pub at: Vec<String>,
-    /// Pick K narrow cuts spread over the model's FLOPs.
+    /// Pick K narrow cuts spread over the model's FLOPs (compile's default: 3).
     #[arg(long, value_name = "K")]
     pub auto: Option<usize>,
-    #[arg(long, value_enum, default_value = "if")]
-    pub mode: eexc::exits::Mode,
     #[arg(long, value_enum, default_value = "auto")]
     pub head: eexc::exits::HeadKind,
+}
+
+impl ExitChoiceArgs {
+    /// The selection, with `default_auto` when neither flag is given.
+    pub fn selection(self, default_auto: Option<usize>) -> eexc::exits::ExitSelection {
+        eexc::exits::ExitSelection::from_flags(self.auto, self.at, default_auto)
+    }
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").args(["weights", "weights_from"])))]
+pub struct InsertArgs {
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub exits: ExitChoiceArgs,
+    #[arg(long, value_enum, default_value = "if")]
+    pub mode: eexc::exits::Mode,
     /// Head weights: safetensors or npz with keys exit{k}.weight / exit{k}.bias.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
@@ -169,7 +183,6 @@ pub struct OptimizeArgs {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("where").required(true).args(["at", "auto"])))]
 pub struct FitArgs {
     pub model: PathBuf,
     /// Sample inputs: float32 .npy shaped like the model input, rows first.
@@ -183,14 +196,8 @@ pub struct FitArgs {
     /// model's softmax only).
     #[arg(long, default_value_t = 1.0, requires = "labels")]
     pub label_weight: f64,
-    /// Exit tensors (or node names), in any order.
-    #[arg(long, value_delimiter = ',')]
-    pub at: Vec<String>,
-    /// Pick K narrow cuts spread over the model's FLOPs.
-    #[arg(long, value_name = "K")]
-    pub auto: Option<usize>,
-    #[arg(long, value_enum, default_value = "auto")]
-    pub head: eexc::exits::HeadKind,
+    #[command(flatten)]
+    pub exits: ExitChoiceArgs,
     /// The logits tensor, when eexc should not find it itself.
     #[arg(long)]
     pub logits: Option<String>,
@@ -320,7 +327,6 @@ pub struct EvalArgs {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("where").args(["at", "auto"])))]
 pub struct CompileArgs {
     pub model: PathBuf,
     /// Sample inputs (float32 .npy): split into a fit part and a calibration part.
@@ -331,13 +337,8 @@ pub struct CompileArgs {
     pub labels: Option<PathBuf>,
     #[command(flatten)]
     pub bound: BoundArgs,
-    /// Exit tensors (default: --auto 3).
-    #[arg(long, value_delimiter = ',')]
-    pub at: Vec<String>,
-    #[arg(long, value_name = "K")]
-    pub auto: Option<usize>,
-    #[arg(long, value_enum, default_value = "auto")]
-    pub head: eexc::exits::HeadKind,
+    #[command(flatten)]
+    pub exits: ExitChoiceArgs,
     /// if (batch exits when every row may) or compact (per-row exits).
     #[arg(long, value_enum, default_value = "if")]
     pub mode: eexc::exits::Mode,

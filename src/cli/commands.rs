@@ -8,13 +8,12 @@ use anyhow::Context;
 use super::args::*;
 
 pub fn fit(a: FitArgs) -> anyhow::Result<()> {
-    use eexc::exits::ExitSelection;
     let options = eexc::fit::FitOptions {
         data: a.data,
         labels: a.labels,
         label_weight: a.label_weight,
-        selection: ExitSelection::from_flags(a.auto, a.at, None),
-        head: a.head,
+        head: a.exits.head,
+        selection: a.exits.selection(None),
         logits: a.logits,
         batch: a.batch_size,
         seed: a.seed,
@@ -110,7 +109,7 @@ impl std::fmt::Display for GateFailed {
 impl std::error::Error for GateFailed {}
 
 pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
-    use eexc::exits::{ExitSelection, Mode};
+    use eexc::exits::Mode;
     if !matches!(a.mode, Mode::If | Mode::Compact) {
         anyhow::bail!("compile emits --mode if or compact");
     }
@@ -129,8 +128,8 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
     let options = eexc::compile::CompileOptions {
         data: a.data,
         labels: a.labels,
-        selection: ExitSelection::from_flags(a.auto, a.at, Some(3)),
-        head: a.head,
+        head: a.exits.head,
+        selection: a.exits.selection(Some(3)),
         mode: a.mode,
         confidence: a.confidence,
         target: a.bound.target()?,
@@ -186,11 +185,11 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
 }
 
 pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
-    use eexc::exits::{ExitOptions, ExitSelection, WeightSource};
+    use eexc::exits::{ExitOptions, WeightSource};
     let options = ExitOptions {
-        selection: ExitSelection::from_flags(a.auto, a.at, None),
+        head: a.exits.head,
+        selection: a.exits.selection(None),
         mode: a.mode,
-        head: a.head,
         weights: match (a.weights, a.weights_from) {
             (Some(f), _) => WeightSource::File(f),
             (None, Some(m)) => WeightSource::FromModel(m),
