@@ -5,7 +5,6 @@ use super::contract::{logits_name, weight_names};
 use super::plan::{Dequantize, ExitPoint, HeadKind};
 use crate::ir::Dim;
 use crate::onnx::dtype::ElemType;
-use crate::onnx::proto::TensorProto;
 use crate::transform::builder::{GraphBuilder, attr_int};
 
 /// Weights of one head: `weight` is `classes × features` (row-major), as a
@@ -80,18 +79,11 @@ fn build_quantized_head(
 
     let (wn, bn) = weight_names(exit);
     let (w_q, w_scale) = symmetric_int8(&weights.weight);
-    let mut w = TensorProto::new();
-    w.set_name(format!("{wn}_quantized"));
-    w.set_data_type(ElemType::INT8.0);
-    w.dims = vec![classes, point.features];
-    w.set_raw_data(w_q.iter().map(|&v| v as u8).collect::<Vec<u8>>().into());
-    let w = b.constant(w, &format!("{wn}_quantized"));
+    let int8 = ElemType::INT8.0;
+    let w_bytes = w_q.iter().map(|&v| v as u8).collect();
+    let w = b.const_bytes(&format!("{wn}_quantized"), int8, &[classes, point.features], w_bytes);
     let scale = b.const_f32(&format!("{wn}_scale"), &[], &[w_scale]);
-    let mut zero = TensorProto::new();
-    zero.set_name(format!("{wn}_zero_point"));
-    zero.set_data_type(ElemType::INT8.0);
-    zero.set_raw_data(vec![0u8].into());
-    let zero = b.constant(zero, &format!("{wn}_zero_point"));
+    let zero = b.const_bytes(&format!("{wn}_zero_point"), int8, &[], vec![0]);
     let w = b.op("DequantizeLinear", &wn, &[&w, &scale, &zero], vec![]);
     let product = b.op(
         "Gemm",
@@ -138,6 +130,9 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
     if point.channels_last
         && point.head == HeadKind::GapLinear
         && let Some(dq) = &point.dequantize
+        // MatMulInteger takes 8-bit operands (16-bit QDQ models pool in float).
+        && point.ty.elem.is_integer()
+        && point.ty.elem.bits() == Some(8)
         && let Some([_, _, Dim::Known(h), Dim::Known(w)]) = point.ty.shape.as_deref()
         && let Some(positions) = h.checked_mul(*w).filter(|&p| (1..=MAX_POOLED_POSITIONS).contains(&p))
     {
@@ -185,11 +180,11 @@ const MAX_POOLED_POSITIONS: i64 = 1 << 24;
 /// is dequantized (the mean of s·(x − z) is s·(mean(x) − z)): an integer
 /// row of ones times N×(H·W)×C sums x − z per channel (MatMulInteger,
 /// int32), then one multiply by s/(H·W). On ONNX Runtime this beats
-/// dequantizing the tensor and pooling it in float, whichever the layout:
-/// ReduceMean over the middle axes of 1×28×28×512 takes 670 µs, a float
-/// product 55 µs with the DequantizeLinear, the NCHW GlobalAveragePool
-/// 58 µs with it and the transpose ONNX Runtime puts before it 98 µs
-/// (docs/quantized.md).
+/// dequantizing the tensor and pooling it in float, whichever the layout
+/// (1×28×28×512: 25 µs against 56 for dequantize + float product, 124 for
+/// the transpose, dequantize and GlobalAveragePool ORT runs otherwise, 609
+/// for ReduceMean over the middle axes; bench/runtime/pooling_cost.py,
+/// docs/quantized.md).
 fn quantized_mean(b: &mut GraphBuilder, base: &str, point: &ExitPoint, dq: &Dequantize, positions: i64) -> String {
     let rows_shape = b.const_i64(&format!("{base}_pool_shape"), &[3], &[0, positions, point.features]);
     let rows = b.op(
@@ -198,12 +193,12 @@ fn quantized_mean(b: &mut GraphBuilder, base: &str, point: &ExitPoint, dq: &Dequ
         &[&point.tensor, &rows_shape],
         vec![],
     );
-    let mut ones = TensorProto::new();
-    ones.set_name(b.fresh(&format!("{base}_pool_ones")));
-    ones.set_data_type(point.ty.elem.0);
-    ones.dims = vec![1, positions];
-    ones.set_raw_data(vec![1u8; positions as usize].into());
-    let ones = b.constant(ones, &format!("{base}_pool_ones"));
+    let ones = b.const_bytes(
+        &format!("{base}_pool_ones"),
+        point.ty.elem.0,
+        &[1, positions],
+        vec![1; positions as usize],
+    );
     let mut inputs = vec![ones.as_str(), rows.as_str()];
     if let Some(z) = &dq.zero_point {
         inputs.extend(["", z.as_str()]);

@@ -77,38 +77,25 @@ pub fn run_batched(
     );
     progress.set_message(what.to_string());
     let mut columns = vec![Vec::new(); outputs.len()];
-    // One optimised plan per batch size met (full batches, then the rest).
     let mut plans: Vec<(usize, Plan)> = Vec::new();
     let mut ort_session = None;
     let mut done = 0;
     while done < rows {
         let n = batch.min(rows - done);
         let data = samples.next_rows(done, n)?;
-        let values = if let Some(session) = ort_session.as_mut() {
-            run_in_ort(session, model, data, n, &row_shape, outputs)?
-        } else {
-            if !plans.iter().any(|(size, _)| *size == n) {
-                match prepare(&bytes, outputs, n, &row_shape, external_dir) {
-                    Ok(plan) => plans.push((n, plan)),
-                    // tract has no kernel for some ops (ONNX Runtime's
-                    // com.microsoft quantized ops among them): ONNX Runtime
-                    // runs the pass where the user has it.
-                    Err(RunError::Runtime(tract_error)) if plans.is_empty() => {
-                        let mut session = open_ort_instead(model, external_dir, &tract_error)?;
-                        let values = run_in_ort(&mut session, model, data, n, &row_shape, outputs)?;
-                        ort_session = Some(session);
-                        for (column, v) in columns.iter_mut().zip(values) {
-                            column.extend(v);
-                        }
-                        done += n;
-                        progress.set_position(done as u64);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+        let values = match ort_session.as_mut() {
+            Some(session) => run_in_ort(session, model, data, n, &row_shape, outputs)?,
+            None => match run_in_tract(&mut plans, &bytes, &data, n, &row_shape, outputs, external_dir) {
+                Ok(values) => values,
+                // tract has no kernel for some ops (ONNX Runtime's
+                // com.microsoft quantized ops among them): ONNX Runtime runs
+                // the pass where the user has it.
+                Err(RunError::Runtime(tract_error)) if plans.is_empty() => {
+                    let session = ort_session.insert(open_ort_instead(model, external_dir, &tract_error)?);
+                    run_in_ort(session, model, data, n, &row_shape, outputs)?
                 }
-            }
-            let plan = &plans.iter().find(|(size, _)| *size == n).expect("plan just made").1;
-            run_plan(plan, &data, n, &row_shape, outputs)?
+                Err(e) => return Err(e),
+            },
         };
         for (column, v) in columns.iter_mut().zip(values) {
             column.extend(v);
@@ -118,6 +105,28 @@ pub fn run_batched(
     }
     progress.finish_and_clear();
     Ok(columns)
+}
+
+/// One batch in tract, with one optimised plan per batch size met (full
+/// batches, then the rest); `plans` stays empty while no plan could be made.
+fn run_in_tract(
+    plans: &mut Vec<(usize, Plan)>,
+    bytes: &[u8],
+    data: &[f32],
+    rows: usize,
+    row_shape: &[usize],
+    outputs: &[String],
+    external_dir: Option<&std::path::Path>,
+) -> Result<Vec<Vec<f32>>, RunError> {
+    let known = plans.iter().position(|(size, _)| *size == rows);
+    let at = match known {
+        Some(at) => at,
+        None => {
+            plans.push((rows, prepare(bytes, outputs, rows, row_shape, external_dir)?));
+            plans.len() - 1
+        }
+    };
+    run_plan(&plans[at].1, data, rows, row_shape, outputs)
 }
 
 /// An ONNX Runtime session for a model tract cannot run, or the tract error
@@ -145,7 +154,8 @@ fn open_ort_instead(
         .map_err(|e| RunError::Runtime(format!("{}: {e}", dir.display())))?;
     std::fs::write(tmp.path(), bytes).map_err(|e| RunError::Runtime(format!("{}: {e}", tmp.path().display())))?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let session = onnxruntime::OrtSession::open(tmp.path(), threads, None).map_err(|e| unavailable(e.to_string()))?;
+    let session = onnxruntime::OrtSession::open(tmp.path(), threads, None)
+        .map_err(|e| RunError::Runtime(format!("{tract_error}; ONNX Runtime cannot run it either: {e}")))?;
     eprintln!(
         "eexc: tract cannot run this model ({}); running it in ONNX Runtime {} instead",
         tract_error.lines().next().unwrap_or(tract_error),

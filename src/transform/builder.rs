@@ -68,23 +68,24 @@ pub fn attr_graph(name: &str, g: GraphProto) -> AttributeProto {
     a
 }
 
-/// A float32 tensor stored as raw little-endian bytes.
-pub fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+/// A tensor of element type `elem` (an ONNX data-type code) whose elements
+/// are `raw`, little-endian.
+pub fn tensor_raw(name: &str, elem: i32, dims: &[i64], raw: Vec<u8>) -> TensorProto {
     let mut t = TensorProto::new();
     t.set_name(name.into());
-    t.set_data_type(1);
+    t.set_data_type(elem);
     t.dims = dims.to_vec();
-    t.set_raw_data(data.iter().flat_map(|v| v.to_le_bytes()).collect());
+    t.set_raw_data(raw.into());
     t
 }
 
+/// A float32 tensor stored as raw little-endian bytes.
+pub fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    tensor_raw(name, 1, dims, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
 pub fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
-    let mut t = TensorProto::new();
-    t.set_name(name.into());
-    t.set_data_type(7);
-    t.dims = dims.to_vec();
-    t.set_raw_data(data.iter().flat_map(|v| v.to_le_bytes()).collect());
-    t
+    tensor_raw(name, 7, dims, data.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 impl GraphBuilder {
@@ -132,6 +133,11 @@ impl GraphBuilder {
 
     pub fn const_i64(&mut self, base: &str, dims: &[i64], data: &[i64]) -> String {
         self.constant(tensor_i64(base, dims, data), base)
+    }
+
+    /// An 8-bit integer constant (int8 or uint8, `elem`), one byte per element.
+    pub fn const_bytes(&mut self, base: &str, elem: i32, dims: &[i64], data: Vec<u8>) -> String {
+        self.constant(tensor_raw(base, elem, dims, data), base)
     }
 
     /// Adds a node with `n_out` fresh outputs named after `base`.

@@ -10,8 +10,6 @@ use crate::analysis::shapes::{Inferred, OpContext, RuleError};
 use crate::ir::{Dim, TensorType};
 use crate::onnx::dtype::ElemType;
 
-const UINT8: ElemType = ElemType::UINT8;
-
 /// Output type equal to input 0's (activations, Identity, Clip, CumSum, LRN,
 /// ...); contents fold for the maps in [`unary_scalar`].
 pub(super) fn unary(ctx: &OpContext) -> Rule {
@@ -289,7 +287,7 @@ pub(super) fn quantize(ctx: &OpContext) -> Rule {
     let elem = match ctx.node.attr_int("output_dtype").filter(|&c| c != 0) {
         Some(code) => ElemType(i32::try_from(code).map_err(|_| invalid("bad output_dtype"))?),
         None if ctx.has_input(2) => input(ctx, 2)?.elem,
-        None => UINT8,
+        None => ElemType::UINT8,
     };
     Ok(vec![Inferred::of(TensorType {
         elem,
@@ -311,11 +309,11 @@ pub(super) fn dynamic_quantize(ctx: &OpContext) -> Rule {
     let t = input(ctx, 0)?;
     Ok(vec![
         Inferred::of(TensorType {
-            elem: UINT8,
+            elem: ElemType::UINT8,
             shape: t.shape.clone(),
         }),
         result(ElemType::FLOAT, Vec::new()),
-        result(UINT8, Vec::new()),
+        result(ElemType::UINT8, Vec::new()),
     ])
 }
 
