@@ -231,7 +231,17 @@ fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
     ]);
     assert!(out.contains("certified"), "{out}");
     let curve = std::fs::read_to_string(&csv).unwrap();
-    assert_eq!(curve.lines().count(), 202, "header + 201 candidates");
+    let candidates: usize = out
+        .split(" candidates certified")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no candidate count in {out}"));
+    assert_eq!(curve.lines().count(), 1 + candidates, "header + every candidate tested");
+    assert!(
+        curve.starts_with("threshold1,threshold2,threshold3,exit1_share,"),
+        "{curve}"
+    );
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 
     let preds = dir.path().join("pred.npy");
@@ -302,7 +312,7 @@ fn compact_models_calibrate_like_their_if_form_and_eval_says_what_it_runs() {
             report.to_str().unwrap(),
         ]);
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
-        (json["threshold"].as_f64().unwrap(), json["exits"].clone(), ee)
+        (json["thresholds"].clone(), json["exits"].clone(), ee)
     };
     let (t_if, exits_if, if_model) = threshold("if");
     let (t_compact, exits_compact, compact) = threshold("compact");
@@ -474,7 +484,7 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
 #[test]
 fn calibration_respects_its_target_in_repeated_random_splits() {
     use eexc::calibrate::choose::{self, Target};
-    use eexc::calibrate::{calibrate_observed, run_exits};
+    use eexc::calibrate::{Procedure, Thresholds, calibrate_observed, run_exits};
 
     let dir = tempfile::tempdir().unwrap();
     let ee = early_exit_model(dir.path());
@@ -510,7 +520,16 @@ fn calibration_respects_its_target_in_repeated_random_splits() {
         )
     };
     let delta = 0.1;
-    for target in [Target::MaxDisagree(0.03), Target::MaxDrop(0.01)] {
+    let procedures = [Thresholds::PerExit, Thresholds::Shared, Thresholds::Auto]
+        .into_iter()
+        .flat_map(|mode| {
+            [Target::MaxDisagree(0.03), Target::MaxDrop(0.01)].map(|target| Procedure {
+                thresholds: mode,
+                ..Procedure::new(target, delta)
+            })
+        });
+    for procedure in procedures {
+        let target = procedure.target;
         let splits = 40;
         let (mut violations, mut raw, mut uncertified) = (0, 0, 0);
         let mut savings = 0.0;
@@ -519,7 +538,7 @@ fn calibration_respects_its_target_in_repeated_random_splits() {
             let (cal_idx, test_idx) = order.split_at(400);
             let (cal, test) = (subset(cal_idx), subset(test_idx));
             let (obs_cal, obs_test) = (observe(&cal, &kinds, c), observe(&test, &kinds, c));
-            let out = match calibrate_observed(&obs_cal, &a.meta.cost, target, delta, Default::default()) {
+            let out = match calibrate_observed(&obs_cal, &a.meta.cost, &procedure) {
                 Ok(out) => out,
                 // Nothing certified: no early exit is shipped, so nothing can be violated.
                 Err(eexc::calibrate::CalibrateError::NothingCertified { .. }) => {
@@ -529,7 +548,7 @@ fn calibration_respects_its_target_in_repeated_random_splits() {
                 Err(e) => panic!("{e}"),
             };
             let d = choose::decisions(&obs_test, &out.temperatures);
-            let (_, pred) = choose::outcome(&d, &test.1, out.chosen.threshold);
+            let (_, pred) = choose::outcome(&d, &test.1, &out.chosen.thresholds);
             let n = test.1.len() as f64;
             let realised = match target {
                 Target::MaxDisagree(_) => pred.iter().zip(&test.1).filter(|(p, f)| p != f).count() as f64 / n,
@@ -559,7 +578,8 @@ fn calibration_respects_its_target_in_repeated_random_splits() {
             savings += out.chosen.savings / splits as f64;
         }
         eprintln!(
-            "{target:?}: held-out risk above the bound in {raw} of {splits} splits, significantly so in {violations}; nothing certified in {uncertified}; mean expected savings {savings:.3}"
+            "{target:?}, {:?} thresholds: held-out risk above the bound in {raw} of {splits} splits, significantly so in {violations}; nothing certified in {uncertified}; mean expected savings {savings:.3}",
+            procedure.thresholds
         );
         assert!(
             f64::from(violations) <= (delta + 0.05) * f64::from(splits as u32),

@@ -1,12 +1,13 @@
 //! Calibration on cached outputs (pure functions, so repeated splits need
-//! one run of the model): per-exit temperatures by NLL, ECE, and the sweep
-//! of a shared threshold λ with its risk, p-value and expected cost.
+//! one run of the model): per-exit temperatures by NLL, ECE, and the
+//! evaluation of a candidate (a threshold per exit): where rows leave, what
+//! it breaks and fixes, its p-value and its expected cost.
 
 use crate::exits::Confidence;
 use crate::exits::cost::{CostReport, CostTable};
 use crate::numeric::argmax;
 
-use super::guarantee;
+use super::guarantee::{self, Tally};
 
 /// What the calibration must keep below its bound.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -200,6 +201,9 @@ pub struct Decisions {
     pub confidence: Vec<Vec<f64>>,
     pub prediction: Vec<Vec<usize>>,
     pub held_back: Vec<Vec<bool>>,
+    /// The head's own belief that its prediction is wrong: 1 − its largest
+    /// calibrated probability.
+    pub doubt: Vec<Vec<f64>>,
 }
 
 pub fn decisions(obs: &Observed, temperatures: &[f64]) -> Decisions {
@@ -208,6 +212,7 @@ pub fn decisions(obs: &Observed, temperatures: &[f64]) -> Decisions {
         confidence: Vec::new(),
         prediction: Vec::new(),
         held_back: Vec::new(),
+        doubt: Vec::new(),
     };
     for (e, &t) in obs.exits.iter().zip(temperatures) {
         let rows = e.logits.chunks_exact(c);
@@ -218,6 +223,11 @@ pub fn decisions(obs: &Observed, temperatures: &[f64]) -> Decisions {
                 .map(|r| f64::from(confidence(e.confidence, r, t) as f32))
                 .collect(),
         );
+        d.doubt.push(
+            rows.clone()
+                .map(|r| 1.0 - confidence(Confidence::Maxprob, r, t))
+                .collect(),
+        );
         let preds: Vec<usize> = rows.map(|r| argmax(r.iter().copied())).collect();
         d.held_back
             .push(preds.iter().map(|p| obs.never_exit_classes.contains(p)).collect());
@@ -226,29 +236,143 @@ pub fn decisions(obs: &Observed, temperatures: &[f64]) -> Decisions {
     d
 }
 
+/// A threshold above every confidence (all lie in [0, 1]): the exit never
+/// takes a row.
+pub const NEVER: f64 = 2.0;
+
 /// Per row: the exit taken (1-based; K+1 for the full model) and the
-/// prediction returned, with every exit's threshold at `lambda`.
-pub fn outcome(d: &Decisions, full_pred: &[usize], lambda: f64) -> (Vec<usize>, Vec<usize>) {
+/// prediction returned, with exit k's threshold at `thresholds[k]`.
+pub fn outcome(d: &Decisions, full_pred: &[usize], thresholds: &[f64]) -> (Vec<usize>, Vec<usize>) {
     let k = d.confidence.len();
     full_pred
         .iter()
         .enumerate()
         .map(|(r, &full)| {
             (0..k)
-                .find(|&e| !d.held_back[e][r] && d.confidence[e][r] >= lambda)
+                .find(|&e| !d.held_back[e][r] && d.confidence[e][r] >= thresholds[e])
                 .map_or((k + 1, full), |e| (e + 1, d.prediction[e][r]))
         })
         .unzip()
 }
 
-/// One candidate threshold of the sweep.
+/// How a candidate's risk is bounded (guarantee.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bound {
+    /// The 0/1 loss and the exact binomial tail.
+    Binomial,
+    /// The signed loss of the accuracy drop and a bet (needs labels).
+    Betting,
+}
+
+impl Bound {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Bound::Binomial => "exact binomial tail on the 0/1 loss",
+            Bound::Betting => "betting bound on the signed loss (rows an exit fixes count)",
+        }
+    }
+}
+
+/// Per exit and row: whether leaving there breaks the row (`harm`: a
+/// disagreement with the full model, or the full model right and the exit
+/// wrong) or fixes it (`help`: the full model wrong and the exit right;
+/// only under --max-drop).
+pub struct RowLosses {
+    pub harm: Vec<Vec<bool>>,
+    pub help: Vec<Vec<bool>>,
+    /// Per exit and row: the harm expected of leaving there, half as seen
+    /// and half as the head's calibrated doubt says (where the full model is
+    /// right, under --max-drop); steadier than the 0/1 loss on few rows,
+    /// for ordering candidates, never for certifying them.
+    pub expected_harm: Vec<Vec<f64>>,
+}
+
+impl RowLosses {
+    pub fn new(obs: &Observed, d: &Decisions, target: Target) -> RowLosses {
+        let full = obs.full_pred;
+        let (harm, help): (Vec<Vec<bool>>, Vec<Vec<bool>>) = d
+            .prediction
+            .iter()
+            .map(|preds| match (target, obs.labels) {
+                (Target::MaxDrop(_), Some(y)) => (
+                    (0..full.len()).map(|r| full[r] == y[r] && preds[r] != y[r]).collect(),
+                    (0..full.len()).map(|r| full[r] != y[r] && preds[r] == y[r]).collect(),
+                ),
+                // calibrate_observed refuses MaxDrop without labels.
+                _ => (
+                    (0..full.len()).map(|r| preds[r] != full[r]).collect(),
+                    vec![false; full.len()],
+                ),
+            })
+            .unzip();
+        let full_right = |r: usize| match (target, obs.labels) {
+            (Target::MaxDrop(_), Some(y)) => full[r] == y[r],
+            _ => true,
+        };
+        let expected_harm = harm
+            .iter()
+            .zip(&d.doubt)
+            .map(|(h, doubt)| {
+                (0..full.len())
+                    .map(|r| 0.5 * f64::from(u8::from(h[r])) + if full_right(r) { 0.5 * doubt[r] } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        RowLosses {
+            harm,
+            help,
+            expected_harm,
+        }
+    }
+
+    /// The tally of rows leaving at `exit_of` (1-based, K+1 the full model).
+    pub fn tally(&self, exit_of: &[usize]) -> Tally {
+        let mut t = Tally {
+            rows: exit_of.len() as u64,
+            ..Tally::default()
+        };
+        for (r, &e) in exit_of.iter().enumerate() {
+            if e <= self.harm.len() {
+                t.harms += u64::from(self.harm[e - 1][r]);
+                t.helps += u64::from(self.help[e - 1][r]);
+            }
+        }
+        t
+    }
+}
+
+/// The risk a bound controls, per row: the 0/1 loss or the signed one.
+pub fn risk(t: Tally, bound: Bound) -> f64 {
+    let losses = match bound {
+        Bound::Binomial => t.harms as f64,
+        Bound::Betting => t.harms as f64 - t.helps as f64,
+    };
+    losses / t.rows.max(1) as f64
+}
+
+/// The p-value of H: risk > ε for a tally; `stake` is the betting bound's
+/// λ (fitted on other rows).
+pub fn p_value(t: Tally, bound: Bound, epsilon: f64, stake: f64) -> f64 {
+    match bound {
+        Bound::Binomial => guarantee::p_value(t.harms, t.rows, epsilon),
+        Bound::Betting => guarantee::betting_p_value(t, epsilon, stake),
+    }
+}
+
+/// One candidate of the test: a threshold per exit.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CurvePoint {
-    pub threshold: f64,
+    pub thresholds: Vec<f64>,
     /// Share of rows leaving at exits 1..K, then at the full model.
     pub exit_shares: Vec<f64>,
-    pub losses: u64,
+    /// Rows the early exits broke, and fixed (see [`RowLosses`]).
+    pub harms: u64,
+    pub helps: u64,
+    /// The risk the bound controls, on these rows.
     pub risk: f64,
+    /// The betting bound's λ (0 for the binomial).
+    pub stake: f64,
     pub p_value: f64,
     pub certified: bool,
     /// Accuracy against the labels (when given).
@@ -268,58 +392,57 @@ pub fn grid() -> Vec<f64> {
         .collect()
 }
 
-/// Sweeps the grid: risk, p-value, certification (fixed sequence) and
-/// expected cost of every candidate.
-pub fn sweep(obs: &Observed, d: &Decisions, target: Target, delta: f64, table: &CostTable) -> Vec<CurvePoint> {
+/// A candidate on `obs`'s rows: exits, risk, p-value (not yet certified)
+/// and expected cost.
+pub fn evaluate(
+    obs: &Observed,
+    d: &Decisions,
+    losses: &RowLosses,
+    thresholds: &[f64],
+    test: (Bound, f64, f64),
+    table: &CostTable,
+) -> CurvePoint {
+    let (bound, epsilon, stake) = test;
     let n = obs.rows();
     let k = obs.exits.len();
-    let mut points: Vec<CurvePoint> = grid()
-        .into_iter()
-        .map(|lambda| {
-            let (exit, pred) = outcome(d, obs.full_pred, lambda);
-            let losses = (0..n)
-                .filter(|&r| match target {
-                    Target::MaxDisagree(_) => pred[r] != obs.full_pred[r],
-                    Target::MaxDrop(_) => {
-                        // calibrate_observed refuses MaxDrop without labels.
-                        let y = obs.labels.expect("max-drop needs labels")[r];
-                        obs.full_pred[r] == y && pred[r] != y
-                    }
-                })
-                .count() as u64;
-            let mut counts = vec![0usize; k + 1];
-            for &e in &exit {
-                counts[e - 1] += 1;
-            }
-            let shares: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
-            let report = CostReport::new(table, Some(&shares[..k]));
-            let expected = report.expected.as_ref().map_or(table.original.flops, |e| e.cost.flops);
-            CurvePoint {
-                threshold: lambda,
-                exit_shares: shares,
-                losses,
-                risk: losses as f64 / n as f64,
-                p_value: guarantee::p_value(losses, n as u64, target.epsilon()),
-                certified: false,
-                accuracy: obs
-                    .labels
-                    .map(|l| pred.iter().zip(l).filter(|(a, b)| a == b).count() as f64 / n as f64),
-                agreement: pred.iter().zip(obs.full_pred).filter(|(a, b)| a == b).count() as f64 / n as f64,
-                expected_flops: expected,
-                savings: if table.original.flops > 0.0 {
-                    1.0 - expected / table.original.flops
-                } else {
-                    0.0
-                },
-            }
-        })
-        .collect();
+    let (exit, pred) = outcome(d, obs.full_pred, thresholds);
+    let tally = losses.tally(&exit);
+    let mut counts = vec![0usize; k + 1];
+    for &e in &exit {
+        counts[e - 1] += 1;
+    }
+    let shares: Vec<f64> = counts.iter().map(|&c| c as f64 / n.max(1) as f64).collect();
+    let report = CostReport::new(table, Some(&shares[..k]));
+    let expected = report.expected.as_ref().map_or(table.original.flops, |e| e.cost.flops);
+    CurvePoint {
+        thresholds: thresholds.to_vec(),
+        exit_shares: shares,
+        harms: tally.harms,
+        helps: tally.helps,
+        risk: risk(tally, bound),
+        stake,
+        p_value: p_value(tally, bound, epsilon, stake),
+        certified: false,
+        accuracy: obs
+            .labels
+            .map(|l| pred.iter().zip(l).filter(|(a, b)| a == b).count() as f64 / n as f64),
+        agreement: pred.iter().zip(obs.full_pred).filter(|(a, b)| a == b).count() as f64 / n as f64,
+        expected_flops: expected,
+        savings: if table.original.flops > 0.0 {
+            1.0 - expected / table.original.flops
+        } else {
+            0.0
+        },
+    }
+}
+
+/// Marks the candidates fixed-sequence testing certifies (a prefix).
+pub fn certify(points: &mut [CurvePoint], delta: f64) {
     let p: Vec<f64> = points.iter().map(|c| c.p_value).collect();
     let certified = guarantee::certified_prefix(&p, delta);
     for c in &mut points[..certified] {
         c.certified = true;
     }
-    points
 }
 
 /// The certified candidate with the lowest expected cost (the first such
@@ -382,8 +505,9 @@ mod tests {
             confidence: vec![vec![0.9, 0.5, 0.95], vec![0.99, 0.99, 0.2]],
             prediction: vec![vec![1, 1, 3], vec![2, 2, 2]],
             held_back: vec![vec![false, false, true], vec![false, false, false]],
+            doubt: vec![vec![0.0; 3]; 2],
         };
-        let (exit, pred) = outcome(&d, &[7, 7, 7], 0.8);
+        let (exit, pred) = outcome(&d, &[7, 7, 7], &[0.8, 0.8]);
         assert_eq!(exit, vec![1, 2, 3]);
         assert_eq!(pred, vec![1, 2, 7]);
     }

@@ -1,17 +1,28 @@
 //! The distribution-free guarantee: Learn-then-Test (Angelopoulos et al.,
 //! 2021) with fixed-sequence testing, as CALM (Schuster et al., 2022) uses
-//! for early exits.
+//! for early exits, over candidates ordered on rows the test never sees
+//! (Pareto Testing, Laufer-Goldshtein et al., 2023).
 //!
-//! Each candidate threshold λ has a risk R(λ) = E[loss], loss ∈ {0, 1} per
-//! sample (a disagreement with the full model, or a row the full model gets
-//! right and the early exit gets wrong). For the null hypothesis
-//! H_λ: R(λ) > ε, the exact binomial tail gives a valid p-value
-//! p(λ) = P(Binomial(n, ε) ≤ n·R̂(λ)). Candidates are tested in a fixed
-//! order, from the most conservative λ (nothing exits, R = 0) towards more
-//! aggressive ones, each at level δ, stopping at the first that is not
-//! rejected. Every λ rejected before the stop has R(λ) ≤ ε, all of them
-//! simultaneously, with probability at least 1 − δ over the calibration
-//! sample (fixed-sequence testing controls the family-wise error at δ).
+//! Each candidate (a threshold per exit) has a risk R = E[loss]. For the
+//! null hypothesis H: R > ε every candidate gets a valid p-value from one
+//! of two bounds:
+//!
+//! - **binomial**: a 0/1 loss per row (a disagreement with the full model,
+//!   or a row the full model gets right and the early exit gets wrong); the
+//!   exact binomial tail p = P(Binomial(n, ε) ≤ losses).
+//! - **betting**: the signed loss of the accuracy drop, 1[exit wrong] −
+//!   1[full model wrong] ∈ {−1, 0, 1}, so that rows an exit fixes count
+//!   against the rows it breaks. Mapped to x = (ℓ + 1)/2 ∈ [0, 1] with
+//!   H: E[x] ≥ m = (1 + ε)/2, the wealth K = ∏ (1 + λ(m − xᵢ)) of a bet
+//!   with a fixed λ ∈ [0, 1/(1 − m)) has E[K] ≤ 1 under H, so
+//!   p = min(1, 1/K) is valid by Markov's inequality (Waudby-Smith and
+//!   Ramdas, 2024, for the betting view). λ must not depend on the tested
+//!   rows: it is fitted on the rows that chose the candidates.
+//!
+//! Candidates are tested in their fixed order, most conservative first,
+//! each at level δ, stopping at the first that is not rejected. Every
+//! candidate rejected before the stop has R ≤ ε, all of them
+//! simultaneously, with probability at least 1 − δ over the tested rows.
 
 /// ln P(X ≤ k) for X ~ Binomial(n, p), 0 < p < 1, summed in log space
 /// (the terms underflow f64 for large n).
@@ -34,6 +45,60 @@ pub fn binomial_cdf_ln(k: u64, n: u64, p: f64) -> f64 {
 /// The p-value of H: R > ε after observing `losses` of `n` samples.
 pub fn p_value(losses: u64, n: u64, epsilon: f64) -> f64 {
     binomial_cdf_ln(losses, n, epsilon).exp()
+}
+
+/// A signed-loss tally: rows the early exit breaks (`harms`: the full
+/// model right, the exit wrong) and fixes (`helps`: the reverse) of `rows`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Tally {
+    pub rows: u64,
+    pub harms: u64,
+    pub helps: u64,
+}
+
+impl Tally {
+    /// The bet's log-wealth per unit of data at stake λ, for H: E[ℓ] ≥ ε.
+    fn log_wealth(&self, epsilon: f64, lambda: f64) -> f64 {
+        let m = (1.0 + epsilon) / 2.0;
+        let neutral = self.rows.saturating_sub(self.harms + self.helps) as f64;
+        self.helps as f64 * (lambda * m).ln_1p()
+            + neutral * (lambda * (m - 0.5)).ln_1p()
+            + self.harms as f64 * (-lambda * (1.0 - m)).ln_1p()
+    }
+}
+
+/// The largest stake considered: a harm then keeps 1% of the wealth.
+fn max_stake(epsilon: f64) -> f64 {
+    0.99 / (1.0 - (1.0 + epsilon) / 2.0)
+}
+
+/// The stake for the betting bound, fitted on rows the test does not use:
+/// the growth-optimal (Kelly) λ for their tally with half a harm added, so
+/// that a candidate that broke nothing there is not bet on as if it never
+/// could (a single harm at the largest stake would cost 99% of the wealth).
+pub fn betting_stake(choosing: Tally, epsilon: f64) -> f64 {
+    let prior =
+        |t: Tally, lambda: f64| t.log_wealth(epsilon, lambda) + 0.5 * (-lambda * (1.0 - (1.0 + epsilon) / 2.0)).ln_1p();
+    // The log-wealth is concave in λ: golden-section search.
+    let (mut a, mut b) = (0.0f64, max_stake(epsilon));
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..100 {
+        let (c, d) = (b - g * (b - a), a + g * (b - a));
+        if prior(choosing, c) >= prior(choosing, d) {
+            b = d;
+        } else {
+            a = c;
+        }
+    }
+    (a + b) / 2.0
+}
+
+/// The betting p-value of H: E[signed loss] > ε for the tested rows'
+/// tally at stake λ.
+pub fn betting_p_value(tested: Tally, epsilon: f64, lambda: f64) -> f64 {
+    (-tested.log_wealth(epsilon, lambda.clamp(0.0, max_stake(epsilon))))
+        .exp()
+        .min(1.0)
 }
 
 /// The fewest samples for which any threshold can be certified: even with

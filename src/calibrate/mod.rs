@@ -1,17 +1,20 @@
-//! `eexc calibrate`: per-exit temperatures (NLL) and one shared confidence
-//! threshold chosen to minimise the expected cost subject to a bound on the
-//! accuracy drop (labels) or the disagreement with the full model, with a
-//! distribution-free guarantee (guarantee.rs). Writes the thresholds and
-//! temperatures into the model's knobs and metadata.
+//! `eexc calibrate`: per-exit temperatures (NLL) and a confidence
+//! threshold per exit chosen to minimise the expected cost subject to a
+//! bound on the accuracy drop (labels) or the disagreement with the full
+//! model, with a distribution-free guarantee (guarantee.rs) over candidates
+//! ordered on rows the test never sees (pareto.rs). Writes the thresholds
+//! and temperatures into the model's knobs and metadata.
 
 pub mod choose;
 mod flatten;
 pub mod guarantee;
+pub mod pareto;
 mod plot;
+pub mod power;
 
 use std::path::{Path, PathBuf};
 
-use choose::{CurvePoint, ExitData, Observed, Target};
+use choose::{Bound, CurvePoint, ExitData, Observed, RowLosses, Target};
 
 use crate::exits::ExitsMetadata;
 use crate::exits::cost::CostReport;
@@ -23,7 +26,7 @@ pub enum CalibrateError {
     #[error(transparent)]
     Run(#[from] crate::runtime::RunError),
     #[error(
-        "{got} calibration rows ({testing} after setting aside {set_aside} for the temperatures); a guarantee at {}% with δ = {delta} needs at least {needed} for testing (even with no loss seen, p = (1 − ε)^n must reach δ)",
+        "{got} calibration rows ({testing} after setting aside {set_aside} to fit the temperatures and choose the candidates); a guarantee at {}% with δ = {delta} needs at least {needed} for testing (even with no loss seen, p = (1 − ε)^n must reach δ)",
         100.0 * epsilon
     )]
     TooFewRows {
@@ -52,28 +55,69 @@ pub enum CalibrateError {
 pub struct CalibrateOptions {
     pub data: PathBuf,
     pub labels: Option<PathBuf>,
-    pub target: Target,
-    pub delta: f64,
     pub batch: usize,
-    pub split: Split,
+    pub procedure: Procedure,
 }
 
-/// How the calibration rows are shared between the temperatures and the
-/// threshold test. The guarantee needs the candidates fixed before the
-/// tested rows are seen, so by default temperatures are fitted on rows the
-/// test does not use.
+/// What calibration does with the rows it is given.
+#[derive(Debug, Clone, Copy)]
+pub struct Procedure {
+    pub target: Target,
+    pub delta: f64,
+    pub split: Split,
+    pub thresholds: Thresholds,
+    pub bound: BoundChoice,
+}
+
+impl Procedure {
+    /// Per-exit thresholds, the bound chosen on the choosing rows, the
+    /// default split.
+    pub fn new(target: Target, delta: f64) -> Procedure {
+        Procedure {
+            target,
+            delta,
+            split: Split::default(),
+            thresholds: Thresholds::Auto,
+            bound: BoundChoice::Auto,
+        }
+    }
+}
+
+/// One threshold per exit, one for all (CALM's procedure), or whichever
+/// the choosing rows expect to certify the larger saving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Thresholds {
+    Auto,
+    PerExit,
+    Shared,
+}
+
+/// Which bound certifies: `auto` picks, on the choosing rows, the one that
+/// would certify the cheaper candidate (betting only under --max-drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoundChoice {
+    Auto,
+    Binomial,
+    Betting,
+}
+
+/// How the calibration rows are shared between choosing (temperatures and
+/// the candidates' order) and the test. The guarantee needs the candidates
+/// fixed before the tested rows are seen, so by default they are chosen on
+/// rows the test does not use.
 #[derive(Debug, Clone, Copy)]
 pub struct Split {
-    /// Share of rows for the temperatures; 0 fits them on every row (the
-    /// guarantee is then only approximate).
-    pub temperature_share: f64,
+    /// Share of rows for choosing; 0 chooses on every row (the guarantee
+    /// is then only approximate).
+    pub choosing_share: f64,
     pub seed: u64,
 }
 
 impl Default for Split {
     fn default() -> Self {
         Split {
-            temperature_share: 0.2,
+            choosing_share: 0.2,
             seed: 0,
         }
     }
@@ -100,17 +144,23 @@ pub struct CalibrationReport {
     pub schema: &'static str,
     pub model: String,
     pub rows: usize,
-    /// Rows the temperatures were fitted on, and rows the threshold test
-    /// used (all figures below are on these); the same rows when the
-    /// temperature share is 0.
-    pub temperature_rows: usize,
+    /// Rows that fitted the temperatures and chose the candidates, and rows
+    /// the test used (all figures below are on these); the same rows when
+    /// the choosing share is 0.
+    pub choosing_rows: usize,
     pub testing_rows: usize,
     pub target: Target,
     pub delta: f64,
-    pub guarantee: &'static str,
+    pub thresholds_mode: Thresholds,
+    pub bound: Bound,
+    pub guarantee: String,
     /// Rows any certificate at this ε and δ needs.
     pub min_rows: u64,
-    pub threshold: f64,
+    /// Candidates tested, in order, and how many were certified.
+    pub candidates: usize,
+    pub certified: usize,
+    /// Per exit (NEVER = 2: the exit takes no row).
+    pub thresholds: Vec<f64>,
     pub exits: Vec<ExitCalibration>,
     pub chosen: CurvePoint,
     pub full_model_accuracy: Option<f64>,
@@ -124,13 +174,19 @@ impl CalibrationReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} rows: {} fit the temperatures, {} test the thresholds",
-            self.rows, self.temperature_rows, self.testing_rows
+            "{} rows: {} fit the temperatures and choose the candidates, {} test them",
+            self.rows, self.choosing_rows, self.testing_rows
         );
         let _ = writeln!(
             out,
-            "threshold {:.3}: risk {:.4} (p = {:.2e} ≤ δ = {}), certified by {}",
-            self.threshold, self.chosen.risk, self.chosen.p_value, self.delta, self.guarantee
+            "thresholds {}: risk {:.4} (p = {:.2e} ≤ δ = {}; {} of {} candidates certified)\ncertified by {}",
+            thresholds_text(&self.thresholds),
+            self.chosen.risk,
+            self.chosen.p_value,
+            self.delta,
+            self.certified,
+            self.candidates,
+            self.guarantee
         );
         if let Some(acc) = self.full_model_accuracy {
             let _ = writeln!(
@@ -146,14 +202,15 @@ impl CalibrationReport {
             100.0 * self.chosen.agreement
         );
         out.push_str(
-            "\nexit  tensor                    T before  T after  ECE before  ECE after  exit rate  right when exiting\n",
+            "\nexit  tensor                    threshold  T before  T after  ECE before  ECE after  exit rate  right when exiting\n",
         );
-        for e in &self.exits {
+        for (e, &t) in self.exits.iter().zip(&self.thresholds) {
             let _ = writeln!(
                 out,
-                "{:<5} {:<25} {:<9.3} {:<8.3} {:<11.4} {:<10.4} {:>8.2}%  {}",
+                "{:<5} {:<25} {:<10} {:<9.3} {:<8.3} {:<11.4} {:<10.4} {:>8.2}%  {}",
                 e.index,
                 e.tensor,
+                thresholds_text(&[t]),
                 e.temperature_before,
                 e.temperature,
                 e.ece_before,
@@ -167,33 +224,133 @@ impl CalibrationReport {
     }
 }
 
+/// Thresholds as the reports print them: "never" for a closed exit.
+pub fn thresholds_text(t: &[f64]) -> String {
+    t.iter()
+        .map(|&v| {
+            if v > 1.0 {
+                "never".to_string()
+            } else {
+                format!("{v:.4}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 /// The calibration worked out on cached outputs.
 pub struct Outcome {
     pub temperatures: Vec<f64>,
+    /// The candidates tested (never `Auto`) and their bound.
+    pub family: Thresholds,
+    pub bound: Bound,
+    /// Every candidate in test order, with its figures on the tested rows.
     pub curve: Vec<CurvePoint>,
     pub chosen: CurvePoint,
-    /// Rows the temperatures were fitted on and rows the test used.
-    pub temperature_rows: usize,
+    /// Rows that chose and rows the test used.
+    pub choosing_rows: usize,
     pub testing_rows: usize,
     /// The rows of the test (for the report's per-exit figures).
     pub testing: choose::Rows,
 }
 
-/// Temperatures, the sweep and the choice for rows already run through the
-/// model (also what the repeated-split tests call).
+/// A bound's candidates, ordered on the choosing rows, with the stake each
+/// is bet at and the saving its certificate is expected to give.
+struct Plan {
+    family: Thresholds,
+    bound: Bound,
+    candidates: Vec<(Vec<f64>, f64)>,
+    expected_saving: f64,
+}
+
+/// The candidates for `bound` on the choosing rows, and the saving testing
+/// them on `testing_rows` rows like these is expected to certify
+/// (power.rs; it reads no tested row).
+fn plan(
+    choosing: &Observed,
+    d: &choose::Decisions,
+    losses: &RowLosses,
+    (family, bound): (Thresholds, Bound),
+    procedure: &Procedure,
+    table: &crate::exits::cost::CostTable,
+    testing_rows: usize,
+) -> Plan {
+    let epsilon = procedure.target.epsilon();
+    let k = choosing.exits.len();
+    let paths = match family {
+        Thresholds::Shared => pareto::shared_path(k),
+        Thresholds::PerExit | Thresholds::Auto => {
+            let report = CostReport::new(table, None);
+            let mut row_cost: Vec<f64> = report.exits.iter().map(|e| e.cumulative.flops).collect();
+            row_cost.push(report.worst_case.flops);
+            pareto::per_exit_path(d, losses, bound, &row_cost, epsilon)
+        }
+    };
+    let n = choosing.rows() as u64;
+    let mut savings = Vec::with_capacity(paths.len());
+    let mut chances = Vec::with_capacity(paths.len());
+    let mut candidates = Vec::with_capacity(paths.len());
+    for t in paths {
+        let point = choose::evaluate(choosing, d, losses, &t, (bound, epsilon, 0.0), table);
+        let tally = guarantee::Tally {
+            rows: n,
+            harms: point.harms,
+            helps: point.helps,
+        };
+        let stake = match bound {
+            Bound::Binomial => 0.0,
+            Bound::Betting => guarantee::betting_stake(tally, epsilon),
+        };
+        let seen = power::Seen {
+            rows: n,
+            leaving: (n as f64 * (1.0 - point.exit_shares.last().copied().unwrap_or(1.0))).round() as u64,
+            harms: point.harms,
+            helps: point.helps,
+        };
+        chances.push(power::chance(
+            seen,
+            bound,
+            epsilon,
+            procedure.delta,
+            stake,
+            testing_rows as u64,
+        ));
+        savings.push(point.savings);
+        candidates.push((t, stake));
+    }
+    let expected_saving = power::expected_saving(&savings, &chances);
+    Plan {
+        family,
+        bound,
+        candidates,
+        expected_saving,
+    }
+}
+
+/// Temperatures, the candidates, the test and the choice for rows already
+/// run through the model (also what the repeated-split tests call).
 pub fn calibrate_observed(
     obs: &Observed,
     table: &crate::exits::cost::CostTable,
-    target: Target,
-    delta: f64,
-    split: Split,
+    procedure: &Procedure,
 ) -> Result<Outcome, CalibrateError> {
+    let (target, delta, split) = (procedure.target, procedure.delta, procedure.split);
     needs_labels(target, obs.labels.is_some())?;
+    let bounds: &[Bound] = match (procedure.bound, target) {
+        (BoundChoice::Binomial, _) | (BoundChoice::Auto, Target::MaxDisagree(_)) => &[Bound::Binomial],
+        (BoundChoice::Betting, Target::MaxDrop(_)) => &[Bound::Betting],
+        (BoundChoice::Auto, Target::MaxDrop(_)) => &[Bound::Binomial, Bound::Betting],
+        (BoundChoice::Betting, Target::MaxDisagree(_)) => {
+            return Err(CalibrateError::BadOption(
+                "--bound betting bounds the signed accuracy drop: it needs --max-drop".into(),
+            ));
+        }
+    };
     let epsilon = target.epsilon();
     let rows = obs.rows();
     let order = crate::fit::seeded_permutation(rows, split.seed ^ 0x7E3F_CA11);
-    let set_aside = ((rows as f64) * split.temperature_share.clamp(0.0, 0.9)).round() as usize;
-    let (temp_idx, test_idx) = if set_aside == 0 {
+    let set_aside = ((rows as f64) * split.choosing_share.clamp(0.0, 0.9)).round() as usize;
+    let (choose_idx, test_idx) = if set_aside == 0 {
         (&order[..], &order[..])
     } else {
         order.split_at(set_aside)
@@ -209,17 +366,53 @@ pub fn calibrate_observed(
             delta,
         });
     }
-    let temp_rows = obs.select(temp_idx);
-    let temp_view = temp_rows.view();
-    let temperatures: Vec<f64> = temp_view
+    let choosing_rows = obs.select(choose_idx);
+    let choosing = choosing_rows.view();
+    let temperatures: Vec<f64> = choosing
         .exits
         .iter()
-        .map(|e| choose::fit_temperature(e.logits, obs.classes, temp_view.reference()))
+        .map(|e| choose::fit_temperature(e.logits, obs.classes, choosing.reference()))
         .collect();
+    let d_choosing = choose::decisions(&choosing, &temperatures);
+    let losses_choosing = RowLosses::new(&choosing, &d_choosing, target);
+    let families: &[Thresholds] = match procedure.thresholds {
+        Thresholds::Auto => &[Thresholds::Shared, Thresholds::PerExit],
+        Thresholds::Shared => &[Thresholds::Shared],
+        Thresholds::PerExit => &[Thresholds::PerExit],
+    };
+    // The candidates and bound whose certificate is expected to save most
+    // (the first on a tie: shared thresholds, the binomial), decided before
+    // any tested row is read.
+    let plan = families
+        .iter()
+        .flat_map(|&f| bounds.iter().map(move |&b| (f, b)))
+        .map(|fb| {
+            plan(
+                &choosing,
+                &d_choosing,
+                &losses_choosing,
+                fb,
+                procedure,
+                table,
+                test_idx.len(),
+            )
+        })
+        .fold(None, |best: Option<Plan>, p| match best {
+            Some(b) if b.expected_saving >= p.expected_saving => Some(b),
+            _ => Some(p),
+        })
+        .expect("at least one bound");
+
     let testing = obs.select(test_idx);
     let view = testing.view();
     let d = choose::decisions(&view, &temperatures);
-    let curve = choose::sweep(&view, &d, target, delta, table);
+    let losses = RowLosses::new(&view, &d, target);
+    let mut curve: Vec<CurvePoint> = plan
+        .candidates
+        .iter()
+        .map(|(t, stake)| choose::evaluate(&view, &d, &losses, t, (plan.bound, epsilon, *stake), table))
+        .collect();
+    choose::certify(&mut curve, delta);
     let chosen = choose::best(&curve).cloned().ok_or(CalibrateError::NothingCertified {
         what: match target {
             Target::MaxDrop(_) => "accuracy drop",
@@ -231,9 +424,11 @@ pub fn calibrate_observed(
     })?;
     Ok(Outcome {
         temperatures,
+        family: plan.family,
+        bound: plan.bound,
         curve,
         chosen,
-        temperature_rows: temp_idx.len(),
+        choosing_rows: choose_idx.len(),
         testing_rows: test_idx.len(),
         testing,
     })
@@ -305,21 +500,22 @@ pub struct Calibrated {
 }
 
 pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, CalibrateError> {
-    let epsilon = options.target.epsilon();
+    let procedure = &options.procedure;
+    let epsilon = procedure.target.epsilon();
     if !(epsilon > 0.0 && epsilon < 1.0) {
         return Err(CalibrateError::BadOption(format!(
             "the bound must be in (0%, 100%); got {}%",
             100.0 * epsilon
         )));
     }
-    if !(options.delta > 0.0 && options.delta < 1.0) {
+    if !(procedure.delta > 0.0 && procedure.delta < 1.0) {
         return Err(CalibrateError::BadOption(format!(
             "--delta must be in (0, 1); got {}",
-            options.delta
+            procedure.delta
         )));
     }
     // Checked here too, so that no model runs for nothing.
-    needs_labels(options.target, options.labels.is_some())?;
+    needs_labels(procedure.target, options.labels.is_some())?;
     let run = run_exits(path, &options.data, options.batch)?;
     let labels = match &options.labels {
         Some(p) => Some(read_labels(p, run.full_pred.len(), run.classes as i64)?),
@@ -341,13 +537,13 @@ pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, 
         labels: labels.as_deref(),
         never_exit_classes: &never,
     };
-    let outcome = calibrate_observed(&obs, &run.meta.cost, options.target, options.delta, options.split)?;
+    let outcome = calibrate_observed(&obs, &run.meta.cost, procedure)?;
     // Per-exit figures on the tested rows (the temperatures never saw them
     // unless --temperature-share is 0).
     let tested = outcome.testing.view();
     let reference = tested.reference();
     let d = choose::decisions(&tested, &outcome.temperatures);
-    let (exit_of, pred) = choose::outcome(&d, tested.full_pred, outcome.chosen.threshold);
+    let (exit_of, pred) = choose::outcome(&d, tested.full_pred, &outcome.chosen.thresholds);
     let exits: Vec<ExitCalibration> = run
         .meta
         .exits
@@ -377,13 +573,24 @@ pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, 
         schema: "eexc.calibrate/1",
         model: path.display().to_string(),
         rows: run.full_pred.len(),
-        temperature_rows: outcome.temperature_rows,
+        choosing_rows: outcome.choosing_rows,
         testing_rows: outcome.testing_rows,
-        target: options.target,
-        delta: options.delta,
-        guarantee: "Learn-then-Test, fixed-sequence testing over one shared threshold (most conservative first), exact binomial p-values",
-        min_rows: guarantee::min_samples(epsilon, options.delta),
-        threshold: outcome.chosen.threshold,
+        target: procedure.target,
+        delta: procedure.delta,
+        thresholds_mode: outcome.family,
+        bound: outcome.bound,
+        guarantee: format!(
+            "Learn-then-Test, fixed-sequence testing over {} (most conservative first, ordered on the choosing rows), {}",
+            match outcome.family {
+                Thresholds::PerExit | Thresholds::Auto => "per-exit threshold vectors",
+                Thresholds::Shared => "one shared threshold",
+            },
+            outcome.bound.describe()
+        ),
+        min_rows: guarantee::min_samples(epsilon, procedure.delta),
+        candidates: outcome.curve.len(),
+        certified: outcome.curve.iter().filter(|c| c.certified).count(),
+        thresholds: outcome.chosen.thresholds.clone(),
         exits,
         chosen: outcome.chosen.clone(),
         full_model_accuracy,
@@ -395,12 +602,12 @@ pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, 
         "{} — {} ≤ {}% (δ = {})",
         path.file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-        match options.target {
+        match procedure.target {
             Target::MaxDrop(_) => "accuracy drop",
             Target::MaxDisagree(_) => "disagreement",
         },
         100.0 * epsilon,
-        options.delta
+        procedure.delta
     );
     let svg = plot::curve_svg(&outcome.curve, Some(&outcome.chosen), &title);
     Ok(Calibrated {
@@ -421,7 +628,7 @@ fn write_knobs(
     let mut meta = meta.clone();
     let g = model.graph.as_mut().expect("loaded models have a graph");
     for (i, e) in meta.exits.iter_mut().enumerate() {
-        e.threshold = outcome.chosen.threshold as f32;
+        e.threshold = outcome.chosen.thresholds[i] as f32;
         e.temperature = outcome.temperatures[i] as f32;
         for (name, value) in [(&e.threshold_input, e.threshold), (&e.temperature_input, e.temperature)] {
             if let Some(t) = g.initializer.iter_mut().find(|t| t.name() == name.as_str()) {
@@ -433,9 +640,10 @@ fn write_knobs(
         "target": report.target,
         "delta": report.delta,
         "rows": report.rows,
-        "temperature_rows": report.temperature_rows,
+        "choosing_rows": report.choosing_rows,
         "testing_rows": report.testing_rows,
-        "threshold": report.threshold,
+        "thresholds": report.thresholds,
+        "bound": report.bound,
         "risk": report.chosen.risk,
         "p_value": report.chosen.p_value,
         "guarantee": report.guarantee,
@@ -444,23 +652,30 @@ fn write_knobs(
     Ok(())
 }
 
-/// The sweep as CSV: one row per candidate threshold.
+/// The candidates as CSV, in test order: one row each.
 pub fn curve_csv(curve: &[CurvePoint]) -> String {
-    let k = curve.first().map_or(0, |c| c.exit_shares.len());
-    let mut s = String::from("threshold");
-    for e in 1..k {
-        s.push_str(&format!(",exit{e}_share"));
+    let k = curve.first().map_or(0, |c| c.thresholds.len());
+    let mut s = String::new();
+    for e in 1..=k {
+        s.push_str(&format!("threshold{e},"));
     }
-    s.push_str(",full_share,losses,risk,p_value,certified,accuracy,agreement,expected_flops,savings\n");
+    for e in 1..=k {
+        s.push_str(&format!("exit{e}_share,"));
+    }
+    s.push_str("full_share,harms,helps,risk,stake,p_value,certified,accuracy,agreement,expected_flops,savings\n");
     for c in curve {
-        s.push_str(&format!("{:.3}", c.threshold));
+        for t in &c.thresholds {
+            s.push_str(&format!("{t:.6},"));
+        }
         for share in &c.exit_shares {
-            s.push_str(&format!(",{share:.6}"));
+            s.push_str(&format!("{share:.6},"));
         }
         s.push_str(&format!(
-            ",{},{:.6},{:.6e},{},{},{:.6},{:.1},{:.6}\n",
-            c.losses,
+            "{},{},{:.6},{:.4},{:.6e},{},{},{:.6},{:.1},{:.6}\n",
+            c.harms,
+            c.helps,
             c.risk,
+            c.stake,
             c.p_value,
             c.certified,
             c.accuracy.map_or(String::new(), |a| format!("{a:.6}")),
@@ -526,25 +741,33 @@ mod tests {
     #[test]
     fn a_saturated_wrong_head_certifies_nothing() {
         // Margins so large that every confidence is exactly 1 even at the
-        // highest temperature: at every candidate all rows exit, 10% wrongly.
+        // highest temperature: at every threshold ≤ 1 all rows exit, 10%
+        // wrongly.
         let mut logits = Vec::new();
         let full = observed(&mut logits, 0.9, 1e4);
         let obs = one_exit(&logits, &full);
-        // 10% of rows disagree at every threshold: 5% cannot be certified.
-        let err = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05, Split::default())
-            .err()
-            .unwrap();
+        // 10% of rows disagree at every shared threshold: 5% cannot be certified.
+        let shared = Procedure {
+            thresholds: Thresholds::Shared,
+            ..Procedure::new(Target::MaxDisagree(0.05), 0.05)
+        };
+        let err = calibrate_observed(&obs, &table(), &shared).err().unwrap();
         assert!(
             matches!(err, CalibrateError::NothingCertified { rows: 320, .. }),
             "{err}"
         );
+        // Per-exit candidates start with the exit closed: certified, and
+        // nothing leaves.
+        let out = calibrate_observed(&obs, &table(), &Procedure::new(Target::MaxDisagree(0.05), 0.05)).unwrap();
+        assert_eq!(out.chosen.thresholds, vec![choose::NEVER]);
+        assert_eq!((out.chosen.exit_shares[0], out.chosen.risk), (0.0, 0.0));
         // With never-exit class 1 those rows stay for the full model: certified.
         let never = [1usize];
         let obs = Observed {
             never_exit_classes: &never,
             ..obs
         };
-        let out = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05, Split::default()).unwrap();
+        let out = calibrate_observed(&obs, &table(), &Procedure::new(Target::MaxDisagree(0.05), 0.05)).unwrap();
         assert_eq!(out.chosen.risk, 0.0);
         // Every tested row predicting class 0 exits.
         let zeros = out.testing.logits[0].chunks(2).filter(|r| r[0] > r[1]).count();
@@ -584,12 +807,15 @@ mod tests {
             }
             let full = vec![0usize; n];
             let obs = one_exit(&logits, &full);
-            let split = Split {
-                temperature_share: 0.2,
-                seed: trial,
+            let procedure = Procedure {
+                split: Split {
+                    choosing_share: 0.2,
+                    seed: trial,
+                },
+                ..Procedure::new(Target::MaxDisagree(epsilon), delta)
             };
-            let out = calibrate_observed(&obs, &table(), Target::MaxDisagree(epsilon), delta, split).unwrap();
-            if true_risk(out.temperatures[0], out.chosen.threshold) > epsilon {
+            let out = calibrate_observed(&obs, &table(), &procedure).unwrap();
+            if true_risk(out.temperatures[0], out.chosen.thresholds[0]) > epsilon {
                 violations += 1;
             }
         }
@@ -608,7 +834,7 @@ mod tests {
         let mut logits = Vec::new();
         let full = observed(&mut logits, 0.9, 3.0);
         let obs = one_exit(&logits, &full);
-        let out = calibrate_observed(&obs, &table(), Target::MaxDisagree(0.05), 0.05, Split::default()).unwrap();
+        let out = calibrate_observed(&obs, &table(), &Procedure::new(Target::MaxDisagree(0.05), 0.05)).unwrap();
         assert_eq!(out.chosen.exit_shares[0], 0.0);
         assert!(out.chosen.savings < 0.0);
         // Its temperature makes the confidence the accuracy on the 80 rows

@@ -105,10 +105,10 @@ pub fn curve_svg(points: &[CurvePoint], chosen: Option<&CurvePoint>, title: &str
         );
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.1}" fill="crimson">threshold {:.3}</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" fill="crimson">thresholds {}</text>"#,
             px(1.0 - c.savings) + 10.0,
             py(y_of(c)) - 10.0,
-            c.threshold
+            super::thresholds_text(&c.thresholds)
         );
     }
     let _ = writeln!(

@@ -231,9 +231,30 @@ pub struct BoundArgs {
     /// The guarantee holds with probability at least 1 − delta.
     #[arg(long, default_value_t = 0.05)]
     pub delta: f64,
+    /// One threshold per exit (candidates ordered on the choosing rows:
+    /// Pareto Testing), one shared by every exit, or whichever the choosing
+    /// rows expect to certify the larger saving.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub thresholds: eexc::calibrate::Thresholds,
+    /// The bound that certifies: the exact binomial on the 0/1 loss, a bet
+    /// on the signed accuracy drop (--max-drop), or whichever the choosing
+    /// rows expect to certify the larger saving.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub certify_with: eexc::calibrate::BoundChoice,
 }
 
 impl BoundArgs {
+    /// The procedure with the rows split as `split` says.
+    pub fn procedure(&self, split: eexc::calibrate::Split) -> anyhow::Result<eexc::calibrate::Procedure> {
+        Ok(eexc::calibrate::Procedure {
+            target: self.target()?,
+            delta: self.delta,
+            split,
+            thresholds: self.thresholds,
+            bound: self.certify_with,
+        })
+    }
+
     pub fn target(&self) -> anyhow::Result<eexc::calibrate::choose::Target> {
         use eexc::calibrate::choose::Target;
         match (self.max_drop, self.max_disagree) {
@@ -256,10 +277,11 @@ pub struct CalibrateArgs {
     pub labels: Option<PathBuf>,
     #[command(flatten)]
     pub bound: BoundArgs,
-    /// Share of the rows set aside to fit the temperatures; the threshold
-    /// test uses the rest. 0 fits them on every row (guarantee approximate).
-    #[arg(long, default_value_t = 0.2)]
-    pub temperature_share: f64,
+    /// Share of the rows set aside to fit the temperatures and order the
+    /// candidates; the test uses the rest. 0 uses every row for both
+    /// (guarantee approximate).
+    #[arg(long, alias = "temperature-share", default_value_t = 0.2)]
+    pub choosing_share: f64,
     /// Seed of that split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -36,7 +36,6 @@ pub fn fit(a: FitArgs) -> anyhow::Result<()> {
 }
 
 pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
-    let target = a.bound.target()?;
     let out = a
         .output
         .clone()
@@ -49,13 +48,11 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let options = eexc::calibrate::CalibrateOptions {
         data: a.data,
         labels: a.labels,
-        target,
-        delta: a.bound.delta,
         batch: a.batch_size,
-        split: eexc::calibrate::Split {
-            temperature_share: a.temperature_share,
+        procedure: a.bound.procedure(eexc::calibrate::Split {
+            choosing_share: a.choosing_share,
             seed: a.seed,
-        },
+        })?,
     };
     let c = eexc::calibrate::calibrate(&a.model, &options)?;
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
@@ -132,8 +129,10 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         selection: a.exits.selection(Some(3)),
         mode: a.mode,
         confidence: a.confidence,
-        target: a.bound.target()?,
-        delta: a.bound.delta,
+        procedure: a.bound.procedure(eexc::calibrate::Split {
+            choosing_share: 0.2,
+            seed: a.seed,
+        })?,
         fit_share: a.fit_share,
         calibration: a.calib_data.map(|x| (x, a.calib_labels)),
         seed: a.seed,

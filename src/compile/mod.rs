@@ -5,8 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::calibrate::choose::Target;
-use crate::calibrate::{CalibrateError, CalibrateOptions, CalibrationReport};
+use crate::calibrate::{CalibrateError, CalibrateOptions, CalibrationReport, Procedure};
 use crate::exits::{Confidence, ExitOptions, ExitSelection, HeadKind, Mode, WeightSource};
 use crate::fit::{FitError, FitOptions, FitReport};
 use crate::onnx::proto::ModelProto;
@@ -35,8 +34,9 @@ pub struct CompileOptions {
     pub head: HeadKind,
     pub mode: Mode,
     pub confidence: Confidence,
-    pub target: Target,
-    pub delta: f64,
+    /// The calibration's target, bound and split (its seed is the
+    /// calibration split's).
+    pub procedure: Procedure,
     /// Share of the rows used to fit the heads; the rest calibrate.
     pub fit_share: f64,
     /// Separate calibration rows (and labels): then every `data` row fits
@@ -78,10 +78,10 @@ impl CompileReport {
         use std::fmt::Write;
         let c = &self.calibration;
         let mut out = format!(
-            "fit on {} rows, calibrated on {}: threshold {:.3}, risk {:.4} (p = {:.2e} ≤ δ = {}), expected FLOP savings {:.1}%\n",
+            "fit on {} rows, calibrated on {}: thresholds {}, risk {:.4} (p = {:.2e} ≤ δ = {}), expected FLOP savings {:.1}%\n",
             self.fit_rows,
             self.calibration_rows,
-            c.threshold,
+            crate::calibrate::thresholds_text(&c.thresholds),
             c.chosen.risk,
             c.chosen.p_value,
             c.delta,
@@ -273,13 +273,8 @@ fn insert_and_calibrate(
         &CalibrateOptions {
             data: split.calib_x.clone(),
             labels: split.calib_y.clone(),
-            target: options.target,
-            delta: options.delta,
             batch: options.batch,
-            split: crate::calibrate::Split {
-                temperature_share: 0.2,
-                seed: options.seed,
-            },
+            procedure: options.procedure,
         },
     )?;
     Ok((calibrated.model, calibrated.report, inserted.fusion))

@@ -561,7 +561,10 @@ impl EmitContext<'_> {
     /// lets those transposes cancel (docs/quantized.md).
     pub(super) fn channels_last(&self, k: usize) -> bool {
         let point = &self.plan.exits[k - 1];
-        point.ty.rank() == Some(4) && point.dequantize.as_ref().is_some_and(|d| d.per_tensor)
+        // Only the global pool reads the map channels-last.
+        point.ty.rank() == Some(4)
+            && point.head == super::plan::HeadKind::GapLinear
+            && point.dequantize.as_ref().is_some_and(|d| d.per_tensor)
     }
 
     /// Where [`EmitContext::channels_last`] holds: the exit tensor transposed to

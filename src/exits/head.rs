@@ -2,10 +2,10 @@
 //! class logits, built from ops valid in the model's opset.
 
 use super::contract::{logits_name, weight_names};
-use super::plan::{Dequantize, ExitPoint, HeadKind};
+use super::plan::{Dequantize, ExitPoint, HeadKind, grid_window};
 use crate::ir::Dim;
 use crate::onnx::dtype::ElemType;
-use crate::transform::builder::{GraphBuilder, attr_int};
+use crate::transform::builder::{GraphBuilder, attr_int, attr_ints};
 
 /// Weights of one head: `weight` is `classes × features` (row-major), as a
 /// Gemm with `transB = 1` reads it.
@@ -161,6 +161,19 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
         HeadKind::GapLinear => {
             let gap = b.op("GlobalAveragePool", &format!("{base}_pool"), &[x], vec![]);
             b.op("Flatten", &format!("{base}_flat"), &[&gap], vec![attr_int("axis", 1)])
+        }
+        HeadKind::GridLinear => {
+            let Some([_, _, Dim::Known(h), Dim::Known(w)]) = point.ty.shape.as_deref() else {
+                unreachable!("plan::resolve gives grid-linear heads a known height and width")
+            };
+            let ((kh, sh), (kw, sw)) = (grid_window(*h), grid_window(*w));
+            let grid = b.op(
+                "AveragePool",
+                &format!("{base}_pool"),
+                &[x],
+                vec![attr_ints("kernel_shape", &[kh, kw]), attr_ints("strides", &[sh, sw])],
+            );
+            b.op("Flatten", &format!("{base}_flat"), &[&grid], vec![attr_int("axis", 1)])
         }
         HeadKind::TokenCls => {
             let idx = b.const_i64(&format!("{base}_cls_index"), &[], &[0]);

@@ -19,6 +19,10 @@ pub enum HeadKind {
     Auto,
     /// N×C×H×W: GlobalAveragePool, Flatten, Gemm.
     GapLinear,
+    /// N×C×H×W (H, W ≥ 2 and known): average pools over a 2×2 grid of
+    /// the map (AveragePool), Flatten, Gemm on C·4 features: where an
+    /// object lies, which a global pool throws away.
+    GridLinear,
     /// N×S×D: take token 0 (CLS), Gemm.
     TokenCls,
     /// N×S×D: mean over tokens, Gemm.
@@ -32,6 +36,7 @@ impl HeadKind {
         match self {
             HeadKind::Auto => "auto",
             HeadKind::GapLinear => "gap-linear",
+            HeadKind::GridLinear => "grid-linear",
             HeadKind::TokenCls => "token-cls",
             HeadKind::TokenMean => "token-mean",
             HeadKind::Linear => "linear",
@@ -255,6 +260,16 @@ pub(crate) fn exit_point(
     };
     let head = match (head, shape.len()) {
         (HeadKind::Auto, 4) | (HeadKind::GapLinear, 4) => HeadKind::GapLinear,
+        (HeadKind::GridLinear, 4) => match (&shape[2], &shape[3]) {
+            (Dim::Known(h), Dim::Known(w)) if *h >= 2 && *w >= 2 => HeadKind::GridLinear,
+            _ => {
+                return Err(ExitError::NoHead {
+                    tensor,
+                    rank: 4,
+                    head: "grid-linear (it needs a known height and width of at least 2)",
+                });
+            }
+        },
         (HeadKind::Auto, 3) | (HeadKind::TokenCls, 3) => HeadKind::TokenCls,
         (HeadKind::TokenMean, 3) => HeadKind::TokenMean,
         (HeadKind::Auto, 2) | (HeadKind::Linear, 2) => HeadKind::Linear,
@@ -268,7 +283,7 @@ pub(crate) fn exit_point(
     };
     let feature_axis = if shape.len() == 4 { 1 } else { shape.len() - 1 };
     let features = match shape[feature_axis] {
-        Dim::Known(f) if f > 0 => f,
+        Dim::Known(f) if f > 0 => f * if head == HeadKind::GridLinear { GRID_CELLS } else { 1 },
         _ => return Err(ExitError::UnknownShape(tensor)),
     };
     Ok(ExitPoint {
@@ -281,6 +296,17 @@ pub(crate) fn exit_point(
         dequantize,
         channels_last: false,
     })
+}
+
+/// The cells of the grid-linear head's pooling grid (2×2).
+pub const GRID_CELLS: i64 = 4;
+
+/// The grid-linear head's AveragePool over a side of `n` ≥ 2 positions:
+/// (kernel, stride) giving two windows that cover it (overlapping by one
+/// position when `n` is odd, as adaptive pooling does).
+pub fn grid_window(n: i64) -> (i64, i64) {
+    let kernel = (n + 1) / 2;
+    (kernel, (n - kernel).max(1))
 }
 
 /// True if `value` is computed (transitively) from `ancestor`.

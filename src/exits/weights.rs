@@ -158,7 +158,13 @@ fn read_npz(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
         let entry = match archive.by_name(&name) {
             Ok(Some(npy)) => {
                 let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+                // numpy writes a transposed view (`w.T`) column-major.
+                let fortran = npy.order() == npyz::Order::Fortran;
                 match npy.into_vec::<f32>() {
+                    Ok(data) if fortran => Ok(Named {
+                        data: fortran_to_c(&data, &shape),
+                        shape,
+                    }),
                     Ok(data) => Ok(Named { shape, data }),
                     Err(e) => Err(format!("not float32: {e}")),
                 }
@@ -179,6 +185,28 @@ fn read_npz(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
     }))
 }
 
+/// Column-major elements of `shape` in row-major order.
+fn fortran_to_c(data: &[f32], shape: &[usize]) -> Vec<f32> {
+    let mut c_strides = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        c_strides[i] = c_strides[i + 1] * shape[i + 1];
+    }
+    let mut out = vec![0.0; data.len()];
+    let mut index = vec![0usize; shape.len()];
+    for &v in data {
+        // Column-major: the first index runs fastest.
+        out[index.iter().zip(&c_strides).map(|(i, s)| i * s).sum::<usize>()] = v;
+        for (i, dim) in index.iter_mut().zip(shape) {
+            *i += 1;
+            if *i < *dim {
+                break;
+            }
+            *i = 0;
+        }
+    }
+    out
+}
+
 fn read_model_initializers(path: &Path) -> Result<Lookup, ExitError> {
     let loaded = crate::onnx::load_model(path)?;
     let graph = loaded.proto.graph.into_option().unwrap_or_default();
@@ -195,4 +223,30 @@ fn read_model_initializers(path: &Path) -> Result<Lookup, ExitError> {
             None => Err("not a float32 tensor stored in the model".into()),
         })
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fortran_to_c;
+
+    #[test]
+    fn column_major_arrays_come_back_row_major() {
+        // [[1, 2, 3], [4, 5, 6]] stored column-major.
+        assert_eq!(
+            fortran_to_c(&[1.0, 4.0, 2.0, 5.0, 3.0, 6.0], &[2, 3]),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+        // 2×2×2: element (i, j, k) = 4i + 2j + k, stored with i fastest.
+        let fortran: Vec<f32> = (0..8)
+            .map(|n| {
+                let (i, j, k) = (n % 2, (n / 2) % 2, n / 4);
+                (4 * i + 2 * j + k) as f32
+            })
+            .collect();
+        assert_eq!(
+            fortran_to_c(&fortran, &[2, 2, 2]),
+            (0..8).map(|v| v as f32).collect::<Vec<_>>()
+        );
+        assert_eq!(fortran_to_c(&[7.0], &[]), vec![7.0]);
+    }
 }
