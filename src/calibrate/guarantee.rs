@@ -101,6 +101,30 @@ pub fn betting_p_value(tested: Tally, epsilon: f64, lambda: f64) -> f64 {
         .min(1.0)
 }
 
+/// The fewest helps with which `harms` of `rows` tested rows are certified
+/// at level δ by the bet at `stake` (the wealth grows with every help, so
+/// the p-value falls below δ exactly from this count on).
+pub fn betting_helps_needed(rows: u64, harms: u64, epsilon: f64, delta: f64, stake: f64) -> u64 {
+    let lambda = stake.clamp(0.0, max_stake(epsilon));
+    let m = (1.0 + epsilon) / 2.0;
+    let (help, neutral, harm) = (
+        (lambda * m).ln_1p(),
+        (lambda * (m - 0.5)).ln_1p(),
+        (-lambda * (1.0 - m)).ln_1p(),
+    );
+    let base = rows.saturating_sub(harms) as f64 * neutral + harms as f64 * harm;
+    let short = (1.0 / delta).ln() - base;
+    if short <= 0.0 {
+        0
+    } else if help > neutral {
+        // Each help replaces a neutral row. A tiny margin keeps rounding
+        // from promising a certificate the p-value then refuses.
+        (short / (help - neutral) + 1e-9).ceil() as u64
+    } else {
+        u64::MAX
+    }
+}
+
 /// The fewest samples for which any threshold can be certified: even with
 /// no loss observed, p = (1 − ε)^n must reach δ.
 pub fn min_samples(epsilon: f64, delta: f64) -> u64 {
@@ -143,6 +167,80 @@ mod tests {
         assert_eq!(min_samples(0.05, 0.1), 45);
         assert!(p_value(0, 299, 0.01) <= 0.05);
         assert!(p_value(0, 298, 0.01) > 0.05);
+    }
+
+    /// Signed losses drawn with P(harm) = `harm`, P(help) = `help`.
+    fn draw(n: u64, harm: f64, help: f64, rng: &mut crate::numeric::SplitMix64) -> Tally {
+        let mut t = Tally {
+            rows: n,
+            ..Tally::default()
+        };
+        for _ in 0..n {
+            let u = rng.next_f64();
+            if u < harm {
+                t.harms += 1;
+            } else if u < harm + help {
+                t.helps += 1;
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn the_betting_bound_is_valid_at_the_null_and_counts_the_rows_an_exit_fixes() {
+        let (epsilon, delta, trials) = (0.01, 0.05, 2000);
+        let mut rng = crate::numeric::SplitMix64::new(3);
+        // At the edge of the null: harms 3%, helps 2%, mean exactly ε. The
+        // stake comes from 200 other rows, as calibrate fits it.
+        let mut rejected = 0;
+        for _ in 0..trials {
+            let stake = betting_stake(draw(200, 0.03, 0.02, &mut rng), epsilon);
+            rejected += u32::from(betting_p_value(draw(1000, 0.03, 0.02, &mut rng), epsilon, stake) <= delta);
+        }
+        let share = f64::from(rejected) / f64::from(trials);
+        let allowed = delta + 3.0 * (delta * (1.0 - delta) / f64::from(trials)).sqrt();
+        assert!(share <= allowed, "rejected a true null in {rejected} of {trials}");
+        // Harms 1%, helps 2%: the drop is −1%. The binomial sees only the
+        // harms, at its null's edge; the bet sees the drop.
+        let (mut betting, mut binomial) = (0, 0);
+        for _ in 0..trials {
+            let stake = betting_stake(draw(200, 0.01, 0.02, &mut rng), epsilon);
+            let tested = draw(1000, 0.01, 0.02, &mut rng);
+            betting += u32::from(betting_p_value(tested, epsilon, stake) <= delta);
+            binomial += u32::from(p_value(tested.harms, tested.rows, epsilon) <= delta);
+        }
+        eprintln!("null rejected in {rejected} of {trials}; power with helps: betting {betting}, binomial {binomial}");
+        assert!(
+            betting > 2 * binomial && betting > trials / 2,
+            "betting {betting}, binomial {binomial}"
+        );
+        // No helps: the exact binomial is the stronger (harms 0.2%).
+        let (mut betting, mut binomial) = (0, 0);
+        for _ in 0..trials {
+            let stake = betting_stake(draw(200, 0.002, 0.0, &mut rng), epsilon);
+            let tested = draw(1000, 0.002, 0.0, &mut rng);
+            betting += u32::from(betting_p_value(tested, epsilon, stake) <= delta);
+            binomial += u32::from(p_value(tested.harms, tested.rows, epsilon) <= delta);
+        }
+        eprintln!("power without helps: betting {betting}, binomial {binomial}");
+        assert!(binomial > betting, "betting {betting}, binomial {binomial}");
+    }
+
+    #[test]
+    fn the_helps_needed_are_where_the_p_value_crosses_delta() {
+        for (rows, harms, stake) in [(1000, 3, 1.0), (400, 0, 1.9), (300, 2, 0.5), (2000, 10, 1.2)] {
+            let g = betting_helps_needed(rows, harms, 0.01, 0.05, stake);
+            let p = |helps| betting_p_value(Tally { rows, harms, helps }, 0.01, stake);
+            assert!(p(g) <= 0.05, "{rows} {harms} {stake}: {g} helps give {}", p(g));
+            if g > 0 {
+                assert!(
+                    p(g - 1) > 0.05,
+                    "{rows} {harms} {stake}: {} helps already give {}",
+                    g - 1,
+                    p(g - 1)
+                );
+            }
+        }
     }
 
     #[test]

@@ -843,4 +843,171 @@ mod tests {
         let p = choose::confidence(Confidence::Maxprob, &logits[..2], t);
         assert!((p - 0.9).abs() < 0.05, "{p}");
     }
+
+    /// Exits of a simulated head: margin m ~ U[0, 6], right with
+    /// probability σ(m), so the true risk of any (T, θ) has a closed form.
+    /// Returns the logits (class 0 is right) and the margins.
+    fn simulated_exit(n: usize, uniform: &mut impl FnMut() -> f64) -> Vec<f32> {
+        let mut logits = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            let m = 6.0 * uniform();
+            let right = uniform() < 1.0 / (1.0 + (-m).exp());
+            logits.extend(if right { [m as f32, 0.0] } else { [0.0, m as f32] });
+        }
+        logits
+    }
+
+    /// The margin above which a calibrated head at temperature `t` exits
+    /// at threshold `theta` (σ(m/T) ≥ θ); infinite for a closed exit.
+    fn margin_cut(t: f64, theta: f64) -> f64 {
+        if theta >= 1.0 {
+            f64::INFINITY
+        } else {
+            (t * (theta / (1.0 - theta)).ln()).max(0.0)
+        }
+    }
+
+    /// P(m ≥ a) · E[wrong | m ≥ a] for m ~ U[0, 6]: (1/6) ∫_a^6 σ(−m) dm.
+    fn wrong_above(a: f64) -> f64 {
+        if a >= 6.0 {
+            return 0.0;
+        }
+        ((1.0 + (-a).exp()).ln() - (1.0 + (-6f64).exp()).ln()) / 6.0
+    }
+
+    /// Per-exit thresholds against a known truth: two independent exits as
+    /// above. A row leaves at exit 1 when m₁ ≥ a₁, else at exit 2 when
+    /// m₂ ≥ a₂, so the true disagreement is
+    /// W(a₁) + P(m₁ < a₁) · W(a₂). Over many calibration samples the
+    /// chosen vector must have a true risk above ε at most a share δ of
+    /// the time.
+    #[test]
+    fn per_exit_thresholds_keep_the_guarantee_against_a_known_true_risk() {
+        let (epsilon, delta, trials, n) = (0.05, 0.1, 300, 400);
+        let mut table = table();
+        table.stages = vec![
+            Work {
+                macs: 10.0,
+                flops: 20.0,
+                weight_bytes: 0.0,
+            },
+            Work {
+                macs: 15.0,
+                flops: 30.0,
+                weight_bytes: 0.0,
+            },
+        ];
+        table.heads = vec![table.heads[0]; 2];
+        table.decisions = vec![table.decisions[0]; 2];
+        table.final_stage = Work {
+            macs: 25.0,
+            flops: 50.0,
+            weight_bytes: 0.0,
+        };
+        let mut rng = crate::numeric::SplitMix64::new(7);
+        let mut uniform = move || rng.next_f64();
+        let (mut violations, mut saving) = (0, 0.0);
+        for trial in 0..trials {
+            let exits = [simulated_exit(n, &mut uniform), simulated_exit(n, &mut uniform)];
+            let full = vec![0usize; n];
+            let obs = Observed {
+                exits: exits
+                    .iter()
+                    .map(|l| ExitData {
+                        logits: l,
+                        confidence: Confidence::Maxprob,
+                    })
+                    .collect(),
+                classes: 2,
+                full_pred: &full,
+                labels: None,
+                never_exit_classes: &[],
+            };
+            let procedure = Procedure {
+                thresholds: Thresholds::PerExit,
+                split: Split {
+                    choosing_share: 0.2,
+                    seed: trial,
+                },
+                ..Procedure::new(Target::MaxDisagree(epsilon), delta)
+            };
+            let out = calibrate_observed(&obs, &table, &procedure).unwrap();
+            let t = &out.chosen.thresholds;
+            let (a1, a2) = (
+                margin_cut(out.temperatures[0], t[0]),
+                margin_cut(out.temperatures[1], t[1]),
+            );
+            let true_risk = wrong_above(a1) + (a1.min(6.0) / 6.0) * wrong_above(a2);
+            if true_risk > epsilon {
+                violations += 1;
+            }
+            saving += out.chosen.savings / f64::from(trials as u32);
+        }
+        let allowed = delta + 3.0 * (delta * (1.0 - delta) / f64::from(trials as u32)).sqrt();
+        let share = f64::from(violations) / f64::from(trials as u32);
+        eprintln!(
+            "per-exit: true risk above ε in {violations} of {trials} trials (δ = {delta}); mean saving {saving:.3}"
+        );
+        assert!(share <= allowed, "true risk above ε in {violations} of {trials} trials");
+        assert!(saving > 0.1, "the guarantee should leave savings ({saving})");
+    }
+
+    /// The signed accuracy drop against a known truth: the exit as above
+    /// (right with probability σ(m)), the full model right with
+    /// probability f, independently. A row leaving at margin m adds
+    /// 1[exit wrong] − 1[full wrong], of mean f − σ(m), so the true drop at
+    /// cut a is (1/6)[f(6 − a) − ln((1 + e⁶)/(1 + eᵃ))]. The betting bound
+    /// (forced) and the automatic choice must both keep it under ε.
+    #[test]
+    fn the_signed_drop_keeps_the_guarantee_against_a_known_true_risk() {
+        let (epsilon, delta, trials, n, f) = (0.05, 0.1, 200, 400, 0.85);
+        let true_drop = |a: f64| {
+            if a >= 6.0 {
+                0.0
+            } else {
+                (f * (6.0 - a) - ((1.0 + 6f64.exp()) / (1.0 + a.exp())).ln()) / 6.0
+            }
+        };
+        for bound in [BoundChoice::Betting, BoundChoice::Auto] {
+            let mut rng = crate::numeric::SplitMix64::new(11);
+            let mut uniform = move || rng.next_f64();
+            let (mut violations, mut saving, mut betting) = (0, 0.0, 0);
+            for trial in 0..trials {
+                let logits = simulated_exit(n, &mut uniform);
+                let labels = vec![0usize; n];
+                let full: Vec<usize> = (0..n).map(|_| usize::from(uniform() >= f)).collect();
+                let obs = Observed {
+                    labels: Some(&labels),
+                    ..one_exit(&logits, &full)
+                };
+                let procedure = Procedure {
+                    bound,
+                    split: Split {
+                        choosing_share: 0.2,
+                        seed: trial,
+                    },
+                    ..Procedure::new(Target::MaxDrop(epsilon), delta)
+                };
+                let out = match calibrate_observed(&obs, &table(), &procedure) {
+                    Ok(out) => out,
+                    Err(CalibrateError::NothingCertified { .. }) => continue,
+                    Err(e) => panic!("{e}"),
+                };
+                betting += usize::from(out.bound == Bound::Betting);
+                if true_drop(margin_cut(out.temperatures[0], out.chosen.thresholds[0])) > epsilon {
+                    violations += 1;
+                }
+                saving += out.chosen.savings / f64::from(trials as u32);
+            }
+            let allowed = delta + 3.0 * (delta * (1.0 - delta) / f64::from(trials as u32)).sqrt();
+            let share = f64::from(violations) / f64::from(trials as u32);
+            eprintln!(
+                "{bound:?}: true drop above ε in {violations} of {trials} trials (δ = {delta}); betting chosen in {betting}; mean saving {saving:.3}"
+            );
+            assert!(
+                share <= allowed,
+                "{bound:?}: true drop above ε in {violations} of {trials} trials"
+            );
+        }
+    }
 }

@@ -11,7 +11,7 @@
 //! predicted probability that the bound's p-value is at most δ.
 
 use super::choose::Bound;
-use super::guarantee::{self, Tally};
+use super::guarantee;
 
 /// Counts on the choosing rows for one candidate.
 #[derive(Debug, Clone, Copy)]
@@ -71,19 +71,23 @@ pub fn chance(seen: Seen, bound: Bound, epsilon: f64, delta: f64, stake: f64, te
         }
         Bound::Betting => {
             let helps = spread(seen.helps);
-            let mut chance = 0.0;
-            for (h, ph) in harms.iter().enumerate() {
-                for (g, pg) in helps.iter().enumerate() {
-                    let tally = Tally {
-                        rows: testing,
-                        harms: h as u64,
-                        helps: g as u64,
-                    };
-                    if guarantee::betting_p_value(tally, epsilon, stake) <= delta {
-                        chance += ph * pg;
-                    }
-                }
+            // P(at least g helps), for g = 0, 1, …
+            let mut at_least = vec![1.0f64; helps.len() + 1];
+            for g in 0..helps.len() {
+                at_least[g + 1] = (at_least[g] - helps[g]).max(0.0);
             }
+            let chance: f64 = harms
+                .iter()
+                .enumerate()
+                .map(|(h, ph)| {
+                    let needed = guarantee::betting_helps_needed(testing, h as u64, epsilon, delta, stake);
+                    ph * usize::try_from(needed)
+                        .ok()
+                        .and_then(|g| at_least.get(g))
+                        .copied()
+                        .unwrap_or(0.0)
+                })
+                .sum();
             chance.min(1.0)
         }
     }
