@@ -356,6 +356,52 @@ fn compact_models_calibrate_like_their_if_form_and_eval_says_what_it_runs() {
     assert_eq!(e_if["predictions"], e_compact["predictions"]);
 }
 
+/// With one data set, compile gives calibration the rows a certificate
+/// needs (and says how many before it starts), the heads the rest.
+#[test]
+fn compile_splits_one_data_set_so_that_calibration_can_certify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = (dir.path().join("c.onnx"), dir.path().join("r.json"));
+    let args = |drop: &'static str| {
+        vec![
+            "compile".to_string(),
+            digits("digits_resnet.onnx").display().to_string(),
+            "--data".into(),
+            digits("train_x.npy").display().to_string(),
+            "--labels".into(),
+            digits("train_y.npy").display().to_string(),
+            "--at".into(),
+            EXITS.into(),
+            "--max-drop".into(),
+            drop.into(),
+            "--fit-share".into(),
+            "0.9".into(),
+            "-o".into(),
+            out.display().to_string(),
+            "--report".into(),
+            report.display().to_string(),
+        ]
+    };
+    let run = |a: Vec<String>| eexc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // 1% at δ = 0.05: 299 tested rows, 374 with the choosing 20%; --fit-share
+    // 0.9 would leave 100.
+    let o = run(args("1%"));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("needs at least 374 calibration rows"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        (json["fit_rows"].as_u64(), json["calibration_rows"].as_u64()),
+        (Some(626), Some(374))
+    );
+    assert_eq!(json["calibration_rows_needed"], 374);
+    // 0.1% needs 3,744: refused before any head is fitted, with the count.
+    let o = run(args("0.1%"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs 3744 of them to calibrate"), "{err}");
+}
+
 #[test]
 fn compile_meets_the_target_and_its_gates_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();

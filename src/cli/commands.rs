@@ -141,6 +141,13 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         quantize_heads: a.quantize_heads,
     };
     let work = tempfile::tempdir().context("creating a scratch folder")?;
+    println!(
+        "a certificate at {}% with δ = {} needs at least {} calibration rows ({}% of them choose the candidates, the rest test them)",
+        100.0 * options.procedure.target.epsilon(),
+        options.procedure.delta,
+        eexc::compile::calibration_rows_needed(&options.procedure),
+        100.0 * options.procedure.split.choosing_share
+    );
     let (model, mut report) = eexc::compile::compile(&a.model, &options, work.path())?;
     let write_report = |report: &eexc::compile::CompileReport| -> anyhow::Result<()> {
         if let Some(r) = &a.report {

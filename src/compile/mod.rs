@@ -56,6 +56,9 @@ pub struct CompileReport {
     pub model: String,
     pub fit_rows: usize,
     pub calibration_rows: usize,
+    /// The fewest calibration rows any certificate at this ε and δ needs
+    /// (see [`calibration_rows_needed`]).
+    pub calibration_rows_needed: usize,
     pub fit: FitReport,
     pub calibration: CalibrationReport,
     /// Expected FLOP savings at the chosen threshold on the calibration rows.
@@ -140,6 +143,7 @@ pub fn compile(
     if !(0.1..=0.9).contains(&options.fit_share) {
         return Err(CompileError::BadOption("--fit-share must be in [0.1, 0.9]".into()));
     }
+    let needed = calibration_rows_needed(&options.procedure);
     let split = match &options.calibration {
         Some((x, y)) => DataSplit {
             fit_x: options.data.clone(),
@@ -149,8 +153,24 @@ pub fn compile(
             fit_rows: crate::runtime::Samples::open(&options.data)?.rows(),
             calib_rows: crate::runtime::Samples::open(x)?.rows(),
         },
-        None => split_rows(options, work)?,
+        None => split_rows(options, work, needed)?,
     };
+    // Refused before any head is fitted.
+    if split.calib_rows < needed {
+        return Err(CalibrateError::TooFewRows {
+            got: split.calib_rows,
+            testing: split.calib_rows
+                - (split.calib_rows as f64 * options.procedure.split.choosing_share).round() as usize,
+            set_aside: (split.calib_rows as f64 * options.procedure.split.choosing_share).round() as usize,
+            needed: crate::calibrate::guarantee::min_samples(
+                options.procedure.target.epsilon(),
+                options.procedure.delta,
+            ),
+            epsilon: options.procedure.target.epsilon(),
+            delta: options.procedure.delta,
+        }
+        .into());
+    }
     let fit_options = FitOptions {
         data: split.fit_x.clone(),
         labels: split.fit_y.clone(),
@@ -202,6 +222,7 @@ pub fn compile(
                     model: model.display().to_string(),
                     fit_rows: split.fit_rows,
                     calibration_rows: split.calib_rows,
+                    calibration_rows_needed: needed,
                     savings: calibrated.chosen.savings,
                     time_saving: calibrated.cost.time.saving,
                     dropped_exits: dropped,
@@ -289,8 +310,25 @@ struct DataSplit {
     calib_rows: usize,
 }
 
-/// Writes the two parts of the data (and labels) as .npy files in `work`.
-fn split_rows(options: &CompileOptions, work: &Path) -> Result<DataSplit, CompileError> {
+/// The fewest calibration rows with which a certificate at the procedure's
+/// ε and δ is possible: after the choosing share is set aside (rounded as
+/// calibrate rounds it), the tested rows must reach
+/// `guarantee::min_samples` (even with no loss, (1 − ε)^n ≤ δ).
+pub fn calibration_rows_needed(procedure: &Procedure) -> usize {
+    let tested = crate::calibrate::guarantee::min_samples(procedure.target.epsilon(), procedure.delta) as usize;
+    let share = procedure.split.choosing_share.clamp(0.0, 0.9);
+    (tested..)
+        .find(|&rows| rows - ((rows as f64) * share).round() as usize >= tested)
+        .expect("a share below 1 leaves enough rows eventually")
+}
+
+/// The fewest rows the heads are fitted on when compile splits --data.
+const MIN_FIT_ROWS: usize = 20;
+
+/// Writes the two parts of the data (and labels) as .npy files in `work`:
+/// the calibration part gets its share of the rows, and at least the
+/// `needed` rows a certificate needs; the heads are fitted on the rest.
+fn split_rows(options: &CompileOptions, work: &Path, needed: usize) -> Result<DataSplit, CompileError> {
     let mut samples = crate::runtime::Samples::open(&options.data)?;
     let rows = samples.rows();
     let all = samples.next_rows(0, rows)?;
@@ -300,6 +338,15 @@ fn split_rows(options: &CompileOptions, work: &Path) -> Result<DataSplit, Compil
         None => None,
     };
     let fit_rows = ((rows as f64) * options.fit_share).round() as usize;
+    let fit_rows = fit_rows.min(rows.saturating_sub(needed));
+    if fit_rows < MIN_FIT_ROWS {
+        return Err(CompileError::BadOption(format!(
+            "{}: {rows} rows; a certificate at {}% with δ = {} needs {needed} of them to calibrate, which leaves {fit_rows} to fit the heads (at least {MIN_FIT_ROWS}): give more rows, or --calib-data",
+            options.data.display(),
+            100.0 * options.procedure.target.epsilon(),
+            options.procedure.delta
+        )));
+    }
     let order = crate::fit::seeded_permutation(rows, options.seed ^ 0x0C04_D11E);
     let (fit_idx, calib_idx) = order.split_at(fit_rows);
     let write = |name: &str, idx: &[usize]| -> Result<PathBuf, CompileError> {
