@@ -8,10 +8,12 @@ Usage:
   python bench/peer/sdn_peer.py MODEL.onnx --at T1,T2,... --train X Y --calib X Y
          --max-drop 0.01 --out DIR [--eexc target/debug/eexc]
 
-Writes DIR/peer_heads.npz (the heads, in the keys `eexc insert-exits --weights` reads),
-DIR/peer.onnx (the peer's model, emitted by `eexc insert-exits` so that both sides run the
-same graph structure and only heads and thresholds differ) and DIR/peer.json (the
-threshold and what it gave on the calibration rows).
+Writes DIR/NAME_heads.npz (the heads, in the keys `eexc insert-exits --weights` reads),
+DIR/NAME.onnx (the peer's model, emitted by `eexc insert-exits` so that both sides run the
+same graph structure and only heads and thresholds differ) and DIR/NAME.json (the
+threshold and what it gave on the calibration rows); NAME is --name (default peer).
+`--pool grid` gives the peer eexc's 2×2-grid heads instead of SDN's global average pool,
+to separate what the heads buy from what the calibration buys.
 
 The heads are multinomial logistic regressions on standardised pooled features, fitted by
 full-batch gradient descent with Nesterov momentum on mean cross-entropy + λ/2 ‖W‖², λ
@@ -32,8 +34,18 @@ import onnxruntime as ort
 LAMBDAS = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
 
 
-def pooled_features(model_path, tensors, x):
-    """Global-average-pooled features at each cut and the full model's logits."""
+def grid_pool(o):
+    """The 2×2 grid of average pools eexc's grid-linear head takes (AveragePool with kernel
+    ceil(n/2) and stride max(1, n − kernel) per side), flattened channel-major."""
+    n, c, h, w = o.shape
+    kh, kw = (h + 1) // 2, (w + 1) // 2
+    sh, sw = max(1, h - kh), max(1, w - kw)
+    cells = [[o[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].mean(axis=(2, 3)) for j in range(2)] for i in range(2)]
+    return np.stack([np.stack(row, axis=-1) for row in cells], axis=-2).reshape(n, c * 4)
+
+
+def pooled_features(model_path, tensors, x, pool="gap"):
+    """Pooled features at each cut and the full model's logits."""
     model = onnx.load(model_path)
     final = model.graph.output[0].name
     for t in tensors:
@@ -46,7 +58,10 @@ def pooled_features(model_path, tensors, x):
     out = s.run(names, {s.get_inputs()[0].name: x})
     feats = []
     for o in out[1:]:
-        feats.append(o.mean(axis=tuple(range(2, o.ndim))) if o.ndim > 2 else o)
+        if o.ndim == 4 and pool == "grid":
+            feats.append(grid_pool(o))
+        else:
+            feats.append(o.mean(axis=tuple(range(2, o.ndim))) if o.ndim > 2 else o)
     return feats, out[0]
 
 
@@ -119,11 +134,14 @@ def main():
     ap.add_argument("--max-drop", type=float, default=0.01)
     ap.add_argument("--out", required=True)
     ap.add_argument("--eexc", default="target/debug/eexc")
+    ap.add_argument("--pool", choices=["gap", "grid"], default="gap",
+                    help="the heads' pooling: global average (SDN's GAP + linear), or eexc's 2×2 grid")
+    ap.add_argument("--name", default="peer", help="file stem of the outputs")
     a = ap.parse_args()
     at = a.at.split(",")
     x, y = np.load(a.train[0]), np.load(a.train[1]).astype(np.int64)
     xc, yc = np.load(a.calib[0]), np.load(a.calib[1]).astype(np.int64)
-    feats, full = pooled_features(a.model, at, x)
+    feats, full = pooled_features(a.model, at, x, a.pool)
     classes = full.shape[1]
     rng = np.random.default_rng(0)
     heads = [train_head(f, y, classes, rng) for f in feats]
@@ -131,20 +149,21 @@ def main():
     for k, (w, b, _) in enumerate(heads, 1):
         weights[f"exit{k}.weight"] = w
         weights[f"exit{k}.bias"] = b
-    npz = f"{a.out}/peer_heads.npz"
+    npz = f"{a.out}/{a.name}_heads.npz"
     np.savez(npz, **weights)
 
     # The peer's model with a placeholder threshold, for its cost table.
-    peer = f"{a.out}/peer.onnx"
+    peer = f"{a.out}/{a.name}.onnx"
+    head = "grid-linear" if a.pool == "grid" else "gap-linear"
     emit = lambda t: subprocess.run(  # noqa: E731
-        [a.eexc, "insert-exits", a.model, "--at", a.at, "--weights", npz, "--threshold", f"{t:.6f}",
-         "--temperature", "1", "-o", peer],
+        [a.eexc, "insert-exits", a.model, "--at", a.at, "--head", head, "--weights", npz, "--threshold",
+         f"{t:.6f}", "--temperature", "1", "-o", peer],
         check=True, capture_output=True)
     emit(2.0)
     meta = json.loads(next(p.value for p in onnx.load(peer).metadata_props if p.key == "eexc.exits"))
     flops, original = path_flops(meta)
 
-    fc, full_c = pooled_features(a.model, at, xc)
+    fc, full_c = pooled_features(a.model, at, xc, a.pool)
     probs = [softmax(f @ w.T + b) for f, (w, b, _) in zip(fc, heads)]
     preds = [p.argmax(axis=1) for p in probs] + [full_c.argmax(axis=1)]
     full_acc = (preds[-1] == yc).mean()
@@ -160,7 +179,7 @@ def main():
     emit(best["threshold"])
     best["lambdas"] = [h[2] for h in heads]
     best["heads_train_accuracy"] = [float(((f @ w.T + b).argmax(axis=1) == y).mean()) for f, (w, b, _) in zip(feats, heads)]
-    json.dump(best, open(f"{a.out}/peer.json", "w"), indent=1)
+    json.dump(best, open(f"{a.out}/{a.name}.json", "w"), indent=1)
     print(json.dumps(best))
 
 

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::calibrate::choose::Target;
 use crate::calibrate::{CalibrateError, CalibrateOptions, CalibrationReport, Procedure};
 use crate::exits::{Confidence, ExitOptions, ExitSelection, HeadKind, Mode, WeightSource};
 use crate::fit::{FitError, FitOptions, FitReport};
@@ -174,7 +175,12 @@ pub fn compile(
     let fit_options = FitOptions {
         data: split.fit_x.clone(),
         labels: split.fit_y.clone(),
-        label_weight: if options.labels.is_some() { 0.5 } else { 1.0 },
+        // Heads learn what the target measures them against: the labels
+        // for the accuracy drop, the full model for the disagreement.
+        label_weight: match options.procedure.target {
+            Target::MaxDrop(_) => 1.0,
+            Target::MaxDisagree(_) => 0.0,
+        },
         selection: options.selection.clone(),
         head: options.head,
         logits: None,
@@ -267,7 +273,16 @@ fn insert_and_calibrate(
 ) -> Result<(ModelProto, CalibrationReport, Option<crate::fuse::FuseReport>), CompileError> {
     let heads_path = work.join("heads.safetensors");
     let kept_heads: Vec<_> = kept.iter().map(|&i| heads[i].clone()).collect();
-    let kept_exits: Vec<_> = kept.iter().map(|&i| fit_report.exits[i].clone()).collect();
+    // Numbered 1..k again: the file's keys are the exits of the model
+    // inserted from it, whichever were dropped before.
+    let kept_exits: Vec<_> = kept
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| crate::fit::FittedExit {
+            index: k + 1,
+            ..fit_report.exits[i].clone()
+        })
+        .collect();
     crate::fit::save_heads(&heads_path, &kept_heads, &kept_exits, fit_report)?;
 
     let exit_options = ExitOptions {
