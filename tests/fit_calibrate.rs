@@ -444,14 +444,26 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(json["schema"], "eexc.compile/2");
+    assert_eq!(json["schema"], "eexc.compile/3");
     assert!(json["savings"].as_f64().unwrap() >= 0.2);
-    // Exits that too few rows leave at to pay for their time are dropped,
-    // each with the numbers that condemned it; every exit is accounted for.
+    // Exits whose removal raises the time saving a certificate is expected
+    // to give (on the choosing rows) are dropped, each with those numbers;
+    // every exit tried is accounted for, kept ones with what they add.
+    let tried = json["exits_tried"].as_array().unwrap();
+    assert_eq!(tried.len(), 3, "{json}");
+    let saving = |d: &serde_json::Value, k: &str| d[k].as_f64().unwrap();
     let dropped = json["dropped_exits"].as_array().unwrap();
     for d in dropped {
         assert!(
-            d["exit_rate"].as_f64().unwrap() < d["break_even_rate"].as_f64().unwrap(),
+            saving(d, "expected_time_saving_with") < saving(d, "expected_time_saving_without"),
+            "{d}"
+        );
+    }
+    // (Compile keeps one exit even when none pays.)
+    let kept_tried: Vec<_> = tried.iter().filter(|d| d["kept"] == true).collect();
+    for d in kept_tried.iter().filter(|_| kept_tried.len() > 1) {
+        assert!(
+            saving(d, "expected_time_saving_with") >= saving(d, "expected_time_saving_without"),
             "{d}"
         );
     }

@@ -87,6 +87,48 @@ fn token_models_get_token_heads() {
     }
 }
 
+/// Grid heads on even (28, 14, 8, 4) and odd (7) maps: the emitted head
+/// equals a 2×2 grid of average pools computed in numpy, and the If form
+/// decides as the referee's rule says.
+#[test]
+fn grid_heads_pool_a_two_by_two_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model, at) in [
+        ("mnist5k/mnist_resnet.onnx", "stem_out,block3_out,block5_out"),
+        ("digits/digits_resnet.onnx", "stem_out,block2_out"),
+    ] {
+        let model = testdata(model);
+        let multi = dir.path().join("multi.onnx");
+        insert(
+            &model,
+            &multi,
+            &["--at", at, "--head", "grid-linear", "--mode", "multi"],
+        );
+        let out = py("check_grid_head.py", &[&model, &multi]);
+        assert!(out.contains("0 failed"), "{out}");
+        referee(
+            &model,
+            &["--at", at, "--head", "grid-linear", "--threshold", "0.3"],
+            "8",
+            "1",
+        );
+    }
+    // A map of side 1 has no grid: refused, naming the tensor.
+    let o = eexc(&[
+        "insert-exits",
+        testdata("digits/digits_resnet.onnx").to_str().unwrap(),
+        "--at",
+        "head.pool_out",
+        "--head",
+        "grid-linear",
+        "-o",
+        dir.path().join("x.onnx").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("grid-linear"), "{err}");
+}
+
 #[test]
 fn symbolic_batch_model_pass_the_referee_with_batches() {
     let model = modern_models().join("resnet_op17.onnx");

@@ -43,7 +43,18 @@ pub struct Observed<'a> {
     pub never_exit_classes: &'a [usize],
 }
 
-impl Observed<'_> {
+impl<'a> Observed<'a> {
+    /// The same rows with no exits (to be given some).
+    pub fn clone_shallow(&self) -> Observed<'a> {
+        Observed {
+            exits: Vec::new(),
+            classes: self.classes,
+            full_pred: self.full_pred,
+            labels: self.labels,
+            never_exit_classes: self.never_exit_classes,
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.full_pred.len()
     }

@@ -114,6 +114,21 @@ pub struct Split {
     pub seed: u64,
 }
 
+impl Split {
+    /// The choosing rows and the tested rows of `rows` (seeded); both are
+    /// every row when the share is 0.
+    pub fn rows(&self, rows: usize) -> (Vec<usize>, Vec<usize>) {
+        let order = crate::fit::seeded_permutation(rows, self.seed ^ 0x7E3F_CA11);
+        let set_aside = ((rows as f64) * self.choosing_share.clamp(0.0, 0.9)).round() as usize;
+        if set_aside == 0 {
+            (order.clone(), order)
+        } else {
+            let (a, b) = order.split_at(set_aside);
+            (a.to_vec(), b.to_vec())
+        }
+    }
+}
+
 impl Default for Split {
     fn default() -> Self {
         Split {
@@ -254,6 +269,40 @@ pub struct Outcome {
     pub testing: choose::Rows,
 }
 
+/// What a saving is counted in when candidates or exit sets are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// The cost model's FLOPs (what calibrate minimises).
+    Flops,
+    /// The cost model's time term on ONNX Runtime CPU (what compile keeps
+    /// exits for; docs/runtime-cost.md).
+    Time,
+}
+
+impl Objective {
+    /// The cost of a row leaving at exit 1..K, then of one going to the
+    /// end, and the original model's.
+    pub fn path_costs(self, table: &crate::exits::cost::CostTable) -> (Vec<f64>, f64) {
+        match self {
+            Objective::Flops => {
+                let report = CostReport::new(table, None);
+                let mut paths: Vec<f64> = report.exits.iter().map(|e| e.cumulative.flops).collect();
+                paths.push(report.worst_case.flops);
+                (paths, table.original.flops)
+            }
+            Objective::Time => {
+                let time = crate::exits::time::TimeEstimate::new(
+                    table,
+                    crate::exits::time::RuntimeProfile::onnxruntime_cpu(),
+                    None,
+                    None,
+                );
+                (time.path_us, time.original_us)
+            }
+        }
+    }
+}
+
 /// A bound's candidates, ordered on the choosing rows, with the stake each
 /// is bet at and the saving its certificate is expected to give.
 struct Plan {
@@ -266,6 +315,7 @@ struct Plan {
 /// The candidates for `bound` on the choosing rows, and the saving testing
 /// them on `testing_rows` rows like these is expected to certify
 /// (power.rs; it reads no tested row).
+#[allow(clippy::too_many_arguments)]
 fn plan(
     choosing: &Observed,
     d: &choose::Decisions,
@@ -273,18 +323,15 @@ fn plan(
     (family, bound): (Thresholds, Bound),
     procedure: &Procedure,
     table: &crate::exits::cost::CostTable,
+    objective: Objective,
     testing_rows: usize,
 ) -> Plan {
     let epsilon = procedure.target.epsilon();
     let k = choosing.exits.len();
+    let (row_cost, original) = objective.path_costs(table);
     let paths = match family {
         Thresholds::Shared => pareto::shared_path(k),
-        Thresholds::PerExit | Thresholds::Auto => {
-            let report = CostReport::new(table, None);
-            let mut row_cost: Vec<f64> = report.exits.iter().map(|e| e.cumulative.flops).collect();
-            row_cost.push(report.worst_case.flops);
-            pareto::per_exit_path(d, losses, bound, &row_cost, epsilon)
-        }
+        Thresholds::PerExit | Thresholds::Auto => pareto::per_exit_path(d, losses, bound, &row_cost, epsilon),
     };
     let n = choosing.rows() as u64;
     let mut savings = Vec::with_capacity(paths.len());
@@ -307,6 +354,8 @@ fn plan(
             harms: point.harms,
             helps: point.helps,
         };
+        let cost: f64 = point.exit_shares.iter().zip(&row_cost).map(|(s, c)| s * c).sum();
+        savings.push(if original > 0.0 { 1.0 - cost / original } else { 0.0 });
         chances.push(power::chance(
             seen,
             bound,
@@ -315,7 +364,6 @@ fn plan(
             stake,
             testing_rows as u64,
         ));
-        savings.push(point.savings);
         candidates.push((t, stake));
     }
     let expected_saving = power::expected_saving(&savings, &chances);
@@ -327,6 +375,50 @@ fn plan(
     }
 }
 
+/// The bounds `procedure` lets certify (auto: both under --max-drop).
+fn bounds_for(procedure: &Procedure) -> Result<&'static [Bound], CalibrateError> {
+    Ok(match (procedure.bound, procedure.target) {
+        (BoundChoice::Binomial, _) | (BoundChoice::Auto, Target::MaxDisagree(_)) => &[Bound::Binomial],
+        (BoundChoice::Betting, Target::MaxDrop(_)) => &[Bound::Betting],
+        (BoundChoice::Auto, Target::MaxDrop(_)) => &[Bound::Binomial, Bound::Betting],
+        (BoundChoice::Betting, Target::MaxDisagree(_)) => {
+            return Err(CalibrateError::BadOption(
+                "--certify-with betting bounds the signed accuracy drop: it needs --max-drop".into(),
+            ));
+        }
+    })
+}
+
+/// The candidates and bound whose certificate is expected to save most on
+/// `testing_rows` rows (the first on a tie: shared thresholds, the
+/// binomial), decided on the choosing rows alone.
+fn best_plan(
+    choosing: &Observed,
+    temperatures: &[f64],
+    procedure: &Procedure,
+    bounds: &[Bound],
+    table: &crate::exits::cost::CostTable,
+    objective: Objective,
+    testing_rows: usize,
+) -> Plan {
+    let d = choose::decisions(choosing, temperatures);
+    let losses = RowLosses::new(choosing, &d, procedure.target);
+    let families: &[Thresholds] = match procedure.thresholds {
+        Thresholds::Auto => &[Thresholds::Shared, Thresholds::PerExit],
+        Thresholds::Shared => &[Thresholds::Shared],
+        Thresholds::PerExit => &[Thresholds::PerExit],
+    };
+    families
+        .iter()
+        .flat_map(|&f| bounds.iter().map(move |&b| (f, b)))
+        .map(|fb| plan(choosing, &d, &losses, fb, procedure, table, objective, testing_rows))
+        .fold(None, |best: Option<Plan>, p| match best {
+            Some(b) if b.expected_saving >= p.expected_saving => Some(b),
+            _ => Some(p),
+        })
+        .expect("at least one bound")
+}
+
 /// Temperatures, the candidates, the test and the choice for rows already
 /// run through the model (also what the repeated-split tests call).
 pub fn calibrate_observed(
@@ -336,25 +428,12 @@ pub fn calibrate_observed(
 ) -> Result<Outcome, CalibrateError> {
     let (target, delta, split) = (procedure.target, procedure.delta, procedure.split);
     needs_labels(target, obs.labels.is_some())?;
-    let bounds: &[Bound] = match (procedure.bound, target) {
-        (BoundChoice::Binomial, _) | (BoundChoice::Auto, Target::MaxDisagree(_)) => &[Bound::Binomial],
-        (BoundChoice::Betting, Target::MaxDrop(_)) => &[Bound::Betting],
-        (BoundChoice::Auto, Target::MaxDrop(_)) => &[Bound::Binomial, Bound::Betting],
-        (BoundChoice::Betting, Target::MaxDisagree(_)) => {
-            return Err(CalibrateError::BadOption(
-                "--bound betting bounds the signed accuracy drop: it needs --max-drop".into(),
-            ));
-        }
-    };
+    let bounds = bounds_for(procedure)?;
     let epsilon = target.epsilon();
     let rows = obs.rows();
-    let order = crate::fit::seeded_permutation(rows, split.seed ^ 0x7E3F_CA11);
-    let set_aside = ((rows as f64) * split.choosing_share.clamp(0.0, 0.9)).round() as usize;
-    let (choose_idx, test_idx) = if set_aside == 0 {
-        (&order[..], &order[..])
-    } else {
-        order.split_at(set_aside)
-    };
+    let (choose_idx, test_idx) = split.rows(rows);
+    let (choose_idx, test_idx) = (&choose_idx[..], &test_idx[..]);
+    let set_aside = if choose_idx.len() == rows { 0 } else { choose_idx.len() };
     let needed = guarantee::min_samples(epsilon, delta);
     if (test_idx.len() as u64) < needed {
         return Err(CalibrateError::TooFewRows {
@@ -373,36 +452,15 @@ pub fn calibrate_observed(
         .iter()
         .map(|e| choose::fit_temperature(e.logits, obs.classes, choosing.reference()))
         .collect();
-    let d_choosing = choose::decisions(&choosing, &temperatures);
-    let losses_choosing = RowLosses::new(&choosing, &d_choosing, target);
-    let families: &[Thresholds] = match procedure.thresholds {
-        Thresholds::Auto => &[Thresholds::Shared, Thresholds::PerExit],
-        Thresholds::Shared => &[Thresholds::Shared],
-        Thresholds::PerExit => &[Thresholds::PerExit],
-    };
-    // The candidates and bound whose certificate is expected to save most
-    // (the first on a tie: shared thresholds, the binomial), decided before
-    // any tested row is read.
-    let plan = families
-        .iter()
-        .flat_map(|&f| bounds.iter().map(move |&b| (f, b)))
-        .map(|fb| {
-            plan(
-                &choosing,
-                &d_choosing,
-                &losses_choosing,
-                fb,
-                procedure,
-                table,
-                test_idx.len(),
-            )
-        })
-        .fold(None, |best: Option<Plan>, p| match best {
-            Some(b) if b.expected_saving >= p.expected_saving => Some(b),
-            _ => Some(p),
-        })
-        .expect("at least one bound");
-
+    let plan = best_plan(
+        &choosing,
+        &temperatures,
+        procedure,
+        bounds,
+        table,
+        Objective::Flops,
+        test_idx.len(),
+    );
     let testing = obs.select(test_idx);
     let view = testing.view();
     let d = choose::decisions(&view, &temperatures);
@@ -432,6 +490,149 @@ pub fn calibrate_observed(
         testing_rows: test_idx.len(),
         testing,
     })
+}
+
+/// An exit `choose_exits` weighed, and what the choosing rows said of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExitVerdict {
+    pub tensor: String,
+    pub kept: bool,
+    /// The time saving (cost model) a certificate is expected to give with
+    /// this exit among the others still kept, and without it: at the step
+    /// it was dropped, or at the end for a kept one.
+    pub expected_time_saving_with: f64,
+    pub expected_time_saving_without: f64,
+}
+
+/// The exits to keep (0-based indices into the model's exits).
+#[derive(Debug, Clone)]
+pub struct ExitChoice {
+    pub kept: Vec<usize>,
+    pub expected_time_saving: f64,
+    pub verdicts: Vec<ExitVerdict>,
+}
+
+/// Which of an early-exit model's exits pay, decided on the choosing rows
+/// alone (the rows a later `calibrate` with the same split tests are never
+/// read, so its guarantee is untouched): backward elimination, dropping
+/// while some exit's removal raises the time saving a certificate is
+/// expected to give (power.rs, cost model's time term), the exit whose
+/// removal raises it most first.
+pub fn choose_exits(path: &Path, options: &CalibrateOptions) -> Result<ExitChoice, CalibrateError> {
+    let procedure = &options.procedure;
+    check_procedure(procedure, options.labels.is_some())?;
+    let bounds = bounds_for(procedure)?;
+    let run = run_exits(path, &options.data, options.batch)?;
+    let labels = match &options.labels {
+        Some(p) => Some(read_labels(p, run.full_pred.len(), run.classes as i64)?),
+        None => None,
+    };
+    let never: Vec<usize> = run.meta.never_exit_classes.iter().map(|&c| c as usize).collect();
+    let obs = observed(&run, labels.as_deref(), &never);
+    let (choose_idx, test_idx) = procedure.split.rows(obs.rows());
+    let choosing_rows = obs.select(&choose_idx);
+    let choosing = choosing_rows.view();
+    let temperatures: Vec<f64> = choosing
+        .exits
+        .iter()
+        .map(|e| choose::fit_temperature(e.logits, obs.classes, choosing.reference()))
+        .collect();
+    let expected = |kept: &[usize]| -> f64 {
+        let sub = Observed {
+            exits: kept
+                .iter()
+                .map(|&j| ExitData {
+                    logits: choosing.exits[j].logits,
+                    confidence: choosing.exits[j].confidence,
+                })
+                .collect(),
+            ..choosing.clone_shallow()
+        };
+        let temps: Vec<f64> = kept.iter().map(|&j| temperatures[j]).collect();
+        let table = run.meta.cost.with_exits(kept);
+        best_plan(&sub, &temps, procedure, bounds, &table, Objective::Time, test_idx.len()).expected_saving
+    };
+    let k = obs.exits.len();
+    let mut kept: Vec<usize> = (0..k).collect();
+    let mut current = expected(&kept);
+    let mut verdicts: Vec<Option<ExitVerdict>> = vec![None; k];
+    while kept.len() > 1 {
+        let best = (0..kept.len())
+            .map(|i| {
+                let mut without = kept.clone();
+                without.remove(i);
+                (i, expected(&without))
+            })
+            .fold(None, |b: Option<(usize, f64)>, c| match b {
+                Some(b) if b.1 >= c.1 => Some(b),
+                _ => Some(c),
+            });
+        match best {
+            Some((i, without)) if without > current + 1e-9 => {
+                verdicts[kept[i]] = Some(ExitVerdict {
+                    tensor: run.meta.exits[kept[i]].tensor.clone(),
+                    kept: false,
+                    expected_time_saving_with: current,
+                    expected_time_saving_without: without,
+                });
+                kept.remove(i);
+                current = without;
+            }
+            _ => break,
+        }
+    }
+    for (i, &j) in kept.iter().enumerate() {
+        let mut without = kept.clone();
+        without.remove(i);
+        verdicts[j] = Some(ExitVerdict {
+            tensor: run.meta.exits[j].tensor.clone(),
+            kept: true,
+            expected_time_saving_with: current,
+            expected_time_saving_without: if without.is_empty() { 0.0 } else { expected(&without) },
+        });
+    }
+    Ok(ExitChoice {
+        kept,
+        expected_time_saving: current,
+        verdicts: verdicts.into_iter().flatten().collect(),
+    })
+}
+
+/// The run's rows as calibration reads them.
+fn observed<'a>(run: &'a RunOutputs, labels: Option<&'a [usize]>, never: &'a [usize]) -> Observed<'a> {
+    Observed {
+        exits: run
+            .exit_logits
+            .iter()
+            .zip(&run.meta.exits)
+            .map(|(l, e)| ExitData {
+                logits: l,
+                confidence: e.confidence,
+            })
+            .collect(),
+        classes: run.classes,
+        full_pred: &run.full_pred,
+        labels,
+        never_exit_classes: never,
+    }
+}
+
+/// The bound and δ must make sense, and the drop needs labels.
+fn check_procedure(procedure: &Procedure, have_labels: bool) -> Result<(), CalibrateError> {
+    let epsilon = procedure.target.epsilon();
+    if !(epsilon > 0.0 && epsilon < 1.0) {
+        return Err(CalibrateError::BadOption(format!(
+            "the bound must be in (0%, 100%); got {}%",
+            100.0 * epsilon
+        )));
+    }
+    if !(procedure.delta > 0.0 && procedure.delta < 1.0) {
+        return Err(CalibrateError::BadOption(format!(
+            "--delta must be in (0, 1); got {}",
+            procedure.delta
+        )));
+    }
+    needs_labels(procedure.target, have_labels)
 }
 
 /// The accuracy drop is measured against labels.
@@ -502,41 +703,15 @@ pub struct Calibrated {
 pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, CalibrateError> {
     let procedure = &options.procedure;
     let epsilon = procedure.target.epsilon();
-    if !(epsilon > 0.0 && epsilon < 1.0) {
-        return Err(CalibrateError::BadOption(format!(
-            "the bound must be in (0%, 100%); got {}%",
-            100.0 * epsilon
-        )));
-    }
-    if !(procedure.delta > 0.0 && procedure.delta < 1.0) {
-        return Err(CalibrateError::BadOption(format!(
-            "--delta must be in (0, 1); got {}",
-            procedure.delta
-        )));
-    }
     // Checked here too, so that no model runs for nothing.
-    needs_labels(procedure.target, options.labels.is_some())?;
+    check_procedure(procedure, options.labels.is_some())?;
     let run = run_exits(path, &options.data, options.batch)?;
     let labels = match &options.labels {
         Some(p) => Some(read_labels(p, run.full_pred.len(), run.classes as i64)?),
         None => None,
     };
     let never: Vec<usize> = run.meta.never_exit_classes.iter().map(|&c| c as usize).collect();
-    let obs = Observed {
-        exits: run
-            .exit_logits
-            .iter()
-            .zip(&run.meta.exits)
-            .map(|(l, e)| ExitData {
-                logits: l,
-                confidence: e.confidence,
-            })
-            .collect(),
-        classes: run.classes,
-        full_pred: &run.full_pred,
-        labels: labels.as_deref(),
-        never_exit_classes: &never,
-    };
+    let obs = observed(&run, labels.as_deref(), &never);
     let outcome = calibrate_observed(&obs, &run.meta.cost, procedure)?;
     // Per-exit figures on the tested rows (the temperatures never saw them
     // unless --temperature-share is 0).

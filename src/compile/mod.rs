@@ -66,9 +66,12 @@ pub struct CompileReport {
     pub savings: f64,
     /// The same in time, by the cost model's time term (ONNX Runtime CPU).
     pub time_saving: Option<f64>,
-    /// Exits fitted but dropped: too few rows left there to pay for their
-    /// time (in the order they were dropped).
-    pub dropped_exits: Vec<DroppedExit>,
+    /// Every exit fitted, kept or dropped, with the time saving a
+    /// certificate was expected to give with and without it (choosing rows;
+    /// see `calibrate::choose_exits`); empty with --keep-exits.
+    pub exits_tried: Vec<crate::calibrate::ExitVerdict>,
+    /// The dropped ones (in the exits' order).
+    pub dropped_exits: Vec<crate::calibrate::ExitVerdict>,
     /// Each exit's head and decision before and after fusion.
     pub fusion: Option<crate::fuse::FuseReport>,
     /// The written model measured against the original (`--measure`).
@@ -101,10 +104,21 @@ impl CompileReport {
         for d in &self.dropped_exits {
             let _ = writeln!(
                 out,
-                "dropped exit at '{}': {:.1}% of the rows reaching it left there, {:.1}% needed to pay for its time",
+                "dropped exit at '{}': a certificate was expected to save {:.1}% of the time with it, {:.1}% without (choosing rows, cost model)",
                 d.tensor,
-                100.0 * d.exit_rate,
-                100.0 * d.break_even_rate
+                100.0 * d.expected_time_saving_with,
+                100.0 * d.expected_time_saving_without
+            );
+        }
+        let kept: Vec<_> = self.exits_tried.iter().filter(|v| v.kept).collect();
+        if let [only] = kept[..]
+            && only.expected_time_saving_with < only.expected_time_saving_without
+        {
+            let _ = writeln!(
+                out,
+                "the one exit kept, at '{}', is expected to cost more time than it saves ({:.1}%): the original model may serve better",
+                only.tensor,
+                100.0 * only.expected_time_saving_with
             );
         }
         out
@@ -122,16 +136,6 @@ impl CompileReport {
             r.exit_histogram
         ))
     }
-}
-
-/// An exit compile fitted and then left out.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DroppedExit {
-    pub tensor: String,
-    /// Share of the calibration rows reaching it that left there.
-    pub exit_rate: f64,
-    /// Share it needed to pay for its time.
-    pub break_even_rate: f64,
 }
 
 /// Runs the pipeline; returns the calibrated model and the report. `work`
@@ -189,92 +193,74 @@ pub fn compile(
         held_out: 0.2,
     };
     let (heads, fit_report) = crate::fit::fit(model, &fit_options)?;
-    // Exits whose calibrated exit rate is below their break-even rate in
-    // time cost more than they save: drop the worst, insert and calibrate
-    // again, until every exit left pays (or one is left).
-    let mut kept: Vec<usize> = (0..heads.len()).collect();
-    let mut dropped = Vec::new();
-    loop {
-        let (model_out, calibrated, inserted) =
-            insert_and_calibrate(model, options, work, &split, &heads, &fit_report, &kept)?;
-        let losing = if options.keep_exits || kept.len() <= 1 {
-            None
-        } else {
-            worst_losing_exit(&calibrated)
-        };
-        match losing {
-            Some((j, verdict)) => {
-                let exit = &fit_report.exits[kept[j]];
-                dropped.push(DroppedExit {
-                    tensor: exit.tensor.clone(),
-                    exit_rate: verdict.0,
-                    break_even_rate: verdict.1,
-                });
-                kept.remove(j);
-            }
-            None => {
-                // The heads came from a scratch file: the metadata says where
-                // they came from instead, so that the same inputs give the same
-                // bytes.
-                let mut model_out = model_out;
-                if let Some(Ok(mut meta)) = crate::exits::read_metadata(&model_out) {
-                    meta.weights = format!("fit by eexc compile on {} rows", split.fit_rows);
-                    crate::exits::write_metadata(&mut model_out, &meta);
-                }
-                let mut calibrated = calibrated;
-                calibrated.model = model.display().to_string();
-                let report = CompileReport {
-                    schema: "eexc.compile/2",
-                    model: model.display().to_string(),
-                    fit_rows: split.fit_rows,
-                    calibration_rows: split.calib_rows,
-                    calibration_rows_needed: needed,
-                    savings: calibrated.chosen.savings,
-                    time_saving: calibrated.cost.time.saving,
-                    dropped_exits: dropped,
-                    fit: fit_report,
-                    calibration: calibrated,
-                    fusion: inserted,
-                    measured: None,
-                };
-                return Ok((model_out, report));
-            }
-        }
+    // Which exits pay for their time is decided on the calibration split's
+    // choosing rows only, so that the one test that follows keeps its
+    // guarantee (a second look at the tested rows would spend δ twice).
+    let all: Vec<usize> = (0..heads.len()).collect();
+    let choice = if options.keep_exits || heads.len() <= 1 {
+        None
+    } else {
+        let ee_path = insert(model, options, work, &heads, &fit_report, &all)?.1;
+        Some(crate::calibrate::choose_exits(
+            &ee_path,
+            &calibrate_options(options, &split),
+        )?)
+    };
+    let kept = choice.as_ref().map_or(all, |c| c.kept.clone());
+    let (model_out, calibrated, inserted) =
+        insert_and_calibrate(model, options, work, &split, &heads, &fit_report, &kept)?;
+    // The heads came from a scratch file: the metadata says where they came
+    // from instead, so that the same inputs give the same bytes.
+    let mut model_out = model_out;
+    if let Some(Ok(mut meta)) = crate::exits::read_metadata(&model_out) {
+        meta.weights = format!("fit by eexc compile on {} rows", split.fit_rows);
+        crate::exits::write_metadata(&mut model_out, &meta);
+    }
+    let mut calibrated = calibrated;
+    calibrated.model = model.display().to_string();
+    let exits_tried = choice.map(|c| c.verdicts).unwrap_or_default();
+    let report = CompileReport {
+        schema: "eexc.compile/3",
+        model: model.display().to_string(),
+        fit_rows: split.fit_rows,
+        calibration_rows: split.calib_rows,
+        calibration_rows_needed: needed,
+        savings: calibrated.chosen.savings,
+        time_saving: calibrated.cost.time.saving,
+        dropped_exits: exits_tried.iter().filter(|v| !v.kept).cloned().collect(),
+        exits_tried,
+        fit: fit_report,
+        calibration: calibrated,
+        fusion: inserted,
+        measured: None,
+    };
+    Ok((model_out, report))
+}
+
+/// What compile's calibration runs with.
+fn calibrate_options(options: &CompileOptions, split: &DataSplit) -> CalibrateOptions {
+    CalibrateOptions {
+        data: split.calib_x.clone(),
+        labels: split.calib_y.clone(),
+        batch: options.batch,
+        procedure: options.procedure,
     }
 }
 
-/// The exit whose share of the rows reaching it falls furthest below its
-/// break-even rate in time, with (exit rate, break-even rate).
-fn worst_losing_exit(calibration: &CalibrationReport) -> Option<(usize, (f64, f64))> {
-    let shares = &calibration.chosen.exit_shares;
-    let mut reaching = 1.0;
-    let mut worst: Option<(usize, (f64, f64))> = None;
-    for (j, be) in calibration.cost.time.break_even_rate.iter().enumerate() {
-        let share = shares.get(j).copied().unwrap_or(0.0);
-        let rate = if reaching > 0.0 { share / reaching } else { 0.0 };
-        reaching -= share;
-        let deficit = be - rate;
-        if deficit > 0.0 && worst.is_none_or(|(_, (r, b))| deficit > b - r) {
-            worst = Some((j, (rate, *be)));
-        }
-    }
-    worst
-}
-
-/// Inserts the exits `kept` (indices into the fitted heads) and calibrates.
-fn insert_and_calibrate(
+/// Inserts the exits `kept` (indices into the fitted heads) and writes the
+/// early-exit model to `work`; returns its summary and path.
+fn insert(
     model: &Path,
     options: &CompileOptions,
     work: &Path,
-    split: &DataSplit,
     heads: &[crate::fit::logreg::Head],
     fit_report: &FitReport,
     kept: &[usize],
-) -> Result<(ModelProto, CalibrationReport, Option<crate::fuse::FuseReport>), CompileError> {
+) -> Result<(crate::exits::ExitSummary, PathBuf), CompileError> {
     let heads_path = work.join("heads.safetensors");
     let kept_heads: Vec<_> = kept.iter().map(|&i| heads[i].clone()).collect();
     // Numbered 1..k again: the file's keys are the exits of the model
-    // inserted from it, whichever were dropped before.
+    // inserted from it, whichever were dropped.
     let kept_exits: Vec<_> = kept
         .iter()
         .enumerate()
@@ -303,16 +289,21 @@ fn insert_and_calibrate(
     let ee_path = work.join("early_exit.onnx");
     let source_dir = model.parent().unwrap_or(Path::new("."));
     crate::onnx::save_model(&ee, &ee_path, Some(source_dir)).map_err(|e| CompileError::Io(e.to_string()))?;
+    Ok((inserted, ee_path))
+}
 
-    let calibrated = crate::calibrate::calibrate(
-        &ee_path,
-        &CalibrateOptions {
-            data: split.calib_x.clone(),
-            labels: split.calib_y.clone(),
-            batch: options.batch,
-            procedure: options.procedure,
-        },
-    )?;
+/// Inserts the exits `kept` and calibrates them.
+fn insert_and_calibrate(
+    model: &Path,
+    options: &CompileOptions,
+    work: &Path,
+    split: &DataSplit,
+    heads: &[crate::fit::logreg::Head],
+    fit_report: &FitReport,
+    kept: &[usize],
+) -> Result<(ModelProto, CalibrationReport, Option<crate::fuse::FuseReport>), CompileError> {
+    let (inserted, ee_path) = insert(model, options, work, heads, fit_report, kept)?;
+    let calibrated = crate::calibrate::calibrate(&ee_path, &calibrate_options(options, split))?;
     Ok((calibrated.model, calibrated.report, inserted.fusion))
 }
 

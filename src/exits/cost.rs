@@ -154,6 +154,36 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
+impl CostTable {
+    /// The table of the same model with only the exits `kept` (0-based,
+    /// ascending): a dropped exit's stage joins the next kept exit's (or
+    /// the final stage), and its head and decision are gone.
+    pub fn with_exits(&self, kept: &[usize]) -> CostTable {
+        let mut t = CostTable {
+            stages: Vec::new(),
+            heads: Vec::new(),
+            decisions: Vec::new(),
+            exit_elements: Vec::new(),
+            ..self.clone()
+        };
+        let mut pending = Work::default();
+        for (j, stage) in self.stages.iter().enumerate() {
+            pending = pending.add(*stage);
+            if kept.contains(&j) {
+                t.stages.push(pending);
+                t.heads.push(self.heads[j]);
+                t.decisions.push(self.decisions[j]);
+                if let Some(&e) = self.exit_elements.get(j) {
+                    t.exit_elements.push(e);
+                }
+                pending = Work::default();
+            }
+        }
+        t.final_stage = pending.add(self.final_stage);
+        t
+    }
+}
+
 /// Elements of a tensor for one sample, the cost model's convention
 /// (symbolic dimensions count as 1); 0 where a dimension is unknown.
 pub(super) fn per_sample_elements(ty: &crate::ir::TensorType) -> f64 {
@@ -400,6 +430,30 @@ mod tests {
             flops,
             weight_bytes: 0.0,
         }
+    }
+
+    #[test]
+    fn a_table_without_an_exit_moves_its_stage_to_the_next() {
+        let t = CostTable {
+            original: w(100.0),
+            stages: vec![w(40.0), w(30.0)],
+            heads: vec![w(2.0), w(3.0)],
+            decisions: vec![w(1.0), w(1.0)],
+            final_stage: w(30.0),
+            uncosted_ops: vec![],
+            exit_elements: vec![10.0, 20.0],
+            original_nodes: 0,
+            original_int8_macs: 0.0,
+        };
+        let first = t.with_exits(&[1]);
+        assert_eq!(
+            (first.stages, first.heads, first.exit_elements),
+            (vec![w(70.0)], vec![w(3.0)], vec![20.0])
+        );
+        let second = t.with_exits(&[0]);
+        assert_eq!((second.stages, second.final_stage), (vec![w(40.0)], w(60.0)));
+        let none = t.with_exits(&[]);
+        assert!(none.stages.is_empty() && none.final_stage == w(100.0));
     }
 
     #[test]
