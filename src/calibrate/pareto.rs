@@ -19,7 +19,19 @@ use super::choose::{Bound, Decisions, NEVER, RowLosses};
 
 /// The most candidates a path keeps (evenly thinned beyond that), so that
 /// testing them stays cheap on large calibration sets.
-const MAX_CANDIDATES: usize = 1000;
+const MAX_CANDIDATES: usize = 2000;
+
+/// Where the intermediate candidates of a step lie, as shares of the way
+/// from the old threshold to the new one in log(1 − θ) (confidences crowd
+/// towards 1).
+const SUBSTEPS: [f64; 3] = [0.25, 0.5, 0.75];
+
+/// The threshold a share `t` of the way from `from` down to `to`, in
+/// log(1 − θ), rounded to f32 as the model stores it.
+fn between(from: f64, to: f64, t: f64) -> f64 {
+    let (a, b) = ((1.0 - from).max(1e-9), (1.0 - to).max(1e-9));
+    f64::from((1.0 - a.powf(1.0 - t) * b.powf(t)) as f32)
+}
 
 /// The expected risk (in rows) a step is charged at least, so that steps
 /// the heads are sure of are ranked by what they save.
@@ -101,6 +113,17 @@ pub fn per_exit_path(d: &Decisions, losses: &RowLosses, bound: Bound, row_cost: 
         while next[e] < n && d.confidence[e][order[e][next[e]]] >= value {
             next[e] += 1;
         }
+        // Steps between two choosing rows' confidences, so that the test,
+        // which stops at its first failure, can stop closer to where the
+        // tested rows start to break (as many candidates cost nothing).
+        let from = thresholds[e].min(1.0);
+        for &t in &SUBSTEPS {
+            let between = between(from, value, t);
+            if between < thresholds[e] && between > value {
+                thresholds[e] = between;
+                path.push(thresholds.clone());
+            }
+        }
         thresholds[e] = value;
         path.push(thresholds.clone());
         if risk as f64 > give_up {
@@ -166,13 +189,26 @@ mod tests {
         let cost = [1.0, 6.0, 10.0];
         let path = per_exit_path(&d, &losses, Bound::Binomial, &cost, 0.25);
         assert_eq!(path[0], vec![NEVER, NEVER]);
+        // The steps at the choosing rows' confidences, without the ones
+        // between them.
+        let at_rows: Vec<&Vec<f64>> = path
+            .iter()
+            .filter(|t| {
+                t.iter()
+                    .all(|v| [NEVER, 0.9, 0.8, 0.2, 0.1, 0.95, 0.6, 0.7, 0.3].contains(v))
+            })
+            .collect();
         // Exit 2's row 0 (saves 4 at no expected risk) beats exit 1's row 0
         // (saves 9 at half a row of expected risk: 18 per row).
-        assert_eq!(path[1], vec![NEVER, 0.95]);
+        assert_eq!(at_rows[1], &vec![NEVER, 0.95]);
         // Then row 2 at exit 2 (no risk) beats row 0 at exit 1.
-        assert_eq!(path[2], vec![NEVER, 0.7]);
+        assert_eq!(at_rows[2], &vec![NEVER, 0.7]);
         // Rows 1 and 3 at exit 2 come before exit 1's harmful row 0.
-        assert_eq!(path[4], vec![NEVER, 0.3]);
+        assert_eq!(at_rows[4], &vec![NEVER, 0.3]);
+        // Between 0.95 and 0.7 lie three more candidates, falling.
+        let i = path.iter().position(|t| t == &vec![NEVER, 0.95]).unwrap();
+        assert_eq!(path[i + 4], vec![NEVER, 0.7]);
+        assert!(path[i + 1][1] < 0.95 && path[i + 3][1] > 0.7, "{:?}", &path[i..i + 5]);
         // Thresholds only fall along the path.
         for w in path.windows(2) {
             assert!(w[1].iter().zip(&w[0]).all(|(a, b)| a <= b));
@@ -188,7 +224,8 @@ mod tests {
         d.held_back[0][0] = true;
         let losses = seen(vec![vec![false; 2]]);
         let path = per_exit_path(&d, &losses, Bound::Binomial, &[1.0, 2.0], 0.1);
-        assert_eq!(path, vec![vec![NEVER], vec![0.8]]);
+        assert_eq!((path.first(), path.last()), (Some(&vec![NEVER]), Some(&vec![0.8])));
+        assert!(path.iter().all(|t| t[0] >= 0.8));
     }
 
     #[test]
