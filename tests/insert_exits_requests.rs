@@ -338,3 +338,34 @@ fn never_overwrites_the_input() {
     }
     assert_eq!(std::fs::read(&model).unwrap(), before);
 }
+
+/// `--auto` with no number: every narrow cut at a distinct depth (shallow
+/// ones included), at most 12, each with the reason it was tried.
+#[test]
+fn auto_without_a_number_tries_every_narrow_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let exits_of = |model: &str| -> Vec<String> {
+        let out = dir.path().join("auto.onnx");
+        let o = eexc(&[
+            "insert-exits",
+            testdata(model).to_str().unwrap(),
+            "--auto",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(stdout.contains("(--auto, the data chooses)"), "{stdout}");
+        let model = eexc::onnx::load_model(&out).unwrap().proto;
+        let meta = eexc::exits::read_metadata(&model).unwrap().unwrap();
+        meta.exits.iter().map(|e| e.tensor.clone()).collect()
+    };
+    // The digits model's stem (1.2% of FLOPs) is a candidate: --auto K
+    // starts at 15%.
+    assert_eq!(
+        exits_of("digits/digits_resnet.onnx"),
+        ["stem_out", "block1_out", "block2_out"]
+    );
+    // ResNet-50 has 14 distinct depths in range: thinned to 12.
+    assert_eq!(exits_of("models/resnet50.onnx").len(), 12);
+}

@@ -53,20 +53,26 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--eexc", default="target/debug/eexc")
     ap.add_argument("--max-drop", type=float, default=0.01)
-    ap.add_argument("--heads", default="gap-linear,grid-linear")
+    ap.add_argument("--heads", default="gap-linear,grid-linear,grid-linear:flops",
+                    help="eexc runs: HEAD[:OBJECTIVE] (compile --head HEAD --objective OBJECTIVE, default time)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     d = a.data
     rows = []
-    for head in a.heads.split(","):
-        out = f"{a.out}/eexc_{head}.onnx"
-        report = f"{a.out}/eexc_{head}.json"
+    for run_spec in a.heads.split(","):
+        head, _, objective = run_spec.partition(":")
+        objective = objective or "time"
+        stem = f"eexc_{head}_{objective}"
+        out, report = f"{a.out}/{stem}.onnx", f"{a.out}/{stem}.json"
         run([a.eexc, "compile", a.model, "--data", f"{d}/train_x.npy", "--labels", f"{d}/train_y.npy",
              "--calib-data", f"{d}/calib_x.npy", "--calib-labels", f"{d}/calib_y.npy", "--at", a.at,
-             "--head", head, "--max-drop", f"{100 * a.max_drop}%", "-o", out, "--report", report])
+             "--head", head, "--objective", objective, "--max-drop", f"{100 * a.max_drop}%", "-o", out,
+             "--report", report])
         rep = json.load(open(report))
         cal = rep["calibration"]
-        rows.append((f"eexc compile, {head} heads", f"δ = {cal['delta']}, {cal['bound']}, {cal['thresholds_mode']}",
+        kept = [v["tensor"] for v in rep["exits_tried"] if v["kept"]] or a.at.split(",")
+        rows.append((f"eexc compile, {head} heads, exits kept for {objective} ({', '.join(kept)})",
+                     f"δ = {cal['delta']}, {cal['bound']}, {cal['thresholds_mode']}",
                      "/".join("never" if t > 1 else f"{t:.4f}" for t in cal["thresholds"]),
                      rep["savings"], evaluate(a.eexc, out, a.model, d)))
     # The peer as the issue defines it (GAP heads) last, so the ratios below are against it;
@@ -76,7 +82,7 @@ def main():
                                "--train", f"{d}/train_x.npy", f"{d}/train_y.npy",
                                "--calib", f"{d}/calib_x.npy", f"{d}/calib_y.npy", "--pool", pool,
                                "--name", name, "--max-drop", str(a.max_drop), "--out", a.out, "--eexc", a.eexc]))
-        rows.append((f"SDN-style peer, {'grid' if pool == 'grid' else 'gap'}-linear heads", "none",
+        rows.append((f"SDN-style peer, {'grid' if pool == 'grid' else 'gap'}-linear heads, every cut", "none",
                      f"{peer['threshold']:.3f} (shared)", peer["calibration_saving"],
                      evaluate(a.eexc, f"{a.out}/{name}.onnx", a.model, d)))
 

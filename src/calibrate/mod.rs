@@ -270,7 +270,8 @@ pub struct Outcome {
 }
 
 /// What a saving is counted in when candidates or exit sets are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum Objective {
     /// The cost model's FLOPs (what calibrate minimises).
     Flops,
@@ -497,28 +498,32 @@ pub fn calibrate_observed(
 pub struct ExitVerdict {
     pub tensor: String,
     pub kept: bool,
-    /// The time saving (cost model) a certificate is expected to give with
-    /// this exit among the others still kept, and without it: at the step
-    /// it was dropped, or at the end for a kept one.
-    pub expected_time_saving_with: f64,
-    pub expected_time_saving_without: f64,
+    /// The saving (cost model, in the objective's terms) a certificate is
+    /// expected to give with this exit among the others still kept, and
+    /// without it: at the step it was dropped, or at the end for a kept one.
+    pub expected_saving_with: f64,
+    pub expected_saving_without: f64,
 }
 
 /// The exits to keep (0-based indices into the model's exits).
 #[derive(Debug, Clone)]
 pub struct ExitChoice {
     pub kept: Vec<usize>,
-    pub expected_time_saving: f64,
+    pub expected_saving: f64,
     pub verdicts: Vec<ExitVerdict>,
 }
 
 /// Which of an early-exit model's exits pay, decided on the choosing rows
 /// alone (the rows a later `calibrate` with the same split tests are never
 /// read, so its guarantee is untouched): backward elimination, dropping
-/// while some exit's removal raises the time saving a certificate is
-/// expected to give (power.rs, cost model's time term), the exit whose
-/// removal raises it most first.
-pub fn choose_exits(path: &Path, options: &CalibrateOptions) -> Result<ExitChoice, CalibrateError> {
+/// while some exit's removal raises the saving a certificate is expected
+/// to give (power.rs; in the cost model's time term or its FLOPs), the
+/// exit whose removal raises it most first.
+pub fn choose_exits(
+    path: &Path,
+    options: &CalibrateOptions,
+    objective: Objective,
+) -> Result<ExitChoice, CalibrateError> {
     let procedure = &options.procedure;
     check_procedure(procedure, options.labels.is_some())?;
     let bounds = bounds_for(procedure)?;
@@ -550,7 +555,7 @@ pub fn choose_exits(path: &Path, options: &CalibrateOptions) -> Result<ExitChoic
         };
         let temps: Vec<f64> = kept.iter().map(|&j| temperatures[j]).collect();
         let table = run.meta.cost.with_exits(kept);
-        best_plan(&sub, &temps, procedure, bounds, &table, Objective::Time, test_idx.len()).expected_saving
+        best_plan(&sub, &temps, procedure, bounds, &table, objective, test_idx.len()).expected_saving
     };
     let k = obs.exits.len();
     let mut kept: Vec<usize> = (0..k).collect();
@@ -572,8 +577,8 @@ pub fn choose_exits(path: &Path, options: &CalibrateOptions) -> Result<ExitChoic
                 verdicts[kept[i]] = Some(ExitVerdict {
                     tensor: run.meta.exits[kept[i]].tensor.clone(),
                     kept: false,
-                    expected_time_saving_with: current,
-                    expected_time_saving_without: without,
+                    expected_saving_with: current,
+                    expected_saving_without: without,
                 });
                 kept.remove(i);
                 current = without;
@@ -587,13 +592,13 @@ pub fn choose_exits(path: &Path, options: &CalibrateOptions) -> Result<ExitChoic
         verdicts[j] = Some(ExitVerdict {
             tensor: run.meta.exits[j].tensor.clone(),
             kept: true,
-            expected_time_saving_with: current,
-            expected_time_saving_without: if without.is_empty() { 0.0 } else { expected(&without) },
+            expected_saving_with: current,
+            expected_saving_without: if without.is_empty() { 0.0 } else { expected(&without) },
         });
     }
     Ok(ExitChoice {
         kept,
-        expected_time_saving: current,
+        expected_saving: current,
         verdicts: verdicts.into_iter().flatten().collect(),
     })
 }

@@ -64,8 +64,10 @@ pub struct ExitChoiceArgs {
     /// Exit tensors (or node names), in any order.
     #[arg(long, value_delimiter = ',')]
     pub at: Vec<String>,
-    /// Pick K narrow cuts spread over the model's FLOPs (compile's default: 3).
-    #[arg(long, value_name = "K")]
+    /// Pick K narrow cuts spread over the model's FLOPs (compile's default:
+    /// 3); with no K, every narrow cut at a distinct depth (at most 12):
+    /// compile then keeps the ones the calibration rows say pay.
+    #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "0")]
     pub auto: Option<usize>,
     #[arg(long, value_enum, default_value = "auto")]
     pub head: eexc::exits::HeadKind,
@@ -379,14 +381,18 @@ pub struct CompileArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Keep every fitted exit, even one that too few calibration rows leave
-    /// at to pay for its time in ONNX Runtime (by default such exits are
-    /// dropped and the rest calibrated again).
+    /// Keep every fitted exit, even one that is not expected to pay for
+    /// itself (by default such exits are dropped, on the calibration rows
+    /// that choose, before the thresholds are certified).
     #[arg(long)]
     pub keep_exits: bool,
     /// On a quantized model: int8 heads (as `insert-exits --quantize-heads`).
     #[arg(long)]
     pub quantize_heads: bool,
+    /// What an exit must pay for to be kept: time in ONNX Runtime (the cost
+    /// model's time term) or FLOPs.
+    #[arg(long, value_enum, default_value = "time")]
+    pub objective: eexc::calibrate::Objective,
     /// After writing the model, measure it against the original in ONNX
     /// Runtime (as `eexc eval --baseline`) on these rows; the report gets a
     /// `measured` section.

@@ -138,6 +138,7 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         seed: a.seed,
         batch: a.batch_size,
         keep_exits: a.keep_exits,
+        objective: a.objective,
         quantize_heads: a.quantize_heads,
     };
     let work = tempfile::tempdir().context("creating a scratch folder")?;

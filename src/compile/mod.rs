@@ -45,8 +45,11 @@ pub struct CompileOptions {
     pub calibration: Option<(PathBuf, Option<PathBuf>)>,
     pub seed: u64,
     pub batch: usize,
-    /// Keep every fitted exit, even one that does not pay for its time.
+    /// Keep every fitted exit, even one that does not pay.
     pub keep_exits: bool,
+    /// What an exit must pay for: time (the cost model's ONNX Runtime time
+    /// term) or FLOPs.
+    pub objective: crate::calibrate::Objective,
     /// int8 heads on a quantized model.
     pub quantize_heads: bool,
 }
@@ -66,9 +69,12 @@ pub struct CompileReport {
     pub savings: f64,
     /// The same in time, by the cost model's time term (ONNX Runtime CPU).
     pub time_saving: Option<f64>,
-    /// Every exit fitted, kept or dropped, with the time saving a
-    /// certificate was expected to give with and without it (choosing rows;
-    /// see `calibrate::choose_exits`); empty with --keep-exits.
+    /// What the exits were kept for (time or FLOPs).
+    pub objective: crate::calibrate::Objective,
+    /// Every exit fitted, kept or dropped, with the saving (in the
+    /// objective's terms) a certificate was expected to give with and
+    /// without it (choosing rows; see `calibrate::choose_exits`); empty with
+    /// --keep-exits.
     pub exits_tried: Vec<crate::calibrate::ExitVerdict>,
     /// The dropped ones (in the exits' order).
     pub dropped_exits: Vec<crate::calibrate::ExitVerdict>,
@@ -104,24 +110,33 @@ impl CompileReport {
         for d in &self.dropped_exits {
             let _ = writeln!(
                 out,
-                "dropped exit at '{}': a certificate was expected to save {:.1}% of the time with it, {:.1}% without (choosing rows, cost model)",
+                "dropped exit at '{}': a certificate was expected to save {:.1}% of the {} with it, {:.1}% without (choosing rows, cost model)",
                 d.tensor,
-                100.0 * d.expected_time_saving_with,
-                100.0 * d.expected_time_saving_without
+                100.0 * d.expected_saving_with,
+                self.objective_name(),
+                100.0 * d.expected_saving_without
             );
         }
         let kept: Vec<_> = self.exits_tried.iter().filter(|v| v.kept).collect();
         if let [only] = kept[..]
-            && only.expected_time_saving_with < only.expected_time_saving_without
+            && only.expected_saving_with < only.expected_saving_without
         {
             let _ = writeln!(
                 out,
-                "the one exit kept, at '{}', is expected to cost more time than it saves ({:.1}%): the original model may serve better",
+                "the one exit kept, at '{}', is expected to cost more {} than it saves ({:.1}%): the original model may serve better",
                 only.tensor,
-                100.0 * only.expected_time_saving_with
+                self.objective_name(),
+                100.0 * only.expected_saving_with
             );
         }
         out
+    }
+
+    fn objective_name(&self) -> &'static str {
+        match self.objective {
+            crate::calibrate::Objective::Time => "time",
+            crate::calibrate::Objective::Flops => "FLOPs",
+        }
     }
 
     /// The line for a `--measure` run.
@@ -204,6 +219,7 @@ pub fn compile(
         Some(crate::calibrate::choose_exits(
             &ee_path,
             &calibrate_options(options, &split),
+            options.objective,
         )?)
     };
     let kept = choice.as_ref().map_or(all, |c| c.kept.clone());
@@ -227,6 +243,7 @@ pub fn compile(
         calibration_rows_needed: needed,
         savings: calibrated.chosen.savings,
         time_saving: calibrated.cost.time.saving,
+        objective: options.objective,
         dropped_exits: exits_tried.iter().filter(|v| !v.kept).cloned().collect(),
         exits_tried,
         fit: fit_report,

@@ -59,6 +59,8 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExitSelection {
     At(Vec<String>),
+    /// K cuts spread over the FLOPs; 0: every narrow cut at a distinct
+    /// depth (`plan::choose_auto`).
     Auto(usize),
 }
 

@@ -360,6 +360,58 @@ fn split_overhead(point: &ExitPoint, classes: i64) -> f64 {
     elements * (1.0 + reorders) + (classes * point.features) as f64
 }
 
+/// `--auto` with no number: every narrow cut at a distinct depth from this
+/// share of FLOPs (shallow cuts included: with a grid head a stem can
+/// classify most easy rows) up to [`AUTO_MAX_SHARE`], for the data to
+/// choose among (compile's `calibrate::choose_exits`).
+pub const AUTO_ALL_MIN_SHARE: f64 = 0.005;
+
+/// The most cuts `--auto` with no number fits heads at (evenly thinned).
+pub const AUTO_ALL_MAX_CUTS: usize = 12;
+
+/// Every narrow cut at a distinct depth in [`AUTO_ALL_MIN_SHARE`,
+/// `AUTO_MAX_SHARE`] where `head` fits, the last at each depth (after the
+/// activation rather than before it), at most [`AUTO_ALL_MAX_CUTS`].
+fn all_cuts(
+    graph: &Graph,
+    cost: &GraphCost,
+    classifier: &Classifier,
+    head: HeadKind,
+) -> Result<Vec<ExitPoint>, ExitError> {
+    let mut at_depth: Vec<(f64, ValueId)> = Vec::new();
+    for c in narrow_cuts(graph, cost)
+        .into_iter()
+        .filter(|c| (AUTO_ALL_MIN_SHARE..=AUTO_MAX_SHARE).contains(&c.flop_share))
+        .filter(|c| exit_point(graph, classifier, c.value, head, String::new()).is_ok())
+    {
+        match at_depth.last_mut() {
+            Some((share, value)) if c.flop_share - *share < DISTINCT_SHARE => *value = c.value,
+            _ => at_depth.push((c.flop_share, c.value)),
+        }
+    }
+    if at_depth.is_empty() {
+        return Err(ExitError::TooFewCandidates { wanted: 1, found: 0 });
+    }
+    let n = at_depth.len();
+    let keep = n.min(AUTO_ALL_MAX_CUTS);
+    let picks: Vec<usize> = (0..keep)
+        .map(|i| if keep == 1 { n - 1 } else { i * (n - 1) / (keep - 1) })
+        .collect();
+    let mut chosen = Vec::new();
+    for (i, &(share, value)) in at_depth.iter().enumerate() {
+        if picks.contains(&i) {
+            let reason = format!(
+                "narrow cut at {:.1}% of FLOPs, one of {n} distinct depths from {:.1}% to {:.0}% (--auto, the data chooses)",
+                100.0 * share,
+                100.0 * AUTO_ALL_MIN_SHARE,
+                100.0 * AUTO_MAX_SHARE
+            );
+            chosen.push(exit_point(graph, classifier, value, head, reason)?);
+        }
+    }
+    Ok(chosen)
+}
+
 /// `--auto K`: K narrow cuts spread evenly over the FLOP share between
 /// [`AUTO_MIN_SHARE`] and [`AUTO_MAX_SHARE`]: around each target share, the
 /// cheapest split point (see [`split_overhead`]) within [`AUTO_WINDOW`],
@@ -371,6 +423,9 @@ pub fn choose_auto(
     k: usize,
     head: HeadKind,
 ) -> Result<Vec<ExitPoint>, ExitError> {
+    if k == 0 {
+        return all_cuts(graph, cost, classifier, head);
+    }
     let mut overhead = std::collections::HashMap::new();
     let candidates: Vec<_> = narrow_cuts(graph, cost)
         .into_iter()
