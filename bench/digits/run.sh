@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
+export EEXC_PYTHON=$PWD/$PY  # eval measures in ONNX Runtime
 EEXC=${EEXC:-target/debug/eexc}
 D=testdata/digits
 OUT=bench/digits/out
