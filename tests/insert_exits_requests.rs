@@ -369,3 +369,35 @@ fn auto_without_a_number_tries_every_narrow_cut() {
     // ResNet-50 has 14 distinct depths in range: thinned to 12.
     assert_eq!(exits_of("models/resnet50.onnx").len(), 12);
 }
+
+/// `--at TENSOR:HEAD` gives one exit its own head; the others take --head.
+#[test]
+fn one_exit_can_have_its_own_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mixed.onnx");
+    let o = eexc(&[
+        "insert-exits",
+        testdata("digits/digits_resnet.onnx").to_str().unwrap(),
+        "--at",
+        "stem_out:grid-linear,block1_out",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = eexc::onnx::load_model(&out).unwrap().proto;
+    let meta = eexc::exits::read_metadata(&model).unwrap().unwrap();
+    let heads: Vec<_> = meta.exits.iter().map(|e| (e.tensor.as_str(), e.head.name())).collect();
+    assert_eq!(heads, [("stem_out", "grid-linear"), ("block1_out", "gap-linear")]);
+    // An unknown head after the colon is part of the name: an unknown tensor.
+    let o = eexc(&[
+        "insert-exits",
+        testdata("digits/digits_resnet.onnx").to_str().unwrap(),
+        "--at",
+        "stem_out:wide",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("stem_out:wide"), "{err}");
+}

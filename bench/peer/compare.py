@@ -2,19 +2,21 @@
 
 Usage:
   python bench/peer/compare.py MODEL.onnx --at T1,T2,... --data DIR --out DIR
-         [--eexc target/debug/eexc] [--max-drop 0.01] [--heads gap-linear,grid-linear]
+         [--eexc target/debug/eexc] [--max-drop 0.01] [--heads auto,auto:flops,gap-linear]
 
 DIR holds train_x/train_y (heads), calib_x/calib_y (thresholds) and test_x/test_y (the
-held-out test split), as .npy. For each eexc head kind in --heads, runs
+held-out test split), as .npy. For each HEAD[:OBJECTIVE] in --heads, runs
 
   eexc compile MODEL --data train_x --labels train_y --calib-data calib_x --calib-labels calib_y
-       --at ... --head KIND --max-drop 1% (δ = 0.05)
+       --at ... --head HEAD --objective OBJECTIVE --max-drop 1% (δ = 0.05)
 
-then the peer (GAP + linear heads trained with labels, one threshold picked on the
-calibration rows, no guarantee), and measures every model on the test split with
-`eexc eval --baseline MODEL` in ONNX Runtime (1 thread, batch 1, rows interleaved with the
-original). Prints a markdown table: the test accuracy drop, the FLOP saving under the exit
-distribution the test rows took (the cost model), and the measured time saving (means).
+then the peer twice (GAP + linear heads trained with labels, one threshold picked on the
+calibration rows, no guarantee; and the same with eexc's 2×2-grid heads), and measures
+every model on the test split with `eexc eval --baseline MODEL` in ONNX Runtime (1 thread,
+batch 1, rows interleaved with the original; 3 runs). Prints a markdown table: the test
+accuracy drop, the FLOP saving under the exit distribution the test rows took (the cost
+model), the measured time saving (median of the runs) and the one the measured per-path
+latencies predict.
 """
 
 import argparse
@@ -53,7 +55,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--eexc", default="target/debug/eexc")
     ap.add_argument("--max-drop", type=float, default=0.01)
-    ap.add_argument("--heads", default="gap-linear,grid-linear,grid-linear:flops",
+    ap.add_argument("--heads", default="auto,auto:flops,gap-linear",
                     help="eexc runs: HEAD[:OBJECTIVE] (compile --head HEAD --objective OBJECTIVE, default time)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -70,8 +72,8 @@ def main():
              "--report", report])
         rep = json.load(open(report))
         cal = rep["calibration"]
-        kept = [v["tensor"] for v in rep["exits_tried"] if v["kept"]] or a.at.split(",")
-        rows.append((f"eexc compile, {head} heads, exits kept for {objective} ({', '.join(kept)})",
+        kept = [f"{v['tensor']} {v['head']}" for v in rep["exits_tried"] if v["kept"]] or a.at.split(",")
+        rows.append((f"eexc compile, --head {head}, exits kept for {objective} ({', '.join(kept)})",
                      f"δ = {cal['delta']}, {cal['bound']}, {cal['thresholds_mode']}",
                      "/".join("never" if t > 1 else f"{t:.4f}" for t in cal["thresholds"]),
                      rep["savings"], evaluate(a.eexc, out, a.model, d)))

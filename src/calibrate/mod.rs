@@ -497,6 +497,8 @@ pub fn calibrate_observed(
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExitVerdict {
     pub tensor: String,
+    /// The head it was kept with (or last had).
+    pub head: crate::exits::HeadKind,
     pub kept: bool,
     /// The saving (cost model, in the objective's terms) a certificate is
     /// expected to give with this exit among the others still kept, and
@@ -505,102 +507,185 @@ pub struct ExitVerdict {
     pub expected_saving_without: f64,
 }
 
-/// The exits to keep (0-based indices into the model's exits).
+/// The exits to keep: (0-based index into the models' exits, the variant
+/// whose head it keeps).
 #[derive(Debug, Clone)]
 pub struct ExitChoice {
-    pub kept: Vec<usize>,
+    pub kept: Vec<(usize, usize)>,
     pub expected_saving: f64,
     pub verdicts: Vec<ExitVerdict>,
 }
 
-/// Which of an early-exit model's exits pay, decided on the choosing rows
-/// alone (the rows a later `calibrate` with the same split tests are never
-/// read, so its guarantee is untouched): backward elimination, dropping
-/// while some exit's removal raises the saving a certificate is expected
-/// to give (power.rs; in the cost model's time term or its FLOPs), the
-/// exit whose removal raises it most first.
+/// Which of an early-exit model's exits pay, and with which head, decided
+/// on the choosing rows alone (the rows a later `calibrate` with the same
+/// split tests are never read, so its guarantee is untouched). `variants`
+/// are early-exit models of the same network with the same cuts, each with
+/// other heads. From every cut with the first variant's head, greedy moves
+/// (drop a cut, or give it another variant's head) are made while one
+/// raises the saving a certificate is expected to give (power.rs; in the
+/// cost model's time term or its FLOPs), the best move first.
 pub fn choose_exits(
-    path: &Path,
+    variants: &[PathBuf],
     options: &CalibrateOptions,
     objective: Objective,
 ) -> Result<ExitChoice, CalibrateError> {
     let procedure = &options.procedure;
     check_procedure(procedure, options.labels.is_some())?;
     let bounds = bounds_for(procedure)?;
-    let run = run_exits(path, &options.data, options.batch)?;
+    let runs = variants
+        .iter()
+        .map(|p| run_exits(p, &options.data, options.batch))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = &runs[0];
+    if runs.iter().any(|r| {
+        r.meta
+            .exits
+            .iter()
+            .map(|e| &e.tensor)
+            .ne(first.meta.exits.iter().map(|e| &e.tensor))
+    }) {
+        return Err(CalibrateError::BadOption(
+            "the head variants do not have the same exits".into(),
+        ));
+    }
     let labels = match &options.labels {
-        Some(p) => Some(read_labels(p, run.full_pred.len(), run.classes as i64)?),
+        Some(p) => Some(read_labels(p, first.full_pred.len(), first.classes as i64)?),
         None => None,
     };
-    let never: Vec<usize> = run.meta.never_exit_classes.iter().map(|&c| c as usize).collect();
-    let obs = observed(&run, labels.as_deref(), &never);
-    let (choose_idx, test_idx) = procedure.split.rows(obs.rows());
-    let choosing_rows = obs.select(&choose_idx);
-    let choosing = choosing_rows.view();
-    let temperatures: Vec<f64> = choosing
-        .exits
+    let never: Vec<usize> = first.meta.never_exit_classes.iter().map(|&c| c as usize).collect();
+    let observed_runs: Vec<Observed> = runs.iter().map(|r| observed(r, labels.as_deref(), &never)).collect();
+    let (choose_idx, test_idx) = procedure.split.rows(first.full_pred.len());
+    let choosing_rows: Vec<choose::Rows> = observed_runs.iter().map(|o| o.select(&choose_idx)).collect();
+    let choosing: Vec<Observed> = choosing_rows.iter().map(choose::Rows::view).collect();
+    let temperatures: Vec<Vec<f64>> = choosing
         .iter()
-        .map(|e| choose::fit_temperature(e.logits, obs.classes, choosing.reference()))
+        .map(|c| {
+            c.exits
+                .iter()
+                .map(|e| choose::fit_temperature(e.logits, c.classes, c.reference()))
+                .collect()
+        })
         .collect();
-    let expected = |kept: &[usize]| -> f64 {
+    // state[j]: the variant cut j's head comes from, or None when dropped.
+    let expected = |state: &[Option<usize>]| -> f64 {
+        let kept: Vec<(usize, usize)> = state
+            .iter()
+            .enumerate()
+            .filter_map(|(j, v)| v.map(|v| (j, v)))
+            .collect();
+        if kept.is_empty() {
+            return 0.0;
+        }
         let sub = Observed {
             exits: kept
                 .iter()
-                .map(|&j| ExitData {
-                    logits: choosing.exits[j].logits,
-                    confidence: choosing.exits[j].confidence,
+                .map(|&(j, v)| ExitData {
+                    logits: choosing[v].exits[j].logits,
+                    confidence: choosing[v].exits[j].confidence,
                 })
                 .collect(),
-            ..choosing.clone_shallow()
+            ..choosing[0].clone_shallow()
         };
-        let temps: Vec<f64> = kept.iter().map(|&j| temperatures[j]).collect();
-        let table = run.meta.cost.with_exits(kept);
+        let temps: Vec<f64> = kept.iter().map(|&(j, v)| temperatures[v][j]).collect();
+        let cuts: Vec<usize> = kept.iter().map(|&(j, _)| j).collect();
+        let mut table = first.meta.cost.with_exits(&cuts);
+        for (p, &(j, v)) in kept.iter().enumerate() {
+            table.heads[p] = runs[v].meta.cost.heads[j];
+            table.decisions[p] = runs[v].meta.cost.decisions[j];
+        }
         best_plan(&sub, &temps, procedure, bounds, &table, objective, test_idx.len()).expected_saving
     };
-    let k = obs.exits.len();
-    let mut kept: Vec<usize> = (0..k).collect();
-    let mut current = expected(&kept);
-    let mut verdicts: Vec<Option<ExitVerdict>> = vec![None; k];
-    while kept.len() > 1 {
-        let best = (0..kept.len())
-            .map(|i| {
-                let mut without = kept.clone();
-                without.remove(i);
-                (i, expected(&without))
-            })
-            .fold(None, |b: Option<(usize, f64)>, c| match b {
-                Some(b) if b.1 >= c.1 => Some(b),
-                _ => Some(c),
-            });
+    let k = first.meta.exits.len();
+    let mut state: Vec<Option<usize>> = vec![Some(0); k];
+    let mut current = expected(&state);
+    let mut dropped_at: Vec<Option<(f64, f64)>> = vec![None; k];
+    loop {
+        let kept = state.iter().filter(|v| v.is_some()).count();
+        let mut best: Option<(Vec<Option<usize>>, f64, usize)> = None;
+        for j in 0..k {
+            let Some(v) = state[j] else { continue };
+            let mut moves: Vec<Option<usize>> = (0..runs.len()).filter(|&w| w != v).map(Some).collect();
+            // One exit always stays.
+            if kept > 1 {
+                moves.push(None);
+            }
+            for m in moves {
+                let mut next = state.clone();
+                next[j] = m;
+                let value = expected(&next);
+                if best.as_ref().is_none_or(|b| value > b.1) {
+                    best = Some((next, value, j));
+                }
+            }
+        }
         match best {
-            Some((i, without)) if without > current + 1e-9 => {
-                verdicts[kept[i]] = Some(ExitVerdict {
-                    tensor: run.meta.exits[kept[i]].tensor.clone(),
-                    kept: false,
-                    expected_saving_with: current,
-                    expected_saving_without: without,
-                });
-                kept.remove(i);
-                current = without;
+            Some((next, value, j)) if value > current + 1e-9 => {
+                if next[j].is_none() {
+                    dropped_at[j] = Some((current, value));
+                }
+                state = next;
+                current = value;
             }
             _ => break,
         }
     }
-    for (i, &j) in kept.iter().enumerate() {
-        let mut without = kept.clone();
-        without.remove(i);
-        verdicts[j] = Some(ExitVerdict {
-            tensor: run.meta.exits[j].tensor.clone(),
-            kept: true,
-            expected_saving_with: current,
-            expected_saving_without: if without.is_empty() { 0.0 } else { expected(&without) },
-        });
-    }
+    let verdicts = (0..k)
+        .map(|j| {
+            let head = |v: usize| runs[v].meta.exits[j].head;
+            match (state[j], dropped_at[j]) {
+                (Some(v), _) => {
+                    let mut without = state.clone();
+                    without[j] = None;
+                    ExitVerdict {
+                        tensor: first.meta.exits[j].tensor.clone(),
+                        head: head(v),
+                        kept: true,
+                        expected_saving_with: current,
+                        expected_saving_without: expected(&without),
+                    }
+                }
+                (None, with_without) => {
+                    let (with, without) = with_without.unwrap_or((current, current));
+                    ExitVerdict {
+                        tensor: first.meta.exits[j].tensor.clone(),
+                        head: head(0),
+                        kept: false,
+                        expected_saving_with: with,
+                        expected_saving_without: without,
+                    }
+                }
+            }
+        })
+        .collect();
     Ok(ExitChoice {
-        kept,
+        kept: state
+            .iter()
+            .enumerate()
+            .filter_map(|(j, v)| v.map(|v| (j, v)))
+            .collect(),
         expected_saving: current,
-        verdicts: verdicts.into_iter().flatten().collect(),
+        verdicts,
     })
+}
+
+/// `choice` with every exit kept (`--keep-exits`): the heads it chose
+/// stay, a dropped exit comes back with the first variant's head.
+pub fn choose_heads_only(choice: ExitChoice, exits: usize) -> ExitChoice {
+    let kept = (0..exits)
+        .map(|j| {
+            let v = choice.kept.iter().find(|(i, _)| *i == j).map_or(0, |&(_, v)| v);
+            (j, v)
+        })
+        .collect();
+    ExitChoice {
+        kept,
+        verdicts: choice
+            .verdicts
+            .into_iter()
+            .map(|v| ExitVerdict { kept: true, ..v })
+            .collect(),
+        ..choice
+    }
 }
 
 /// The run's rows as calibration reads them.

@@ -64,6 +64,10 @@ pub struct CompileReport {
     /// (see [`calibration_rows_needed`]).
     pub calibration_rows_needed: usize,
     pub fit: FitReport,
+    /// With `--head auto`: the grid-linear heads fitted beside `fit`'s, for
+    /// the choosing rows to pick from per exit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_head_fits: Vec<FitReport>,
     pub calibration: CalibrationReport,
     /// Expected FLOP savings at the chosen threshold on the calibration rows.
     pub savings: f64,
@@ -106,6 +110,15 @@ impl CompileReport {
                 "expected time savings {:.1}% (cost model, ONNX Runtime CPU 1 thread; `eexc eval` measures)",
                 100.0 * t
             );
+        }
+        let kept: Vec<String> = self
+            .exits_tried
+            .iter()
+            .filter(|v| v.kept)
+            .map(|v| format!("{} ({})", v.tensor, v.head.name()))
+            .collect();
+        if !kept.is_empty() {
+            let _ = writeln!(out, "exits kept: {}", kept.join(", "));
         }
         for d in &self.dropped_exits {
             let _ = writeln!(
@@ -207,24 +220,40 @@ pub fn compile(
         seed: options.seed,
         held_out: 0.2,
     };
-    let (heads, fit_report) = crate::fit::fit(model, &fit_options)?;
-    // Which exits pay for their time is decided on the calibration split's
-    // choosing rows only, so that the one test that follows keeps its
-    // guarantee (a second look at the tested rows would spend δ twice).
-    let all: Vec<usize> = (0..heads.len()).collect();
-    let choice = if options.keep_exits || heads.len() <= 1 {
+    let variants = fit_variants(model, options, &fit_options)?;
+    let fit_report = variants[0].1.clone();
+    let other_fits: Vec<FitReport> = variants[1..].iter().map(|(_, r)| r.clone()).collect();
+    // Which exits pay, and with which head, is decided on the calibration
+    // split's choosing rows only, so that the one test that follows keeps
+    // its guarantee (a second look at the tested rows would spend δ twice).
+    let cuts = variants[0].0.len();
+    let chosen: Vec<(usize, usize)> = (0..cuts).map(|j| (j, 0)).collect();
+    let choice = if options.keep_exits && variants.len() == 1 || cuts == 0 {
         None
     } else {
-        let ee_path = insert(model, options, work, &heads, &fit_report, &all)?.1;
-        Some(crate::calibrate::choose_exits(
-            &ee_path,
-            &calibrate_options(options, &split),
-            options.objective,
-        )?)
+        let paths = variants
+            .iter()
+            .enumerate()
+            .map(|(v, (heads, report))| {
+                let every: Vec<_> = (0..cuts).map(|j| (heads[j].clone(), report.exits[j].clone())).collect();
+                insert(model, options, &work.join(format!("variant{v}")), &every, report).map(|(_, p)| p)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut choice =
+            crate::calibrate::choose_exits(&paths, &calibrate_options(options, &split), options.objective)?;
+        if options.keep_exits {
+            // Every exit stays; only the heads were chosen.
+            choice = crate::calibrate::choose_heads_only(choice, cuts);
+        }
+        Some(choice)
     };
-    let kept = choice.as_ref().map_or(all, |c| c.kept.clone());
-    let (model_out, calibrated, inserted) =
-        insert_and_calibrate(model, options, work, &split, &heads, &fit_report, &kept)?;
+    let kept: Vec<(crate::fit::logreg::Head, crate::fit::FittedExit)> = choice
+        .as_ref()
+        .map_or(chosen, |c| c.kept.clone())
+        .into_iter()
+        .map(|(j, v)| (variants[v].0[j].clone(), variants[v].1.exits[j].clone()))
+        .collect();
+    let (model_out, calibrated, inserted) = insert_and_calibrate(model, options, work, &split, &kept, &fit_report)?;
     // The heads came from a scratch file: the metadata says where they came
     // from instead, so that the same inputs give the same bytes.
     let mut model_out = model_out;
@@ -247,11 +276,48 @@ pub fn compile(
         dropped_exits: exits_tried.iter().filter(|v| !v.kept).cloned().collect(),
         exits_tried,
         fit: fit_report,
+        other_head_fits: other_fits,
         calibration: calibrated,
         fusion: inserted,
         measured: None,
     };
     Ok((model_out, report))
+}
+
+/// The heads fitted at the cuts: with the requested head, and with
+/// `--head auto` also a grid-linear head at every cut that took a
+/// gap-linear one (the choosing rows then pick per exit). A cut where no
+/// grid fits (a 1×1 map) keeps its global pool in that variant.
+fn fit_variants(
+    model: &Path,
+    options: &CompileOptions,
+    fit_options: &FitOptions,
+) -> Result<Vec<(Vec<crate::fit::logreg::Head>, FitReport)>, CompileError> {
+    let (heads, report) = crate::fit::fit(model, fit_options)?;
+    let gap = HeadKind::GapLinear.name();
+    if options.head != HeadKind::Auto || !report.exits.iter().any(|e| e.head == gap) {
+        return Ok(vec![(heads, report)]);
+    }
+    let grid = |e: &crate::fit::FittedExit| format!("{}:{}", e.tensor, HeadKind::GridLinear.name());
+    let fits = crate::fit::exits_fit(model, &report.exits.iter().map(grid).collect::<Vec<_>>(), None)?;
+    let names: Vec<String> = report
+        .exits
+        .iter()
+        .zip(fits)
+        .map(|(e, fits)| {
+            if e.head == gap && fits {
+                grid(e)
+            } else {
+                format!("{}:{}", e.tensor, e.head)
+            }
+        })
+        .collect();
+    let grid_options = FitOptions {
+        selection: ExitSelection::At(names),
+        ..fit_options.clone()
+    };
+    let grid = crate::fit::fit(model, &grid_options)?;
+    Ok(vec![(heads, report), grid])
 }
 
 /// What compile's calibration runs with.
@@ -270,26 +336,27 @@ fn insert(
     model: &Path,
     options: &CompileOptions,
     work: &Path,
-    heads: &[crate::fit::logreg::Head],
+    exits: &[(crate::fit::logreg::Head, crate::fit::FittedExit)],
     fit_report: &FitReport,
-    kept: &[usize],
 ) -> Result<(crate::exits::ExitSummary, PathBuf), CompileError> {
+    std::fs::create_dir_all(work).map_err(|e| CompileError::Io(format!("{}: {e}", work.display())))?;
     let heads_path = work.join("heads.safetensors");
-    let kept_heads: Vec<_> = kept.iter().map(|&i| heads[i].clone()).collect();
+    let kept_heads: Vec<_> = exits.iter().map(|(h, _)| h.clone()).collect();
     // Numbered 1..k again: the file's keys are the exits of the model
     // inserted from it, whichever were dropped.
-    let kept_exits: Vec<_> = kept
+    let kept_exits: Vec<_> = exits
         .iter()
         .enumerate()
-        .map(|(k, &i)| crate::fit::FittedExit {
+        .map(|(k, (_, e))| crate::fit::FittedExit {
             index: k + 1,
-            ..fit_report.exits[i].clone()
+            ..e.clone()
         })
         .collect();
     crate::fit::save_heads(&heads_path, &kept_heads, &kept_exits, fit_report)?;
 
     let exit_options = ExitOptions {
-        selection: ExitSelection::At(kept_exits.iter().map(|e| e.tensor.clone()).collect()),
+        // Each exit with the head it was fitted with.
+        selection: ExitSelection::At(kept_exits.iter().map(|e| format!("{}:{}", e.tensor, e.head)).collect()),
         mode: options.mode,
         head: options.head,
         weights: WeightSource::File(heads_path),
@@ -315,11 +382,10 @@ fn insert_and_calibrate(
     options: &CompileOptions,
     work: &Path,
     split: &DataSplit,
-    heads: &[crate::fit::logreg::Head],
+    exits: &[(crate::fit::logreg::Head, crate::fit::FittedExit)],
     fit_report: &FitReport,
-    kept: &[usize],
 ) -> Result<(ModelProto, CalibrationReport, Option<crate::fuse::FuseReport>), CompileError> {
-    let (inserted, ee_path) = insert(model, options, work, heads, fit_report, kept)?;
+    let (inserted, ee_path) = insert(model, options, work, exits, fit_report)?;
     let calibrated = crate::calibrate::calibrate(&ee_path, &calibrate_options(options, split))?;
     Ok((calibrated.model, calibrated.report, inserted.fusion))
 }

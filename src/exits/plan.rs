@@ -96,13 +96,25 @@ pub fn resolve_at(
     let mut seen = HashSet::new();
     let mut exits = Vec::new();
     for name in names {
+        // `TENSOR:HEAD` gives one exit its own head; a name with a colon
+        // that is not followed by a head's name (TensorFlow's `x:0`) is a
+        // tensor name.
+        let (name, head) = match name.rsplit_once(':') {
+            Some((tensor, h)) if graph.value_id(name).is_none() => {
+                match <HeadKind as clap::ValueEnum>::from_str(h, false) {
+                    Ok(h) => (tensor, h),
+                    Err(_) => (name.as_str(), head),
+                }
+            }
+            _ => (name.as_str(), head),
+        };
         let value = match graph.value_id(name) {
             Some(v) => v,
             None => node_output(graph, name)?,
         };
         let point = exit_point(graph, classifier, value, head, String::new())?;
         if !seen.insert(point.value) {
-            return Err(ExitError::Duplicate(name.clone()));
+            return Err(ExitError::Duplicate(name.to_string()));
         }
         exits.push(point);
     }

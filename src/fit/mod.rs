@@ -110,6 +110,19 @@ impl FitReport {
 
 /// Fits every exit's head; returns the heads (per exit: weight, bias) and
 /// the report.
+/// Which of `names` (each `TENSOR[:HEAD]`, as `--at` takes them) name an
+/// exit that fits the model, one by one; the model is read once.
+pub fn exits_fit(model_path: &Path, names: &[String], logits: Option<&str>) -> Result<Vec<bool>, FitError> {
+    let loaded = crate::onnx::load_model_for_transform(model_path).map_err(ExitError::from)?;
+    let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
+    let _ = infer_model(&mut model);
+    let classifier = find_classifier(&model.graph, logits).map_err(ExitError::from)?;
+    Ok(names
+        .iter()
+        .map(|n| plan::resolve_at(&model.graph, &classifier, std::slice::from_ref(n), HeadKind::Auto).is_ok())
+        .collect())
+}
+
 pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>, FitReport), FitError> {
     if options.batch == 0 {
         return Err(FitError::BadOption("--batch-size must be at least 1".into()));
