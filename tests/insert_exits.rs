@@ -87,11 +87,11 @@ fn token_models_get_token_heads() {
     }
 }
 
-/// Grid heads on even (28, 14, 8, 4) and odd (7) maps: the emitted head
-/// equals a 2×2 grid of average pools computed in numpy, and the If form
-/// decides as the referee's rule says.
+/// Grid heads on even (28, 14, 8, 4) and odd (7) maps equal a 2×2 grid of
+/// average pools computed in numpy, mixed heads the channel means beside
+/// the maxima; the If form decides as the referee's rule says.
 #[test]
-fn grid_heads_pool_a_two_by_two_grid() {
+fn grid_and_mixed_heads_pool_as_numpy_does() {
     let dir = tempfile::tempdir().unwrap();
     for (model, at) in [
         ("mnist5k/mnist_resnet.onnx", "stem_out,block3_out,block5_out"),

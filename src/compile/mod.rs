@@ -64,8 +64,8 @@ pub struct CompileReport {
     /// (see [`calibration_rows_needed`]).
     pub calibration_rows_needed: usize,
     pub fit: FitReport,
-    /// With `--head auto`: the grid-linear heads fitted beside `fit`'s, for
-    /// the choosing rows to pick from per exit.
+    /// With `--head auto`: the grid-linear and mix-linear heads fitted
+    /// beside `fit`'s, for the choosing rows to pick from per exit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_head_fits: Vec<FitReport>,
     pub calibration: CalibrationReport,
@@ -285,9 +285,10 @@ pub fn compile(
 }
 
 /// The heads fitted at the cuts: with the requested head, and with
-/// `--head auto` also a grid-linear head at every cut that took a
-/// gap-linear one (the choosing rows then pick per exit). A cut where no
-/// grid fits (a 1×1 map) keeps its global pool in that variant.
+/// `--head auto` also a grid-linear and a mix-linear head at every cut that
+/// took a gap-linear one (the choosing rows then pick per exit). A cut
+/// where a head does not fit (no grid on a 1×1 map) keeps its global pool
+/// in that variant.
 fn fit_variants(
     model: &Path,
     options: &CompileOptions,
@@ -298,26 +299,30 @@ fn fit_variants(
     if options.head != HeadKind::Auto || !report.exits.iter().any(|e| e.head == gap) {
         return Ok(vec![(heads, report)]);
     }
-    let grid = |e: &crate::fit::FittedExit| format!("{}:{}", e.tensor, HeadKind::GridLinear.name());
-    let fits = crate::fit::exits_fit(model, &report.exits.iter().map(grid).collect::<Vec<_>>(), None)?;
-    let names: Vec<String> = report
-        .exits
-        .iter()
-        .zip(fits)
-        .map(|(e, fits)| {
-            if e.head == gap && fits {
-                grid(e)
-            } else {
-                format!("{}:{}", e.tensor, e.head)
-            }
-        })
-        .collect();
-    let grid_options = FitOptions {
-        selection: ExitSelection::At(names),
-        ..fit_options.clone()
-    };
-    let grid = crate::fit::fit(model, &grid_options)?;
-    Ok(vec![(heads, report), grid])
+    let mut variants = vec![(heads, report)];
+    for other in [HeadKind::GridLinear, HeadKind::MixLinear] {
+        let report = &variants[0].1;
+        let with = |e: &crate::fit::FittedExit| format!("{}:{}", e.tensor, other.name());
+        let fits = crate::fit::exits_fit(model, &report.exits.iter().map(with).collect::<Vec<_>>(), None)?;
+        let names: Vec<String> = report
+            .exits
+            .iter()
+            .zip(fits)
+            .map(|(e, fits)| {
+                if e.head == gap && fits {
+                    with(e)
+                } else {
+                    format!("{}:{}", e.tensor, e.head)
+                }
+            })
+            .collect();
+        let options = FitOptions {
+            selection: ExitSelection::At(names),
+            ..fit_options.clone()
+        };
+        variants.push(crate::fit::fit(model, &options)?);
+    }
+    Ok(variants)
 }
 
 /// What compile's calibration runs with.

@@ -162,6 +162,17 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
             let gap = b.op("GlobalAveragePool", &format!("{base}_pool"), &[x], vec![]);
             b.op("Flatten", &format!("{base}_flat"), &[&gap], vec![attr_int("axis", 1)])
         }
+        HeadKind::MixLinear => {
+            let avg = b.op("GlobalAveragePool", &format!("{base}_pool"), &[x], vec![]);
+            let max = b.op("GlobalMaxPool", &format!("{base}_max_pool"), &[x], vec![]);
+            let both = b.op(
+                "Concat",
+                &format!("{base}_pools"),
+                &[&avg, &max],
+                vec![attr_int("axis", 1)],
+            );
+            b.op("Flatten", &format!("{base}_flat"), &[&both], vec![attr_int("axis", 1)])
+        }
         HeadKind::GridLinear => {
             let Some([_, _, Dim::Known(h), Dim::Known(w)]) = point.ty.shape.as_deref() else {
                 unreachable!("plan::resolve gives grid-linear heads a known height and width")

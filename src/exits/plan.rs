@@ -23,6 +23,10 @@ pub enum HeadKind {
     /// the map (AveragePool), Flatten, Gemm on C·4 features: where an
     /// object lies, which a global pool throws away.
     GridLinear,
+    /// N×C×H×W: the global average and the global maximum side by side
+    /// (SDN's mixed pooling, the mix left to the linear layer), Flatten,
+    /// Gemm on C·2 features.
+    MixLinear,
     /// N×S×D: take token 0 (CLS), Gemm.
     TokenCls,
     /// N×S×D: mean over tokens, Gemm.
@@ -37,6 +41,7 @@ impl HeadKind {
             HeadKind::Auto => "auto",
             HeadKind::GapLinear => "gap-linear",
             HeadKind::GridLinear => "grid-linear",
+            HeadKind::MixLinear => "mix-linear",
             HeadKind::TokenCls => "token-cls",
             HeadKind::TokenMean => "token-mean",
             HeadKind::Linear => "linear",
@@ -272,6 +277,7 @@ pub(crate) fn exit_point(
     };
     let head = match (head, shape.len()) {
         (HeadKind::Auto, 4) | (HeadKind::GapLinear, 4) => HeadKind::GapLinear,
+        (HeadKind::MixLinear, 4) => HeadKind::MixLinear,
         (HeadKind::GridLinear, 4) => match (&shape[2], &shape[3]) {
             (Dim::Known(h), Dim::Known(w)) if *h >= 2 && *w >= 2 => HeadKind::GridLinear,
             _ => {
@@ -295,7 +301,13 @@ pub(crate) fn exit_point(
     };
     let feature_axis = if shape.len() == 4 { 1 } else { shape.len() - 1 };
     let features = match shape[feature_axis] {
-        Dim::Known(f) if f > 0 => f * if head == HeadKind::GridLinear { GRID_CELLS } else { 1 },
+        Dim::Known(f) if f > 0 => {
+            f * match head {
+                HeadKind::GridLinear => GRID_CELLS,
+                HeadKind::MixLinear => 2,
+                _ => 1,
+            }
+        }
         _ => return Err(ExitError::UnknownShape(tensor)),
     };
     Ok(ExitPoint {

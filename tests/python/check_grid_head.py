@@ -1,12 +1,13 @@
-"""Referee for the grid-linear head: a multi-mode model's exit logits against the head
-computed in numpy from the original model's exit tensor.
+"""Referee for the grid-linear and mix-linear heads: a multi-mode model's exit logits
+against the head computed in numpy from the original model's exit tensor.
 
 Usage: python tests/python/check_grid_head.py ORIGINAL.onnx MULTI.onnx [--rows 8] [--seed 0]
 
-For each exit k of MULTI (metadata `eexc.exits`, head grid-linear), the original model runs
-in ONNX Runtime with the exit tensor as an extra output; numpy pools it over a 2x2 grid
-(per side of n positions: windows [0, ceil(n/2)) and [n - ceil(n/2), n), which is what
-adaptive average pooling to 2 gives), flattens channel-major (c, i, j) and applies
+For each exit k of MULTI (metadata `eexc.exits`), the original model runs in ONNX Runtime
+with the exit tensor as an extra output; numpy pools it: grid-linear over a 2x2 grid (per
+side of n positions: windows [0, ceil(n/2)) and [n - ceil(n/2), n), which is what adaptive
+average pooling to 2 gives), flattened channel-major (c, i, j); mix-linear the channel
+means then the channel maxima (2C features). It then applies
 MULTI's initializers eexc_exit{k}_weight (classes x 4C) and eexc_exit{k}_bias; the result
 must equal MULTI's eexc_exit_{k}_logits within 1e-4 relative. Prints `ok: ...` or
 `FAIL: ...` per exit and exits 1 on any failure.
@@ -60,17 +61,22 @@ def main():
     failed = 0
     for e in meta["exits"]:
         k = e["index"]
-        if e["head"] != "grid-linear":
-            print(f"FAIL: exit {k}: head {e['head']}, expected grid-linear")
+        t = got_orig[e["tensor"]].astype(np.float64)
+        if e["head"] == "grid-linear":
+            feats = grid_pool(t)
+        elif e["head"] == "mix-linear":
+            feats = np.concatenate([t.mean(axis=(2, 3)), t.max(axis=(2, 3))], axis=1)
+        else:
+            print(f"FAIL: exit {k}: head {e['head']}, expected grid-linear or mix-linear")
             failed += 1
             continue
-        feats = grid_pool(got_orig[e["tensor"]].astype(np.float64))
         want = feats @ inits[f"eexc_exit{k}_weight"].astype(np.float64).T + inits[f"eexc_exit{k}_bias"]
         have = got[e["logits_output"]]
         err = float(np.abs(have - want).max() / max(np.abs(want).max(), 1e-12))
         spatial = got_orig[e["tensor"]].shape[2:]
         if err <= 1e-4:
-            print(f"ok: exit {k} ({e['tensor']}, {spatial[0]}x{spatial[1]} map): max relative difference {err:.2e}")
+            print(f"ok: exit {k} ({e['tensor']}, {e['head']}, {spatial[0]}x{spatial[1]} map): "
+                  f"max relative difference {err:.2e}")
         else:
             print(f"FAIL: exit {k} ({e['tensor']}): max relative difference {err:.2e}")
             failed += 1
