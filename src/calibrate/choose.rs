@@ -403,15 +403,51 @@ pub fn grid() -> Vec<f64> {
         .collect()
 }
 
+/// The cost of a row leaving at exit 1..K, then of one going to the end,
+/// and the original model's (FLOPs or µs): what an exit distribution's
+/// expected cost is read from, once per table rather than per candidate.
+#[derive(Debug, Clone)]
+pub struct PathCosts {
+    pub paths: Vec<f64>,
+    pub original: f64,
+}
+
+impl PathCosts {
+    /// The cost model's FLOPs per path (CostReport's cumulative costs).
+    pub fn flops(table: &CostTable) -> PathCosts {
+        let report = CostReport::new(table, None);
+        let mut paths: Vec<f64> = report.exits.iter().map(|e| e.cumulative.flops).collect();
+        paths.push(report.worst_case.flops);
+        PathCosts {
+            paths,
+            original: table.original.flops,
+        }
+    }
+
+    /// The expected cost under `shares` (exits 1..K, then the full model).
+    pub fn expected(&self, shares: &[f64]) -> f64 {
+        shares.iter().zip(&self.paths).map(|(s, c)| s * c).sum()
+    }
+
+    /// 1 − expected / original (0 for a model that costs nothing).
+    pub fn saving(&self, shares: &[f64]) -> f64 {
+        if self.original > 0.0 {
+            1.0 - self.expected(shares) / self.original
+        } else {
+            0.0
+        }
+    }
+}
+
 /// A candidate on `obs`'s rows: exits, risk, p-value (not yet certified)
-/// and expected cost.
+/// and expected FLOPs.
 pub fn evaluate(
     obs: &Observed,
     d: &Decisions,
     losses: &RowLosses,
     thresholds: &[f64],
     test: (Bound, f64, f64),
-    table: &CostTable,
+    flops: &PathCosts,
 ) -> CurvePoint {
     let (bound, epsilon, stake) = test;
     let n = obs.rows();
@@ -423,9 +459,9 @@ pub fn evaluate(
         counts[e - 1] += 1;
     }
     let shares: Vec<f64> = counts.iter().map(|&c| c as f64 / n.max(1) as f64).collect();
-    let report = CostReport::new(table, Some(&shares[..k]));
-    let expected = report.expected.as_ref().map_or(table.original.flops, |e| e.cost.flops);
     CurvePoint {
+        expected_flops: flops.expected(&shares),
+        savings: flops.saving(&shares),
         thresholds: thresholds.to_vec(),
         exit_shares: shares,
         harms: tally.harms,
@@ -438,12 +474,6 @@ pub fn evaluate(
             .labels
             .map(|l| pred.iter().zip(l).filter(|(a, b)| a == b).count() as f64 / n as f64),
         agreement: pred.iter().zip(obs.full_pred).filter(|(a, b)| a == b).count() as f64 / n as f64,
-        expected_flops: expected,
-        savings: if table.original.flops > 0.0 {
-            1.0 - expected / table.original.flops
-        } else {
-            0.0
-        },
     }
 }
 

@@ -190,38 +190,34 @@ mod tests {
     fn the_betting_bound_is_valid_at_the_null_and_counts_the_rows_an_exit_fixes() {
         let (epsilon, delta, trials) = (0.01, 0.05, 2000);
         let mut rng = crate::numeric::SplitMix64::new(3);
-        // At the edge of the null: harms 3%, helps 2%, mean exactly ε. The
+        // Trials certified by the bet and by the binomial, for rows that
+        // break with probability `harm` and are fixed with `help`; the
         // stake comes from 200 other rows, as calibrate fits it.
-        let mut rejected = 0;
-        for _ in 0..trials {
-            let stake = betting_stake(draw(200, 0.03, 0.02, &mut rng), epsilon);
-            rejected += u32::from(betting_p_value(draw(1000, 0.03, 0.02, &mut rng), epsilon, stake) <= delta);
-        }
+        let mut certified = |harm: f64, help: f64| {
+            let (mut betting, mut binomial) = (0u32, 0u32);
+            for _ in 0..trials {
+                let stake = betting_stake(draw(200, harm, help, &mut rng), epsilon);
+                let tested = draw(1000, harm, help, &mut rng);
+                betting += u32::from(betting_p_value(tested, epsilon, stake) <= delta);
+                binomial += u32::from(p_value(tested.harms, tested.rows, epsilon) <= delta);
+            }
+            (betting, binomial)
+        };
+        // At the edge of the null: harms 3%, helps 2%, mean exactly ε.
+        let (rejected, _) = certified(0.03, 0.02);
         let share = f64::from(rejected) / f64::from(trials);
         let allowed = delta + 3.0 * (delta * (1.0 - delta) / f64::from(trials)).sqrt();
         assert!(share <= allowed, "rejected a true null in {rejected} of {trials}");
         // Harms 1%, helps 2%: the drop is −1%. The binomial sees only the
         // harms, at its null's edge; the bet sees the drop.
-        let (mut betting, mut binomial) = (0, 0);
-        for _ in 0..trials {
-            let stake = betting_stake(draw(200, 0.01, 0.02, &mut rng), epsilon);
-            let tested = draw(1000, 0.01, 0.02, &mut rng);
-            betting += u32::from(betting_p_value(tested, epsilon, stake) <= delta);
-            binomial += u32::from(p_value(tested.harms, tested.rows, epsilon) <= delta);
-        }
+        let (betting, binomial) = certified(0.01, 0.02);
         eprintln!("null rejected in {rejected} of {trials}; power with helps: betting {betting}, binomial {binomial}");
         assert!(
             betting > 2 * binomial && betting > trials / 2,
             "betting {betting}, binomial {binomial}"
         );
         // No helps: the exact binomial is the stronger (harms 0.2%).
-        let (mut betting, mut binomial) = (0, 0);
-        for _ in 0..trials {
-            let stake = betting_stake(draw(200, 0.002, 0.0, &mut rng), epsilon);
-            let tested = draw(1000, 0.002, 0.0, &mut rng);
-            betting += u32::from(betting_p_value(tested, epsilon, stake) <= delta);
-            binomial += u32::from(p_value(tested.harms, tested.rows, epsilon) <= delta);
-        }
+        let (betting, binomial) = certified(0.002, 0.0);
         eprintln!("power without helps: betting {betting}, binomial {binomial}");
         assert!(binomial > betting, "betting {betting}, binomial {binomial}");
     }

@@ -14,7 +14,7 @@ pub mod power;
 
 use std::path::{Path, PathBuf};
 
-use choose::{Bound, CurvePoint, ExitData, Observed, RowLosses, Target};
+use choose::{Bound, CurvePoint, ExitData, Observed, PathCosts, RowLosses, Target};
 
 use crate::exits::ExitsMetadata;
 use crate::exits::cost::CostReport;
@@ -70,6 +70,34 @@ pub struct Procedure {
 }
 
 impl Procedure {
+    /// The fewest calibration rows with which a certificate at this ε and
+    /// δ is possible: after the choosing share is set aside, the tested
+    /// rows must reach `guarantee::min_samples` (even with no loss,
+    /// (1 − ε)^n ≤ δ).
+    pub fn rows_needed(&self) -> usize {
+        let tested = guarantee::min_samples(self.target.epsilon(), self.delta) as usize;
+        (tested..)
+            .find(|&rows| self.split.tested(rows) >= tested)
+            .expect("a share of at most 0.9 leaves enough rows eventually")
+    }
+
+    /// Refuses `rows` calibration rows that no certificate can come from.
+    pub fn check_rows(&self, rows: usize) -> Result<(), CalibrateError> {
+        let needed = guarantee::min_samples(self.target.epsilon(), self.delta);
+        let testing = self.split.tested(rows);
+        if (testing as u64) < needed {
+            return Err(CalibrateError::TooFewRows {
+                got: rows,
+                testing,
+                set_aside: self.split.set_aside(rows),
+                needed,
+                epsilon: self.target.epsilon(),
+                delta: self.delta,
+            });
+        }
+        Ok(())
+    }
+
     /// Per-exit thresholds, the bound chosen on the choosing rows, the
     /// default split.
     pub fn new(target: Target, delta: f64) -> Procedure {
@@ -115,11 +143,21 @@ pub struct Split {
 }
 
 impl Split {
+    /// How many of `rows` choose (0: every row chooses and is tested).
+    pub fn set_aside(&self, rows: usize) -> usize {
+        ((rows as f64) * self.choosing_share.clamp(0.0, 0.9)).round() as usize
+    }
+
+    /// How many of `rows` are tested.
+    pub fn tested(&self, rows: usize) -> usize {
+        rows - self.set_aside(rows)
+    }
+
     /// The choosing rows and the tested rows of `rows` (seeded); both are
     /// every row when the share is 0.
     pub fn rows(&self, rows: usize) -> (Vec<usize>, Vec<usize>) {
         let order = crate::fit::seeded_permutation(rows, self.seed ^ 0x7E3F_CA11);
-        let set_aside = ((rows as f64) * self.choosing_share.clamp(0.0, 0.9)).round() as usize;
+        let set_aside = self.set_aside(rows);
         if set_aside == 0 {
             (order.clone(), order)
         } else {
@@ -281,16 +319,10 @@ pub enum Objective {
 }
 
 impl Objective {
-    /// The cost of a row leaving at exit 1..K, then of one going to the
-    /// end, and the original model's.
-    pub fn path_costs(self, table: &crate::exits::cost::CostTable) -> (Vec<f64>, f64) {
+    /// Each path's cost in the objective's terms.
+    pub fn path_costs(self, table: &crate::exits::cost::CostTable) -> PathCosts {
         match self {
-            Objective::Flops => {
-                let report = CostReport::new(table, None);
-                let mut paths: Vec<f64> = report.exits.iter().map(|e| e.cumulative.flops).collect();
-                paths.push(report.worst_case.flops);
-                (paths, table.original.flops)
-            }
+            Objective::Flops => PathCosts::flops(table),
             Objective::Time => {
                 let time = crate::exits::time::TimeEstimate::new(
                     table,
@@ -298,7 +330,10 @@ impl Objective {
                     None,
                     None,
                 );
-                (time.path_us, time.original_us)
+                PathCosts {
+                    paths: time.path_us,
+                    original: time.original_us,
+                }
             }
         }
     }
@@ -329,17 +364,18 @@ fn plan(
 ) -> Plan {
     let epsilon = procedure.target.epsilon();
     let k = choosing.exits.len();
-    let (row_cost, original) = objective.path_costs(table);
+    let costs = objective.path_costs(table);
+    let flops = PathCosts::flops(table);
     let paths = match family {
         Thresholds::Shared => pareto::shared_path(k),
-        Thresholds::PerExit | Thresholds::Auto => pareto::per_exit_path(d, losses, bound, &row_cost, epsilon),
+        Thresholds::PerExit | Thresholds::Auto => pareto::per_exit_path(d, losses, bound, &costs.paths, epsilon),
     };
     let n = choosing.rows() as u64;
     let mut savings = Vec::with_capacity(paths.len());
     let mut chances = Vec::with_capacity(paths.len());
     let mut candidates = Vec::with_capacity(paths.len());
     for t in paths {
-        let point = choose::evaluate(choosing, d, losses, &t, (bound, epsilon, 0.0), table);
+        let point = choose::evaluate(choosing, d, losses, &t, (bound, epsilon, 0.0), &flops);
         let tally = guarantee::Tally {
             rows: n,
             harms: point.harms,
@@ -355,8 +391,7 @@ fn plan(
             harms: point.harms,
             helps: point.helps,
         };
-        let cost: f64 = point.exit_shares.iter().zip(&row_cost).map(|(s, c)| s * c).sum();
-        savings.push(if original > 0.0 { 1.0 - cost / original } else { 0.0 });
+        savings.push(costs.saving(&point.exit_shares));
         chances.push(power::chance(
             seen,
             bound,
@@ -427,32 +462,16 @@ pub fn calibrate_observed(
     table: &crate::exits::cost::CostTable,
     procedure: &Procedure,
 ) -> Result<Outcome, CalibrateError> {
-    let (target, delta, split) = (procedure.target, procedure.delta, procedure.split);
+    let (target, delta) = (procedure.target, procedure.delta);
     needs_labels(target, obs.labels.is_some())?;
     let bounds = bounds_for(procedure)?;
     let epsilon = target.epsilon();
-    let rows = obs.rows();
-    let (choose_idx, test_idx) = split.rows(rows);
+    procedure.check_rows(obs.rows())?;
+    let (choose_idx, test_idx) = procedure.split.rows(obs.rows());
     let (choose_idx, test_idx) = (&choose_idx[..], &test_idx[..]);
-    let set_aside = if choose_idx.len() == rows { 0 } else { choose_idx.len() };
-    let needed = guarantee::min_samples(epsilon, delta);
-    if (test_idx.len() as u64) < needed {
-        return Err(CalibrateError::TooFewRows {
-            got: rows,
-            testing: test_idx.len(),
-            set_aside,
-            needed,
-            epsilon,
-            delta,
-        });
-    }
     let choosing_rows = obs.select(choose_idx);
     let choosing = choosing_rows.view();
-    let temperatures: Vec<f64> = choosing
-        .exits
-        .iter()
-        .map(|e| choose::fit_temperature(e.logits, obs.classes, choosing.reference()))
-        .collect();
+    let temperatures = fit_temperatures(&choosing);
     let plan = best_plan(
         &choosing,
         &temperatures,
@@ -466,10 +485,11 @@ pub fn calibrate_observed(
     let view = testing.view();
     let d = choose::decisions(&view, &temperatures);
     let losses = RowLosses::new(&view, &d, target);
+    let flops = PathCosts::flops(table);
     let mut curve: Vec<CurvePoint> = plan
         .candidates
         .iter()
-        .map(|(t, stake)| choose::evaluate(&view, &d, &losses, t, (plan.bound, epsilon, *stake), table))
+        .map(|(t, stake)| choose::evaluate(&view, &d, &losses, t, (plan.bound, epsilon, *stake), &flops))
         .collect();
     choose::certify(&mut curve, delta);
     let chosen = choose::best(&curve).cloned().ok_or(CalibrateError::NothingCertified {
@@ -521,14 +541,21 @@ pub struct ExitChoice {
 /// split tests are never read, so its guarantee is untouched). `variants`
 /// are early-exit models of the same network with the same cuts, each with
 /// other heads. From every cut with the first variant's head, greedy moves
-/// (drop a cut, or give it another variant's head) are made while one
-/// raises the saving a certificate is expected to give (power.rs; in the
-/// cost model's time term or its FLOPs), the best move first.
+/// (drop a cut unless `keep_all`, or give it another variant's head) are
+/// made while one raises the saving a certificate is expected to give
+/// (power.rs; in the cost model's time term or its FLOPs), the best move
+/// first.
 pub fn choose_exits(
     variants: &[PathBuf],
     options: &CalibrateOptions,
     objective: Objective,
+    keep_all: bool,
 ) -> Result<ExitChoice, CalibrateError> {
+    if variants.is_empty() {
+        return Err(CalibrateError::BadOption(
+            "no early-exit model to choose exits from".into(),
+        ));
+    }
     let procedure = &options.procedure;
     check_procedure(procedure, options.labels.is_some())?;
     let bounds = bounds_for(procedure)?;
@@ -557,15 +584,7 @@ pub fn choose_exits(
     let (choose_idx, test_idx) = procedure.split.rows(first.full_pred.len());
     let choosing_rows: Vec<choose::Rows> = observed_runs.iter().map(|o| o.select(&choose_idx)).collect();
     let choosing: Vec<Observed> = choosing_rows.iter().map(choose::Rows::view).collect();
-    let temperatures: Vec<Vec<f64>> = choosing
-        .iter()
-        .map(|c| {
-            c.exits
-                .iter()
-                .map(|e| choose::fit_temperature(e.logits, c.classes, c.reference()))
-                .collect()
-        })
-        .collect();
+    let temperatures: Vec<Vec<f64>> = choosing.iter().map(fit_temperatures).collect();
     // state[j]: the variant cut j's head comes from, or None when dropped.
     let expected = |state: &[Option<usize>]| -> f64 {
         let kept: Vec<(usize, usize)> = state
@@ -606,7 +625,7 @@ pub fn choose_exits(
             let Some(v) = state[j] else { continue };
             let mut moves: Vec<Option<usize>> = (0..runs.len()).filter(|&w| w != v).map(Some).collect();
             // One exit always stays.
-            if kept > 1 {
+            if kept > 1 && !keep_all {
                 moves.push(None);
             }
             for m in moves {
@@ -668,24 +687,12 @@ pub fn choose_exits(
     })
 }
 
-/// `choice` with every exit kept (`--keep-exits`): the heads it chose
-/// stay, a dropped exit comes back with the first variant's head.
-pub fn choose_heads_only(choice: ExitChoice, exits: usize) -> ExitChoice {
-    let kept = (0..exits)
-        .map(|j| {
-            let v = choice.kept.iter().find(|(i, _)| *i == j).map_or(0, |&(_, v)| v);
-            (j, v)
-        })
-        .collect();
-    ExitChoice {
-        kept,
-        verdicts: choice
-            .verdicts
-            .into_iter()
-            .map(|v| ExitVerdict { kept: true, ..v })
-            .collect(),
-        ..choice
-    }
+/// Per exit, the temperature minimising the NLL of the reference on `rows`.
+fn fit_temperatures(rows: &Observed) -> Vec<f64> {
+    rows.exits
+        .iter()
+        .map(|e| choose::fit_temperature(e.logits, rows.classes, rows.reference()))
+        .collect()
 }
 
 /// The run's rows as calibration reads them.

@@ -146,7 +146,7 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         "a certificate at {}% with δ = {} needs at least {} calibration rows ({}% of them choose the candidates, the rest test them)",
         100.0 * options.procedure.target.epsilon(),
         options.procedure.delta,
-        eexc::compile::calibration_rows_needed(&options.procedure),
+        options.procedure.rows_needed(),
         100.0 * options.procedure.split.choosing_share
     );
     let (model, mut report) = eexc::compile::compile(&a.model, &options, work.path())?;

@@ -61,7 +61,7 @@ pub struct CompileReport {
     pub fit_rows: usize,
     pub calibration_rows: usize,
     /// The fewest calibration rows any certificate at this ε and δ needs
-    /// (see [`calibration_rows_needed`]).
+    /// (see `calibrate::Procedure::rows_needed`).
     pub calibration_rows_needed: usize,
     pub fit: FitReport,
     /// With `--head auto`: the grid-linear and mix-linear heads fitted
@@ -176,7 +176,7 @@ pub fn compile(
     if !(0.1..=0.9).contains(&options.fit_share) {
         return Err(CompileError::BadOption("--fit-share must be in [0.1, 0.9]".into()));
     }
-    let needed = calibration_rows_needed(&options.procedure);
+    let needed = options.procedure.rows_needed();
     let split = match &options.calibration {
         Some((x, y)) => DataSplit {
             fit_x: options.data.clone(),
@@ -189,21 +189,7 @@ pub fn compile(
         None => split_rows(options, work, needed)?,
     };
     // Refused before any head is fitted.
-    if split.calib_rows < needed {
-        return Err(CalibrateError::TooFewRows {
-            got: split.calib_rows,
-            testing: split.calib_rows
-                - (split.calib_rows as f64 * options.procedure.split.choosing_share).round() as usize,
-            set_aside: (split.calib_rows as f64 * options.procedure.split.choosing_share).round() as usize,
-            needed: crate::calibrate::guarantee::min_samples(
-                options.procedure.target.epsilon(),
-                options.procedure.delta,
-            ),
-            epsilon: options.procedure.target.epsilon(),
-            delta: options.procedure.delta,
-        }
-        .into());
-    }
+    options.procedure.check_rows(split.calib_rows)?;
     let fit_options = FitOptions {
         data: split.fit_x.clone(),
         labels: split.fit_y.clone(),
@@ -228,24 +214,24 @@ pub fn compile(
     // its guarantee (a second look at the tested rows would spend δ twice).
     let cuts = variants[0].0.len();
     let chosen: Vec<(usize, usize)> = (0..cuts).map(|j| (j, 0)).collect();
-    let choice = if options.keep_exits && variants.len() == 1 || cuts == 0 {
+    // Nothing to weigh: one head kind, and every exit stays.
+    let choice = if variants.len() == 1 && (options.keep_exits || cuts <= 1) {
         None
     } else {
         let paths = variants
             .iter()
             .enumerate()
             .map(|(v, (heads, report))| {
-                let every: Vec<_> = (0..cuts).map(|j| (heads[j].clone(), report.exits[j].clone())).collect();
+                let every: Vec<_> = heads.iter().cloned().zip(report.exits.iter().cloned()).collect();
                 insert(model, options, &work.join(format!("variant{v}")), &every, report).map(|(_, p)| p)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut choice =
-            crate::calibrate::choose_exits(&paths, &calibrate_options(options, &split), options.objective)?;
-        if options.keep_exits {
-            // Every exit stays; only the heads were chosen.
-            choice = crate::calibrate::choose_heads_only(choice, cuts);
-        }
-        Some(choice)
+        Some(crate::calibrate::choose_exits(
+            &paths,
+            &calibrate_options(options, &split),
+            options.objective,
+            options.keep_exits,
+        )?)
     };
     let kept: Vec<(crate::fit::logreg::Head, crate::fit::FittedExit)> = choice
         .as_ref()
@@ -402,18 +388,6 @@ struct DataSplit {
     calib_y: Option<PathBuf>,
     fit_rows: usize,
     calib_rows: usize,
-}
-
-/// The fewest calibration rows with which a certificate at the procedure's
-/// ε and δ is possible: after the choosing share is set aside (rounded as
-/// calibrate rounds it), the tested rows must reach
-/// `guarantee::min_samples` (even with no loss, (1 − ε)^n ≤ δ).
-pub fn calibration_rows_needed(procedure: &Procedure) -> usize {
-    let tested = crate::calibrate::guarantee::min_samples(procedure.target.epsilon(), procedure.delta) as usize;
-    let share = procedure.split.choosing_share.clamp(0.0, 0.9);
-    (tested..)
-        .find(|&rows| rows - ((rows as f64) * share).round() as usize >= tested)
-        .expect("a share below 1 leaves enough rows eventually")
 }
 
 /// The fewest rows the heads are fitted on when compile splits --data.
