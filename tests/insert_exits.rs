@@ -89,44 +89,42 @@ fn token_models_get_token_heads() {
 
 /// Grid heads on even (28, 14, 8, 4) and odd (7) maps equal a 2×2 grid of
 /// average pools computed in numpy, mixed heads the channel means beside
-/// the maxima; the If form decides as the referee's rule says.
+/// the maxima, conv-grid heads a padded, strided 3×3 convolution and ReLU
+/// before that grid (refined maps of 14, 7, 4, 2 and the odd 7 → 4); the If
+/// form decides as the referee's rule says.
 #[test]
-fn grid_and_mixed_heads_pool_as_numpy_does() {
+fn grid_mixed_and_conv_grid_heads_pool_as_numpy_does() {
     let dir = tempfile::tempdir().unwrap();
     for (model, at) in [
         ("mnist5k/mnist_resnet.onnx", "stem_out,block3_out,block5_out"),
         ("digits/digits_resnet.onnx", "stem_out,block2_out"),
     ] {
         let model = testdata(model);
-        let multi = dir.path().join("multi.onnx");
-        insert(
-            &model,
-            &multi,
-            &["--at", at, "--head", "grid-linear", "--mode", "multi"],
-        );
-        let out = py("check_grid_head.py", &[&model, &multi]);
-        assert!(out.contains("0 failed"), "{out}");
-        referee(
-            &model,
-            &["--at", at, "--head", "grid-linear", "--threshold", "0.3"],
-            "8",
-            "1",
-        );
+        for head in ["grid-linear", "mix-linear", "conv-grid"] {
+            let multi = dir.path().join("multi.onnx");
+            insert(&model, &multi, &["--at", at, "--head", head, "--mode", "multi"]);
+            let out = py("check_grid_head.py", &[&model, &multi]);
+            assert!(out.contains("0 failed") && out.contains(head), "{out}");
+            referee(&model, &["--at", at, "--head", head, "--threshold", "0.3"], "8", "1");
+        }
     }
-    // A map of side 1 has no grid: refused, naming the tensor.
-    let o = eexc(&[
-        "insert-exits",
-        testdata("digits/digits_resnet.onnx").to_str().unwrap(),
-        "--at",
-        "head.pool_out",
-        "--head",
-        "grid-linear",
-        "-o",
-        dir.path().join("x.onnx").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("grid-linear"), "{err}");
+    // A map of side 1 has no grid, nor anything to convolve: refused,
+    // naming the tensor and the head.
+    for head in ["grid-linear", "conv-grid"] {
+        let o = eexc(&[
+            "insert-exits",
+            testdata("digits/digits_resnet.onnx").to_str().unwrap(),
+            "--at",
+            "head.pool_out",
+            "--head",
+            head,
+            "-o",
+            dir.path().join("x.onnx").to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(head) && err.contains("head.pool_out"), "{err}");
+    }
 }
 
 #[test]

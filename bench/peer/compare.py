@@ -3,6 +3,7 @@
 Usage:
   python bench/peer/compare.py MODEL.onnx --at T1,T2,... --data DIR --out DIR
          [--eexc target/debug/eexc] [--max-drop 0.01] [--heads auto,auto:flops,gap-linear]
+         (a run: HEAD[:OBJECTIVE[:VARIANTS]], VARIANTS joined by '+', as compile --head-variants)
 
 DIR holds train_x/train_y (heads), calib_x/calib_y (thresholds) and test_x/test_y (the
 held-out test split), as .npy. For each HEAD[:OBJECTIVE] in --heads, runs
@@ -56,24 +57,28 @@ def main():
     ap.add_argument("--eexc", default="target/debug/eexc")
     ap.add_argument("--max-drop", type=float, default=0.01)
     ap.add_argument("--heads", default="auto,auto:flops,gap-linear",
-                    help="eexc runs: HEAD[:OBJECTIVE] (compile --head HEAD --objective OBJECTIVE, default time)")
+                    help="eexc runs: HEAD[:OBJECTIVE[:VARIANTS]] (compile --head HEAD --objective OBJECTIVE "
+                         "--head-variants VARIANTS with '+' for ',', default time and compile's variants)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     d = a.data
     rows = []
     for run_spec in a.heads.split(","):
-        head, _, objective = run_spec.partition(":")
+        head, _, rest = run_spec.partition(":")
+        objective, _, variants = rest.partition(":")
         objective = objective or "time"
-        stem = f"eexc_{head}_{objective}"
+        stem = f"eexc_{head}_{objective}" + (f"_{variants}" if variants else "")
         out, report = f"{a.out}/{stem}.onnx", f"{a.out}/{stem}.json"
+        extra = ["--head-variants", variants.replace("+", ",")] if variants else []
         run([a.eexc, "compile", a.model, "--data", f"{d}/train_x.npy", "--labels", f"{d}/train_y.npy",
              "--calib-data", f"{d}/calib_x.npy", "--calib-labels", f"{d}/calib_y.npy", "--at", a.at,
              "--head", head, "--objective", objective, "--max-drop", f"{100 * a.max_drop}%", "-o", out,
-             "--report", report])
+             "--report", report] + extra)
         rep = json.load(open(report))
         cal = rep["calibration"]
         kept = [f"{v['tensor']} {v['head']}" for v in rep["exits_tried"] if v["kept"]] or a.at.split(",")
-        rows.append((f"eexc compile, --head {head}, exits kept for {objective} ({', '.join(kept)})",
+        tried = f" (variants {variants.replace('+', ', ')})" if variants else ""
+        rows.append((f"eexc compile, --head {head}{tried}, exits kept for {objective} ({', '.join(kept)})",
                      f"δ = {cal['delta']}, {cal['bound']}, {cal['thresholds_mode']}",
                      "/".join("never" if t > 1 else f"{t:.4f}" for t in cal["thresholds"]),
                      rep["savings"], evaluate(a.eexc, out, a.model, d)))

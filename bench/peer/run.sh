@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
 EEXC=${EEXC:-target/debug/eexc}
+# compile's defaults, exits kept for FLOPs, with the conv-grid head among the
+# variants, and GAP heads only.
+HEADS=${HEADS:-auto,auto:flops,auto:time:grid-linear+mix-linear+conv-grid,gap-linear}
 export EEXC_PYTHON=$PWD/$PY
 OUT=bench/peer/out
 mkdir -p "$OUT/digits_data" "$OUT/mnist_data"
@@ -22,8 +25,8 @@ for part in ("train", "calib", "test"):
 PYEOF
 echo "## digits (testdata/digits)"
 $PY bench/peer/compare.py testdata/digits/digits_resnet.onnx --at stem_out,block1_out,block2_out \
-    --data "$OUT/digits_data" --out "$OUT/digits" --eexc "$EEXC"
+    --data "$OUT/digits_data" --out "$OUT/digits" --eexc "$EEXC" --heads "$HEADS"
 echo "## mnist5k (testdata/mnist5k)"
 $PY bench/peer/compare.py testdata/mnist5k/mnist_resnet.onnx \
     --at stem_out,block1_out,block2_out,block3_out,block4_out,block5_out \
-    --data "$OUT/mnist_data" --out "$OUT/mnist" --eexc "$EEXC"
+    --data "$OUT/mnist_data" --out "$OUT/mnist" --eexc "$EEXC" --heads "$HEADS"

@@ -393,6 +393,13 @@ pub struct CompileArgs {
     /// model's time term) or FLOPs.
     #[arg(long, value_enum, default_value = "time")]
     pub objective: eexc::calibrate::Objective,
+    /// With --head auto: the heads fitted beside gap-linear at every 4-D
+    /// cut, for the calibration rows that choose to pick one per exit. Add
+    /// conv-grid for the one-convolution refinement branch (it trains a
+    /// convolution per cut: slower, and on the shipped models it did not
+    /// pay; docs/benchmarks.md).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "grid-linear,mix-linear")]
+    pub head_variants: Vec<eexc::exits::HeadKind>,
     /// After writing the model, measure it against the original in ONNX
     /// Runtime (as `eexc eval --baseline`) on these rows; the report gets a
     /// `measured` section.

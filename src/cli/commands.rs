@@ -139,6 +139,7 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         batch: a.batch_size,
         keep_exits: a.keep_exits,
         objective: a.objective,
+        head_variants: a.head_variants,
         quantize_heads: a.quantize_heads,
     };
     let work = tempfile::tempdir().context("creating a scratch folder")?;

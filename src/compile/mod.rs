@@ -52,6 +52,9 @@ pub struct CompileOptions {
     pub objective: crate::calibrate::Objective,
     /// int8 heads on a quantized model.
     pub quantize_heads: bool,
+    /// With `--head auto`: the 4-D heads fitted beside gap-linear at every
+    /// cut that took one (see `fit_variants`).
+    pub head_variants: Vec<HeadKind>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,7 +67,7 @@ pub struct CompileReport {
     /// (see `calibrate::Procedure::rows_needed`).
     pub calibration_rows_needed: usize,
     pub fit: FitReport,
-    /// With `--head auto`: the grid-linear and mix-linear heads fitted
+    /// With `--head auto`: the `--head-variants` heads fitted
     /// beside `fit`'s, for the choosing rows to pick from per exit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_head_fits: Vec<FitReport>,
@@ -233,7 +236,7 @@ pub fn compile(
             options.keep_exits,
         )?)
     };
-    let kept: Vec<(crate::fit::logreg::Head, crate::fit::FittedExit)> = choice
+    let kept: Vec<(crate::exits::head::HeadWeights, crate::fit::FittedExit)> = choice
         .as_ref()
         .map_or(chosen, |c| c.kept.clone())
         .into_iter()
@@ -271,22 +274,35 @@ pub fn compile(
 }
 
 /// The heads fitted at the cuts: with the requested head, and with
-/// `--head auto` also a grid-linear and a mix-linear head at every cut that
-/// took a gap-linear one (the choosing rows then pick per exit). A cut
-/// where a head does not fit (no grid on a 1×1 map) keeps its global pool
-/// in that variant.
+/// `--head auto` also each of `head_variants` (by default grid-linear and
+/// mix-linear) at every cut that took a gap-linear one (the choosing rows
+/// then pick per exit, net of each head's own cost). A cut where a head
+/// does not fit (no grid on a 1×1 map) keeps its global pool in that
+/// variant.
 fn fit_variants(
     model: &Path,
     options: &CompileOptions,
     fit_options: &FitOptions,
-) -> Result<Vec<(Vec<crate::fit::logreg::Head>, FitReport)>, CompileError> {
+) -> Result<Vec<(Vec<crate::exits::head::HeadWeights>, FitReport)>, CompileError> {
+    if let Some(h) = options.head_variants.iter().find(|h| !FOUR_D_VARIANTS.contains(h)) {
+        return Err(CompileError::BadOption(format!(
+            "--head-variants: {} is not a head for 4-D cuts beside gap-linear (grid-linear, mix-linear, conv-grid)",
+            h.name()
+        )));
+    }
     let (heads, report) = crate::fit::fit(model, fit_options)?;
     let gap = HeadKind::GapLinear.name();
     if options.head != HeadKind::Auto || !report.exits.iter().any(|e| e.head == gap) {
         return Ok(vec![(heads, report)]);
     }
     let mut variants = vec![(heads, report)];
-    for other in [HeadKind::GridLinear, HeadKind::MixLinear] {
+    let mut others: Vec<HeadKind> = Vec::new();
+    for &h in &options.head_variants {
+        if h != HeadKind::GapLinear && !others.contains(&h) {
+            others.push(h);
+        }
+    }
+    for other in others {
         let report = &variants[0].1;
         let with = |e: &crate::fit::FittedExit| format!("{}:{}", e.tensor, other.name());
         let fits = crate::fit::exits_fit(model, &report.exits.iter().map(with).collect::<Vec<_>>(), None)?;
@@ -311,6 +327,14 @@ fn fit_variants(
     Ok(variants)
 }
 
+/// The heads `--head-variants` may name.
+const FOUR_D_VARIANTS: [HeadKind; 4] = [
+    HeadKind::GapLinear,
+    HeadKind::GridLinear,
+    HeadKind::MixLinear,
+    HeadKind::ConvGrid,
+];
+
 /// What compile's calibration runs with.
 fn calibrate_options(options: &CompileOptions, split: &DataSplit) -> CalibrateOptions {
     CalibrateOptions {
@@ -327,7 +351,7 @@ fn insert(
     model: &Path,
     options: &CompileOptions,
     work: &Path,
-    exits: &[(crate::fit::logreg::Head, crate::fit::FittedExit)],
+    exits: &[(crate::exits::head::HeadWeights, crate::fit::FittedExit)],
     fit_report: &FitReport,
 ) -> Result<(crate::exits::ExitSummary, PathBuf), CompileError> {
     std::fs::create_dir_all(work).map_err(|e| CompileError::Io(format!("{}: {e}", work.display())))?;
@@ -373,7 +397,7 @@ fn insert_and_calibrate(
     options: &CompileOptions,
     work: &Path,
     split: &DataSplit,
-    exits: &[(crate::fit::logreg::Head, crate::fit::FittedExit)],
+    exits: &[(crate::exits::head::HeadWeights, crate::fit::FittedExit)],
     fit_report: &FitReport,
 ) -> Result<(ModelProto, CalibrationReport, Option<crate::fuse::FuseReport>), CompileError> {
     let (inserted, ee_path) = insert(model, options, work, exits, fit_report)?;

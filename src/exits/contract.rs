@@ -43,6 +43,14 @@ pub fn weight_names(exit: usize) -> (String, String) {
     (format!("eexc_exit{exit}_weight"), format!("eexc_exit{exit}_bias"))
 }
 
+/// Initializer names of a conv-grid head's convolution (weight, bias).
+pub fn refine_names(exit: usize) -> (String, String) {
+    (
+        format!("eexc_exit{exit}_refine_weight"),
+        format!("eexc_exit{exit}_refine_bias"),
+    )
+}
+
 /// Name of exit `exit`'s logits (a graph output in multi mode).
 pub fn logits_name(exit: usize) -> String {
     format!("eexc_exit_{exit}_logits")

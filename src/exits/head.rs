@@ -1,8 +1,8 @@
 //! Exit heads: pool the feature tensor to N×F, then a linear layer to the
 //! class logits, built from ops valid in the model's opset.
 
-use super::contract::{logits_name, weight_names};
-use super::plan::{Dequantize, ExitPoint, HeadKind, grid_window};
+use super::contract::{logits_name, refine_names, weight_names};
+use super::plan::{Dequantize, ExitPoint, HeadKind, REFINE_KERNEL, REFINE_STRIDE, grid_window, refined_side};
 use crate::ir::Dim;
 use crate::onnx::dtype::ElemType;
 use crate::transform::builder::{GraphBuilder, attr_int, attr_ints};
@@ -13,18 +13,47 @@ use crate::transform::builder::{GraphBuilder, attr_int, attr_ints};
 pub struct HeadWeights {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
+    /// The conv-grid head's convolution; `None` for every other head.
+    pub refine: Option<RefineWeights>,
 }
 
-/// Deterministic initial weights, uniform in ±1/√features (the usual
-/// linear-layer default), from SplitMix64 so a seed gives the same model
-/// bytes forever.
-pub fn seeded_weights(seed: u64, exit: usize, classes: i64, features: i64) -> HeadWeights {
+/// A conv-grid head's 3×3 convolution, as ONNX Conv reads it: `weight` is
+/// C × C × 3 × 3 (output channel, input channel, row, column), row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefineWeights {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl RefineWeights {
+    /// The values a C-channel refining convolution holds.
+    pub fn weight_len(channels: i64) -> usize {
+        (channels * channels * REFINE_KERNEL * REFINE_KERNEL) as usize
+    }
+}
+
+/// Deterministic initial weights, uniform in ±1/√fan-in (the usual layer
+/// default), from SplitMix64 so a seed gives the same model bytes forever.
+/// A conv-grid head (`refine_channels`: its C) gets its convolution too.
+pub fn seeded_weights(
+    seed: u64,
+    exit: usize,
+    classes: i64,
+    features: i64,
+    refine_channels: Option<i64>,
+) -> HeadWeights {
     let mut rng = crate::numeric::SplitMix64::new(seed ^ (exit as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let bound = 1.0 / (features as f64).sqrt();
-    let mut uniform = move || (rng.next_f64() * 2.0 - 1.0) * bound;
-    let weight = (0..classes * features).map(|_| uniform() as f32).collect();
-    let bias = (0..classes).map(|_| uniform() as f32).collect();
-    HeadWeights { weight, bias }
+    let mut uniform = move |fan_in: i64| ((rng.next_f64() * 2.0 - 1.0) / (fan_in as f64).sqrt()) as f32;
+    let weight = (0..classes * features).map(|_| uniform(features)).collect();
+    let bias = (0..classes).map(|_| uniform(features)).collect();
+    let refine = refine_channels.map(|c| {
+        let fan_in = c * REFINE_KERNEL * REFINE_KERNEL;
+        RefineWeights {
+            weight: (0..RefineWeights::weight_len(c)).map(|_| uniform(fan_in)).collect(),
+            bias: (0..c).map(|_| uniform(fan_in)).collect(),
+        }
+    });
+    HeadWeights { weight, bias, refine }
 }
 
 /// Adds the head for `exit` (1-based) and returns the logits tensor name
@@ -44,9 +73,20 @@ pub fn build_head(
     let (wn, bn) = weight_names(exit);
     let w = b.const_f32(&wn, &[classes, point.features], &weights.weight);
     let bias = b.const_f32(&bn, &[classes], &weights.bias);
+    let refine = weights.refine.as_ref().map(|r| {
+        let (rwn, rbn) = refine_names(exit);
+        let c = point.features / super::plan::GRID_CELLS;
+        let k = REFINE_KERNEL;
+        [
+            b.const_f32(&rwn, &[c, c, k, k], &r.weight),
+            b.const_f32(&rbn, &[c], &r.bias),
+        ]
+    });
     // The logits keep their contract name exactly (callers reserve it).
     let logits = logits_name(exit);
-    build_head_from(b, &format!("eexc_exit{exit}"), point, &w, &bias, &logits);
+    let base = format!("eexc_exit{exit}");
+    let pooled = build_pooling(b, &base, point, refine.as_ref());
+    push_linear(b, &pooled, &w, &bias, &logits);
     logits
 }
 
@@ -65,7 +105,7 @@ fn build_quantized_head(
     weights: &HeadWeights,
 ) -> String {
     let base = format!("eexc_exit{exit}");
-    let pooled = build_pooling(b, &base, point);
+    let pooled = build_pooling(b, &base, point, None);
     let mut feature_q = vec![pooled.as_str(), dq.scale.as_str()];
     feature_q.extend(dq.zero_point.as_deref());
     let feature = b.op(
@@ -113,20 +153,45 @@ fn symmetric_int8(values: &[f32]) -> (Vec<i8>, f32) {
 }
 
 /// The head's ops on `point.tensor` with weights already in the graph
-/// (`w`: classes × features, `bias`), writing the logits to `logits`.
+/// (`w`: classes × features, `bias`), writing the logits to `logits`. No
+/// conv-grid head: the Loop form refuses it before emitting.
 pub fn build_head_from(b: &mut GraphBuilder, base: &str, point: &ExitPoint, w: &str, bias: &str, logits: &str) {
-    let pooled = build_pooling(b, base, point);
+    let pooled = build_pooling(b, base, point, None);
+    push_linear(b, &pooled, w, bias, logits);
+}
+
+fn push_linear(b: &mut GraphBuilder, pooled: &str, w: &str, bias: &str, logits: &str) {
     b.push(
         "Gemm",
-        &[&pooled, w, bias],
+        &[pooled, w, bias],
         &[logits.to_string()],
         vec![attr_int("transB", 1)],
     );
 }
 
+/// What the head reads: `point.tensor`, dequantized first when the model
+/// quantizes it. `fit` collects this for a conv-grid head, whose
+/// convolution it trains.
+pub fn build_head_input(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> String {
+    match &point.dequantize {
+        None => point.tensor.clone(),
+        Some(dq) => {
+            let mut inputs = vec![point.tensor.as_str(), dq.scale.as_str()];
+            inputs.extend(dq.zero_point.as_deref());
+            b.op(
+                "DequantizeLinear",
+                &format!("{base}_dequantized"),
+                &inputs,
+                dq.attributes.clone(),
+            )
+        }
+    }
+}
+
 /// The head's pooling of `point.tensor` to N × features (what its linear
 /// layer reads, and what `fit` collects); returns the pooled tensor's name.
-pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> String {
+/// `refine`: a conv-grid head's convolution weight and bias, in the graph.
+pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint, refine: Option<&[String; 2]>) -> String {
     if point.channels_last
         && point.head == HeadKind::GapLinear
         && let Some(dq) = &point.dequantize
@@ -138,21 +203,8 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
     {
         return quantized_mean(b, base, point, dq, positions);
     }
-    let dequantized;
-    let x = match &point.dequantize {
-        None => point.tensor.as_str(),
-        Some(dq) => {
-            let mut inputs = vec![point.tensor.as_str(), dq.scale.as_str()];
-            inputs.extend(dq.zero_point.as_deref());
-            dequantized = b.op(
-                "DequantizeLinear",
-                &format!("{base}_dequantized"),
-                &inputs,
-                dq.attributes.clone(),
-            );
-            dequantized.as_str()
-        }
-    };
+    let input = build_head_input(b, base, point);
+    let x = input.as_str();
     match point.head {
         // N×H×W×C (see `ExitPoint::channels_last`) of unknown H and W.
         HeadKind::GapLinear if point.channels_last => {
@@ -177,14 +229,26 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
             let Some([_, _, Dim::Known(h), Dim::Known(w)]) = point.ty.shape.as_deref() else {
                 unreachable!("plan::resolve gives grid-linear heads a known height and width")
             };
-            let ((kh, sh), (kw, sw)) = (grid_window(*h), grid_window(*w));
-            let grid = b.op(
-                "AveragePool",
-                &format!("{base}_pool"),
-                &[x],
-                vec![attr_ints("kernel_shape", &[kh, kw]), attr_ints("strides", &[sh, sw])],
+            grid_pool(b, base, x, *h, *w)
+        }
+        HeadKind::ConvGrid => {
+            let Some([_, _, Dim::Known(h), Dim::Known(w)]) = point.ty.shape.as_deref() else {
+                unreachable!("plan::resolve gives conv-grid heads a known height and width")
+            };
+            let [weight, bias] = refine.expect("a conv-grid head is built with its convolution");
+            let (k, s) = (REFINE_KERNEL, REFINE_STRIDE);
+            let conv = b.op(
+                "Conv",
+                &format!("{base}_refine"),
+                &[x, weight, bias],
+                vec![
+                    attr_ints("kernel_shape", &[k, k]),
+                    attr_ints("strides", &[s, s]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                ],
             );
-            b.op("Flatten", &format!("{base}_flat"), &[&grid], vec![attr_int("axis", 1)])
+            let relu = b.op("Relu", &format!("{base}_refine_relu"), &[&conv], vec![]);
+            grid_pool(b, base, &relu, refined_side(*h), refined_side(*w))
         }
         HeadKind::TokenCls => {
             let idx = b.const_i64(&format!("{base}_cls_index"), &[], &[0]);
@@ -193,6 +257,19 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint) -> Str
         HeadKind::TokenMean => b.reduce("ReduceMean", &format!("{base}_mean"), x, &[1], false),
         HeadKind::Linear | HeadKind::Auto => x.to_string(),
     }
+}
+
+/// The 2×2 grid of average pools over an `h` × `w` map, flattened to
+/// N × C·4 (channel-major, then the cell's row and column).
+fn grid_pool(b: &mut GraphBuilder, base: &str, x: &str, h: i64, w: i64) -> String {
+    let ((kh, sh), (kw, sw)) = (grid_window(h), grid_window(w));
+    let grid = b.op(
+        "AveragePool",
+        &format!("{base}_pool"),
+        &[x],
+        vec![attr_ints("kernel_shape", &[kh, kw]), attr_ints("strides", &[sh, sw])],
+    );
+    b.op("Flatten", &format!("{base}_flat"), &[&grid], vec![attr_int("axis", 1)])
 }
 
 /// Integer pooling stores a row of H·W ones: beyond this many positions (a
@@ -249,13 +326,17 @@ mod tests {
 
     #[test]
     fn seeded_weights_are_reproducible_and_bounded() {
-        let a = seeded_weights(7, 1, 10, 64);
-        assert_eq!(a, seeded_weights(7, 1, 10, 64));
-        assert_ne!(a, seeded_weights(7, 2, 10, 64));
-        assert_ne!(a, seeded_weights(8, 1, 10, 64));
+        let a = seeded_weights(7, 1, 10, 64, None);
+        assert_eq!(a, seeded_weights(7, 1, 10, 64, None));
+        assert_ne!(a, seeded_weights(7, 2, 10, 64, None));
+        assert_ne!(a, seeded_weights(8, 1, 10, 64, None));
         assert_eq!((a.weight.len(), a.bias.len()), (640, 10));
         assert!(a.weight.iter().all(|w| w.abs() <= 0.125));
         let mean: f32 = a.weight.iter().sum::<f32>() / 640.0;
         assert!(mean.abs() < 0.02, "not centred: {mean}");
+        assert!(a.refine.is_none());
+        let r = seeded_weights(7, 1, 10, 64, Some(16)).refine.unwrap();
+        assert_eq!((r.weight.len(), r.bias.len()), (16 * 16 * 9, 16));
+        assert!(r.weight.iter().all(|w| w.abs() <= 1.0 / 12.0), "fan-in 144");
     }
 }

@@ -51,6 +51,17 @@ impl EmitContext<'_> {
                 self.opset
             )));
         }
+        if let Some(e) = self
+            .plan
+            .exits
+            .iter()
+            .find(|e| e.head == super::plan::HeadKind::ConvGrid)
+        {
+            return Err(ExitError::BadOption(format!(
+                "--mode loop: the exit at '{}' has a conv-grid head, whose convolution the loop body cannot gather per iteration; use --mode if, or another head",
+                e.tensor
+            )));
+        }
         let g = self.graph;
         let layers = run.layers.len();
         let out_name = g.value(self.classifier.output).name.clone();
@@ -101,6 +112,7 @@ impl EmitContext<'_> {
         let unused_head = HeadWeights {
             weight: vec![0.0; (classes * point.features) as usize],
             bias: vec![0.0; classes as usize],
+            refine: None,
         };
         heads.push(&unused_head);
         let head_w = b.const_f32(

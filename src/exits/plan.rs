@@ -27,6 +27,12 @@ pub enum HeadKind {
     /// (SDN's mixed pooling, the mix left to the linear layer), Flatten,
     /// Gemm on C·2 features.
     MixLinear,
+    /// N×C×H×W (H, W ≥ 3 and known, float): one 3×3 convolution (stride
+    /// 2, padding 1, C channels) and ReLU refine the map before the 2×2
+    /// grid pool and Gemm on C·4 features: the "progressive feature
+    /// refinement" branch of the early-exit literature, its convolution
+    /// trained by `fit` with the linear layer.
+    ConvGrid,
     /// N×S×D: take token 0 (CLS), Gemm.
     TokenCls,
     /// N×S×D: mean over tokens, Gemm.
@@ -42,6 +48,7 @@ impl HeadKind {
             HeadKind::GapLinear => "gap-linear",
             HeadKind::GridLinear => "grid-linear",
             HeadKind::MixLinear => "mix-linear",
+            HeadKind::ConvGrid => "conv-grid",
             HeadKind::TokenCls => "token-cls",
             HeadKind::TokenMean => "token-mean",
             HeadKind::Linear => "linear",
@@ -288,6 +295,16 @@ pub(crate) fn exit_point(
                 });
             }
         },
+        (HeadKind::ConvGrid, 4) => match (&shape[2], &shape[3]) {
+            (Dim::Known(h), Dim::Known(w)) if *h >= 3 && *w >= 3 && dequantize.is_none() => HeadKind::ConvGrid,
+            _ => {
+                return Err(ExitError::NoHead {
+                    tensor,
+                    rank: 4,
+                    head: "conv-grid (it needs a float tensor of known height and width of at least 3)",
+                });
+            }
+        },
         (HeadKind::Auto, 3) | (HeadKind::TokenCls, 3) => HeadKind::TokenCls,
         (HeadKind::TokenMean, 3) => HeadKind::TokenMean,
         (HeadKind::Auto, 2) | (HeadKind::Linear, 2) => HeadKind::Linear,
@@ -303,7 +320,7 @@ pub(crate) fn exit_point(
     let features = match shape[feature_axis] {
         Dim::Known(f) if f > 0 => {
             f * match head {
-                HeadKind::GridLinear => GRID_CELLS,
+                HeadKind::GridLinear | HeadKind::ConvGrid => GRID_CELLS,
                 HeadKind::MixLinear => 2,
                 _ => 1,
             }
@@ -331,6 +348,16 @@ pub const GRID_CELLS: i64 = 4;
 pub fn grid_window(n: i64) -> (i64, i64) {
     let kernel = (n + 1) / 2;
     (kernel, (n - kernel).max(1))
+}
+
+/// The conv-grid head's refining convolution: a 3×3 kernel, stride 2,
+/// padding 1 on each side, so a side of `n` positions becomes ⌈n/2⌉.
+pub const REFINE_KERNEL: i64 = 3;
+pub const REFINE_STRIDE: i64 = 2;
+
+/// The side of the refined map for a side of `n` positions.
+pub fn refined_side(n: i64) -> i64 {
+    (n + 2 - REFINE_KERNEL) / REFINE_STRIDE + 1
 }
 
 /// True if `value` is computed (transitively) from `ancestor`.

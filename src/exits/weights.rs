@@ -2,16 +2,18 @@
 //! model trained elsewhere, or a seeded initialiser.
 //!
 //! File keys, per exit k (1-based): `exit{k}.weight` (classes × features,
-//! float32) and `exit{k}.bias` (classes). A multi-output model made by
-//! `--mode multi` carries them as initializers `eexc_exit{k}_weight` /
-//! `eexc_exit{k}_bias`, which is what `--weights-from` reads back.
+//! float32) and `exit{k}.bias` (classes); a conv-grid head also
+//! `exit{k}.refine_weight` (C × C × 3 × 3) and `exit{k}.refine_bias` (C). A
+//! multi-output model made by `--mode multi` carries them as initializers
+//! `eexc_exit{k}_weight`, `eexc_exit{k}_bias`, `eexc_exit{k}_refine_weight`
+//! and `eexc_exit{k}_refine_bias`, which is what `--weights-from` reads back.
 
 use std::path::{Path, PathBuf};
 
 use super::ExitError;
-use super::contract::weight_names;
-use super::head::{HeadWeights, seeded_weights};
-use super::plan::ExitPoint;
+use super::contract::{refine_names, weight_names};
+use super::head::{HeadWeights, RefineWeights, seeded_weights};
+use super::plan::{ExitPoint, GRID_CELLS, HeadKind, REFINE_KERNEL};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeightSource {
@@ -46,7 +48,7 @@ pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<
         WeightSource::Seeded(seed) => Ok(exits
             .iter()
             .enumerate()
-            .map(|(i, e)| seeded_weights(*seed, i + 1, classes, e.features))
+            .map(|(i, e)| seeded_weights(*seed, i + 1, classes, e.features, refine_channels(e)))
             .collect()),
         WeightSource::File(path) => {
             let lookup = read_weights_file(path)?;
@@ -59,8 +61,13 @@ pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<
                 exits,
                 classes,
                 |k, part| {
-                    let (w, b) = weight_names(k);
-                    if part == "weight" { w } else { b }
+                    let ((w, b), (rw, rb)) = (weight_names(k), refine_names(k));
+                    match part {
+                        "weight" => w,
+                        "bias" => b,
+                        "refine_weight" => rw,
+                        _ => rb,
+                    }
                 },
                 &lookup,
             )
@@ -95,12 +102,29 @@ fn collect(
             Ok(t.data)
         };
         let (c, f) = (classes as usize, e.features as usize);
+        let refine = match refine_channels(e) {
+            None => None,
+            Some(channels) => {
+                let (ch, k) = (channels as usize, REFINE_KERNEL as usize);
+                Some(RefineWeights {
+                    weight: fetch("refine_weight", &[ch, ch, k, k])?,
+                    bias: fetch("refine_bias", &[ch])?,
+                })
+            }
+        };
         out.push(HeadWeights {
             weight: fetch("weight", &[c, f])?,
             bias: fetch("bias", &[c])?,
+            refine,
         });
     }
     Ok(out)
+}
+
+/// The channels of a conv-grid head's convolution (C); `None` for the
+/// heads without one.
+pub fn refine_channels(exit: &ExitPoint) -> Option<i64> {
+    (exit.head == HeadKind::ConvGrid).then_some(exit.features / GRID_CELLS)
 }
 
 type Lookup = Box<dyn Fn(&str) -> Option<Result<Named, String>>>;

@@ -1,10 +1,12 @@
 //! Runs the model on the samples (tract, in-process) and collects, per
-//! exit, the pooled features its head reads, and the model's own logits.
+//! exit, the pooled features its head reads (a conv-grid head: the map its
+//! convolution reads, which `fit` trains), and the model's own logits.
 
 use super::FitError;
 use crate::analysis::classifier::Classifier;
-use crate::exits::head::build_pooling;
+use crate::exits::head::{build_head_input, build_pooling};
 use crate::exits::plan::ExitPoint;
+use crate::exits::plan::HeadKind;
 use crate::ir::{Graph, NameGenerator};
 use crate::onnx::proto::{ModelProto, ValueInfoProto};
 use crate::runtime::Samples;
@@ -12,7 +14,7 @@ use crate::transform::builder::GraphBuilder;
 
 /// Row-major matrices, one row per sample.
 pub struct Collected {
-    /// Per exit: rows × features.
+    /// Per exit: rows × features (a conv-grid head: rows × C·H·W).
     pub features: Vec<Vec<f32>>,
     /// rows × classes: the full model's logits.
     pub logits: Vec<f32>,
@@ -36,7 +38,11 @@ fn features_model(
     let mut b = GraphBuilder::new(names, opset);
     let mut outputs = Vec::new();
     for (i, point) in exits.iter().enumerate() {
-        let pooled = build_pooling(&mut b, &format!("eexc_fit_exit{}", i + 1), point);
+        let base = format!("eexc_fit_exit{}", i + 1);
+        let pooled = match point.head {
+            HeadKind::ConvGrid => build_head_input(&mut b, &base, point),
+            _ => build_pooling(&mut b, &base, point, None),
+        };
         let out = b.op("Identity", &format!("eexc_fit_features_{}", i + 1), &[&pooled], vec![]);
         outputs.push(out);
     }

@@ -2,10 +2,12 @@
 //! inputs, in-process. The model runs on the samples in tract; each exit's
 //! pooled features and the full model's logits are collected; each head is
 //! a multinomial logistic regression fitted by L-BFGS to the full model's
-//! softmax (self-distillation), to labels, or to a mix.
+//! softmax (self-distillation), to labels, or to a mix. A conv-grid head's
+//! convolution is trained first (`refine`), on the exit's feature maps.
 
 mod features;
 pub mod logreg;
+pub mod refine;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,7 @@ use tract_onnx::prelude::tract_ndarray::Array2;
 use crate::analysis::classifier::find_classifier;
 use crate::analysis::cost::graph_cost;
 use crate::analysis::shapes::infer_model;
+use crate::exits::head::HeadWeights;
 use crate::exits::plan::{self, ExitPoint, HeadKind};
 use crate::exits::{ExitError, ExitSelection};
 use crate::ir::{Dim, Model};
@@ -62,6 +65,24 @@ pub struct FittedExit {
     pub agreement_all_rows: f64,
     /// Accuracy against the labels on every row, when labels were given.
     pub label_accuracy: Option<f64>,
+    /// A conv-grid head: how its convolution's training went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refine: Option<RefineScore>,
+}
+
+/// The pass a conv-grid head's convolution was kept from, and which
+/// linear layer the head kept.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefineScore {
+    pub best_epoch: usize,
+    /// The convolution with the linear layer trained beside it, on the
+    /// held-out rows.
+    pub held_out_agreement: f64,
+    pub held_out_cross_entropy: f64,
+    /// "trained with the convolution", or "refitted" (L-BFGS, as every
+    /// head): the one with the higher held-out agreement (then the lower
+    /// cross-entropy).
+    pub linear_layer: &'static str,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -108,8 +129,6 @@ impl FitReport {
     }
 }
 
-/// Fits every exit's head; returns the heads (per exit: weight, bias) and
-/// the report.
 /// Which of `names` (each `TENSOR[:HEAD]`, as `--at` takes them) name an
 /// exit that fits the model, one by one; the model is read once.
 pub fn exits_fit(model_path: &Path, names: &[String], logits: Option<&str>) -> Result<Vec<bool>, FitError> {
@@ -123,7 +142,8 @@ pub fn exits_fit(model_path: &Path, names: &[String], logits: Option<&str>) -> R
         .collect())
 }
 
-pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>, FitReport), FitError> {
+/// Fits every exit's head; returns the heads (per exit) and the report.
+pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>, FitReport), FitError> {
     if options.batch == 0 {
         return Err(FitError::BadOption("--batch-size must be at least 1".into()));
     }
@@ -197,16 +217,52 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
     let mut fitted = Vec::new();
     for (i, point) in exits.iter().enumerate() {
         let features = point.features as usize;
-        let x = &collected.features[i];
-        if x.len() != rows * features {
+        let collected_x = &collected.features[i];
+        let expected = match map_shape(point) {
+            Some(m) => m.channels * m.height * m.width,
+            None => features,
+        };
+        if collected_x.len() != rows * expected {
             return Err(FitError::Run(RunError::Runtime(format!(
-                "exit {} ('{}'): {} feature values for {rows} rows of {features}",
+                "exit {} ('{}'): {} feature values for {rows} rows of {expected}",
                 i + 1,
                 point.tensor,
-                x.len()
+                collected_x.len()
             ))));
         }
-        let (head, score) = logreg::fit_head(x, &targets, features, &held_out)?;
+        // A conv-grid head: its convolution first, then the linear layer
+        // on what the convolution gives.
+        let refined =
+            map_shape(point).map(|shape| refine::train(collected_x, shape, &targets, &held_out, options.seed));
+        let x = refined.as_ref().map_or(collected_x, |r| &r.features);
+        let (mut head, mut score) = logreg::fit_head(x, &targets, features, &held_out)?;
+        // A conv-grid head keeps the linear layer trained with its
+        // convolution when that one does better on the held-out rows.
+        let mut refine_score = None;
+        if let Some(r) = &refined {
+            let trained = (r.held_out_agreement, -r.held_out_cross_entropy) > (score.agreement, -score.cross_entropy);
+            if trained {
+                head = logreg::Head {
+                    weight: r.linear.0.clone(),
+                    bias: r.linear.1.clone(),
+                };
+                score = logreg::HeldOut {
+                    l2: refine::WEIGHT_DECAY,
+                    agreement: r.held_out_agreement,
+                    cross_entropy: r.held_out_cross_entropy,
+                };
+            }
+            refine_score = Some(RefineScore {
+                best_epoch: r.best_epoch,
+                held_out_agreement: r.held_out_agreement,
+                held_out_cross_entropy: r.held_out_cross_entropy,
+                linear_layer: if trained {
+                    "trained with the convolution"
+                } else {
+                    "refitted"
+                },
+            });
+        }
         let pred: Vec<usize> = (0..rows)
             .map(|r| {
                 let row = &x[r * features..(r + 1) * features];
@@ -226,8 +282,13 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
             label_accuracy: labels
                 .as_ref()
                 .map(|l| share(pred.iter().zip(l).filter(|(a, b)| a == b).count(), rows)),
+            refine: refine_score,
         });
-        heads.push(head);
+        heads.push(HeadWeights {
+            weight: head.weight,
+            bias: head.bias,
+            refine: refined.map(|r| r.weights),
+        });
     }
     let report = FitReport {
         model: model_path.display().to_string(),
@@ -249,6 +310,19 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<logreg::Head>
             .map(|l| share(model_pred.iter().zip(l).filter(|(a, b)| a == b).count(), rows)),
     };
     Ok((heads, report))
+}
+
+/// The feature map a conv-grid head's convolution reads; `None` for the
+/// other heads.
+fn map_shape(point: &ExitPoint) -> Option<refine::MapShape> {
+    match (point.head, point.ty.shape.as_deref()) {
+        (HeadKind::ConvGrid, Some([_, Dim::Known(c), Dim::Known(h), Dim::Known(w)])) => Some(refine::MapShape {
+            channels: *c as usize,
+            height: *h as usize,
+            width: *w as usize,
+        }),
+        _ => None,
+    }
 }
 
 fn share(count: usize, of: usize) -> f64 {
@@ -328,10 +402,12 @@ fn check_input(graph: &crate::ir::Graph, model: &Path, data: &Path, shape: &[usi
 }
 
 /// Writes the heads as safetensors (`exit{k}.weight` classes × features,
-/// `exit{k}.bias`), the file `insert-exits --weights` reads, atomically.
+/// `exit{k}.bias`, and a conv-grid head's `exit{k}.refine_weight` and
+/// `exit{k}.refine_bias`), the file `insert-exits --weights` reads,
+/// atomically.
 pub fn save_heads(
     path: &Path,
-    heads: &[logreg::Head],
+    heads: &[HeadWeights],
     exits: &[FittedExit],
     report: &FitReport,
 ) -> Result<(), FitError> {
@@ -345,6 +421,16 @@ pub fn save_heads(
             le(&h.weight),
         ));
         tensors.push((format!("exit{}.bias", e.index), vec![classes], le(&h.bias)));
+        if let Some(r) = &h.refine {
+            let c = r.bias.len();
+            let k = crate::exits::plan::REFINE_KERNEL as usize;
+            tensors.push((
+                format!("exit{}.refine_weight", e.index),
+                vec![c, c, k, k],
+                le(&r.weight),
+            ));
+            tensors.push((format!("exit{}.refine_bias", e.index), vec![c], le(&r.bias)));
+        }
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()

@@ -72,7 +72,7 @@ import numpy as np
 import onnx
 
 META_KEY = "eexc.exits"
-HEADS = {"gap-linear": 4, "grid-linear": 4, "mix-linear": 4, "token-cls": 3, "token-mean": 3, "linear": 2}
+HEADS = {"gap-linear": 4, "grid-linear": 4, "mix-linear": 4, "conv-grid": 4, "token-cls": 3, "token-mean": 3, "linear": 2}
 CONFIDENCES = ("maxprob", "entropy", "margin")
 ABOVE = 1.5        # a threshold no confidence reaches (all three are <= 1)
 

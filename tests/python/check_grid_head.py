@@ -1,5 +1,5 @@
-"""Referee for the grid-linear and mix-linear heads: a multi-mode model's exit logits
-against the head computed in numpy from the original model's exit tensor.
+"""Referee for the grid-linear, mix-linear and conv-grid heads: a multi-mode model's exit
+logits against the head computed in numpy from the original model's exit tensor.
 
 Usage: python tests/python/check_grid_head.py ORIGINAL.onnx MULTI.onnx [--rows 8] [--seed 0]
 
@@ -7,7 +7,10 @@ For each exit k of MULTI (metadata `eexc.exits`), the original model runs in ONN
 with the exit tensor as an extra output; numpy pools it: grid-linear over a 2x2 grid (per
 side of n positions: windows [0, ceil(n/2)) and [n - ceil(n/2), n), which is what adaptive
 average pooling to 2 gives), flattened channel-major (c, i, j); mix-linear the channel
-means then the channel maxima (2C features). It then applies
+means then the channel maxima (2C features); conv-grid first convolves the tensor with
+MULTI's eexc_exit{k}_refine_weight (C x C x 3 x 3) and eexc_exit{k}_refine_bias, stride 2
+and one position of zero padding on each side, applies ReLU, then pools as grid-linear.
+It then applies
 MULTI's initializers eexc_exit{k}_weight (classes x 4C) and eexc_exit{k}_bias; the result
 must equal MULTI's eexc_exit_{k}_logits within 1e-4 relative. Prints `ok: ...` or
 `FAIL: ...` per exit and exits 1 on any failure.
@@ -33,6 +36,20 @@ def grid_pool(t):
         for j, (c0, c1) in enumerate(cols):
             out[:, :, i, j] = t[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
     return out.reshape(n, c * 4)
+
+
+def refine(t, weight, bias):
+    """3x3 convolution, stride 2, zero padding 1, then ReLU, in float64."""
+    n, c, h, w = t.shape
+    oh, ow = (h + 1) // 2, (w + 1) // 2
+    padded = np.zeros((n, c, h + 2, w + 2))
+    padded[:, :, 1:h + 1, 1:w + 1] = t
+    out = np.zeros((n, weight.shape[0], oh, ow)) + bias[None, :, None, None]
+    for ky in range(3):
+        for kx in range(3):
+            window = padded[:, :, ky:ky + 2 * oh:2, kx:kx + 2 * ow:2]
+            out += np.einsum("nchw,oc->nohw", window, weight[:, :, ky, kx])
+    return np.maximum(out, 0.0)
 
 
 def main():
@@ -64,10 +81,13 @@ def main():
         t = got_orig[e["tensor"]].astype(np.float64)
         if e["head"] == "grid-linear":
             feats = grid_pool(t)
+        elif e["head"] == "conv-grid":
+            w = inits[f"eexc_exit{k}_refine_weight"].astype(np.float64)
+            feats = grid_pool(refine(t, w, inits[f"eexc_exit{k}_refine_bias"].astype(np.float64)))
         elif e["head"] == "mix-linear":
             feats = np.concatenate([t.mean(axis=(2, 3)), t.max(axis=(2, 3))], axis=1)
         else:
-            print(f"FAIL: exit {k}: head {e['head']}, expected grid-linear or mix-linear")
+            print(f"FAIL: exit {k}: head {e['head']}, expected grid-linear, mix-linear or conv-grid")
             failed += 1
             continue
         want = feats @ inits[f"eexc_exit{k}_weight"].astype(np.float64).T + inits[f"eexc_exit{k}_bias"]
