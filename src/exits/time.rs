@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! o_j = exit_us                                  (If call, decision ops, exit index)
-//!     + head weight bytes / head_weight_bytes_per_us   (batch 1: a GEMV, bound by memory)
+//!     + max(head weight bytes / head_weight_bytes_per_us,   (batch 1: a GEMV, bound by memory)
+//!           head MACs / macs_per_us)                          (a conv-grid head's convolution)
 //!     + exit tensor elements × split_element_us        (pooling, NCHWc reorders out of and
 //!                                                        into the branch, the layout anchor)
 //! ```
@@ -96,8 +97,13 @@ impl TimeEstimate {
         let k = t.stages.len();
         let overhead: Vec<f64> = (0..k)
             .map(|j| {
+                // A head costs its weights' reading or its arithmetic,
+                // whichever is longer (a roofline): a linear head at batch 1
+                // is a GEMV, bound by memory; a conv-grid head's convolution
+                // is bound by its MACs.
+                let head = &t.heads[j];
                 profile.exit_us
-                    + t.heads[j].weight_bytes / profile.head_weight_bytes_per_us
+                    + (head.weight_bytes / profile.head_weight_bytes_per_us).max(head.macs / profile.macs_per_us)
                     + t.exit_elements.get(j).copied().unwrap_or(0.0) * profile.split_element_us
             })
             .collect();
