@@ -50,7 +50,11 @@ def emit_message(m, indent, out):
     for n in m.nested_types:
         emit_message(n, inner, out)
     oneof_fields = {f.name for o in m.oneofs for f in o.fields}
-    for f in m.fields:
+    # In field-number order: rust-protobuf writes fields in declaration
+    # order, and onnx's own serializer in number order, which some readers
+    # expect (OpenVINO's ONNX frontend refuses a model whose opset imports
+    # come before its producer and graph).
+    for f in sorted(m.fields, key=lambda f: f.number):
         if f.name in oneof_fields:
             continue
         label = "repeated" if f.is_repeated else "optional"
@@ -58,7 +62,7 @@ def emit_message(m, indent, out):
         out.append(f"{inner}{label} {field_type(f, m)} {f.name} = {f.number}{opts};")
     for o in m.oneofs:
         out.append(f"{inner}oneof {o.name} {{")
-        for f in o.fields:
+        for f in sorted(o.fields, key=lambda f: f.number):
             out.append(f"{inner}  {field_type(f, m)} {f.name} = {f.number};")
         out.append(f"{inner}}}")
     out.append(f"{indent}}}")
