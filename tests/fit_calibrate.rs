@@ -301,6 +301,7 @@ fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
     let ee = early_exit_model(dir.path());
     let cal = dir.path().join("cal.onnx");
     let (csv, svg) = (dir.path().join("curve.csv"), dir.path().join("curve.svg"));
+    let summary = dir.path().join("summary.md");
     let out = ok(&[
         "calibrate",
         ee.to_str().unwrap(),
@@ -316,6 +317,8 @@ fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
         csv.to_str().unwrap(),
         "--plot",
         svg.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
     ]);
     assert!(out.contains("certified"), "{out}");
     let curve = std::fs::read_to_string(&csv).unwrap();
@@ -345,9 +348,22 @@ fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
         "--predictions",
         preds.to_str().unwrap(),
         "--json",
+        "--summary",
+        summary.to_str().unwrap(),
     ]);
     let json: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(json["rows"], 400);
+    // calibrate's section, then eval's, in one CI summary.
+    let md = std::fs::read_to_string(&summary).unwrap();
+    let (calibrated, evaluated) = md.split_once("## eexc eval: ").expect("two sections");
+    assert!(
+        calibrated.starts_with("## eexc calibrate: ") && calibrated.contains("- **Certified**"),
+        "{md}"
+    );
+    assert!(
+        evaluated.contains("| early-exit |") && evaluated.contains("- **Time saving**: measured"),
+        "{md}"
+    );
     assert!(json["predicted_speedup"].as_f64().unwrap() > 1.2, "{json}");
     // Measured where users deploy: the test venv's ONNX Runtime, by version,
     // with every path through the model timed (exits 1..3, then the full one).
@@ -522,6 +538,7 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
         eexc(&refs)
     };
     let report = dir.path().join("report.json");
+    let summary = dir.path().join("summary.md");
     let o = run(&[
         "--max-drop",
         "1%",
@@ -529,6 +546,8 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
         report.to_str().unwrap(),
         "--fail-under-savings",
         "20%",
+        "--summary",
+        summary.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -589,6 +608,8 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
         test_x.to_str().unwrap(),
         "--measure-labels",
         test_y.to_str().unwrap(),
+        "--summary",
+        summary.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -601,12 +622,38 @@ fn compile_meets_the_target_and_its_gates_fail_clearly() {
     assert!(measured["measured_time_saving"].is_number() && measured["predicted_time_saving"].is_number());
     std::fs::remove_file(&out).unwrap();
 
-    // Savings gate out of reach: exit 1, said plainly, no model.
-    let o = run(&["--max-drop", "1%", "--fail-under-savings", "95%"]);
+    // Savings gate out of reach: exit 1, said plainly, no model; the
+    // summary says so too.
+    let o = run(&[
+        "--max-drop",
+        "1%",
+        "--fail-under-savings",
+        "95%",
+        "--summary",
+        summary.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("gate failed") && err.contains("95.0%"), "{err}");
     assert!(!out.exists());
+    // Three runs, three sections appended: the certificate, the exits tried,
+    // the measurement of the second, the failed gate of the third.
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(md.matches("## eexc compile: ").count(), 3, "{md}");
+    assert!(
+        md.contains("- **Certified**: accuracy drop ≤ 1.0% with probability ≥ 0.95"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| exit | tensor | threshold | temperature | rows leaving | right when leaving |"),
+        "{md}"
+    );
+    assert!(md.contains("Exits tried") && md.contains("`stem_out`"), "{md}");
+    assert!(
+        md.contains("Measured against the original") && md.contains("| original |"),
+        "{md}"
+    );
+    assert!(md.trim_end().ends_with("no model written**"), "{md}");
 
     // A target 397 calibration rows cannot certify: say how many it needs.
     let o = run(&["--max-drop", "0.5%", "--delta", "0.05"]);

@@ -37,7 +37,8 @@ pub enum Command {
     /// Calibrate an early-exit model: per-exit temperatures, and the
     /// threshold that minimises the expected cost under a guaranteed bound.
     Calibrate(Box<CalibrateArgs>),
-    /// Measure an early-exit model (and the original) on held-out data in tract.
+    /// Measure an early-exit model (and the original) on held-out data:
+    /// latency in ONNX Runtime (tract where it is not found).
     Eval(Box<EvalArgs>),
     /// The whole pipeline for a CI step: insert, fit, calibrate, emit, report;
     /// fails when the target cannot be met or the savings gate is not reached.
@@ -54,6 +55,12 @@ pub enum Command {
         /// Print the JSON report instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script, e.g. `eexc completions bash >
+    /// ~/.local/share/bash-completion/completions/eexc`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -302,6 +309,10 @@ pub struct CalibrateArgs {
     /// The accuracy-vs-cost curve as SVG.
     #[arg(long, value_name = "PLOT.svg")]
     pub plot: Option<PathBuf>,
+    /// Append a Markdown summary of the run to FILE (created if missing),
+    /// for CI job pages: e.g. `--summary "$GITHUB_STEP_SUMMARY"`.
+    #[arg(long, value_name = "FILE.md")]
+    pub summary: Option<PathBuf>,
 }
 
 /// `1%` or `0.01`.
@@ -348,6 +359,10 @@ pub struct EvalArgs {
     /// Print the JSON report instead of the text.
     #[arg(long)]
     pub json: bool,
+    /// Append a Markdown summary of the run to FILE (created if missing),
+    /// for CI job pages: e.g. `--summary "$GITHUB_STEP_SUMMARY"`.
+    #[arg(long, value_name = "FILE.md")]
+    pub summary: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -400,6 +415,10 @@ pub struct CompileArgs {
     /// pay; docs/benchmarks.md).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "grid-linear,mix-linear")]
     pub head_variants: Vec<eexc::exits::HeadKind>,
+    /// Append a Markdown summary of the run to FILE (created if missing),
+    /// for CI job pages: e.g. `--summary "$GITHUB_STEP_SUMMARY"`.
+    #[arg(long, value_name = "FILE.md")]
+    pub summary: Option<PathBuf>,
     /// After writing the model, measure it against the original in ONNX
     /// Runtime (as `eexc eval --baseline`) on these rows; the report gets a
     /// `measured` section.

@@ -43,7 +43,13 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     refuse_overwrite(
         &a.model,
         &[Some(&a.data), a.labels.as_ref()],
-        &[Some(&out), a.report.as_ref(), a.curve.as_ref(), a.plot.as_ref()],
+        &[
+            Some(&out),
+            a.report.as_ref(),
+            a.curve.as_ref(),
+            a.plot.as_ref(),
+            a.summary.as_ref(),
+        ],
     )?;
     let options = eexc::calibrate::CalibrateOptions {
         data: a.data,
@@ -67,6 +73,9 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.plot {
         eexc::onnx::write_atomically(p, c.svg.as_bytes())?;
     }
+    if let Some(p) = &a.summary {
+        eexc::report::summary::append(p, &c.report.to_markdown())?;
+    }
     println!("wrote {}", out.display());
     print!("{}", c.report.to_text());
     Ok(())
@@ -76,7 +85,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     refuse_overwrite(
         &a.model,
         &[Some(&a.data), a.labels.as_ref(), a.baseline.as_ref()],
-        &[a.predictions.as_ref()],
+        &[a.predictions.as_ref(), a.summary.as_ref()],
     )?;
     let options = eexc::eval::EvalOptions {
         data: a.data,
@@ -89,6 +98,9 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let e = eexc::eval::eval(&a.model, &options)?;
     if let Some(p) = &a.predictions {
         eexc::eval::save_predictions(p, &e.predictions)?;
+    }
+    if let Some(p) = &a.summary {
+        eexc::report::summary::append(p, &e.report.to_markdown())?;
     }
     emit(&e.report, a.json, e.report.to_text())
 }
@@ -120,7 +132,7 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
             a.measure.as_ref(),
             a.measure_labels.as_ref(),
         ],
-        &[Some(&a.output), a.report.as_ref()],
+        &[Some(&a.output), a.report.as_ref(), a.summary.as_ref()],
     )?;
     let options = eexc::compile::CompileOptions {
         data: a.data,
@@ -163,12 +175,21 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
     if let Some(gate) = a.fail_under_savings
         && report.savings < gate
     {
-        return Err(GateFailed(format!(
+        let failed = format!(
             "gate failed: expected FLOP savings {:.1}% are under --fail-under-savings {:.1}%; no model written",
             100.0 * report.savings,
             100.0 * gate
-        ))
-        .into());
+        );
+        if let Some(p) = &a.summary {
+            let section = format!(
+                "{}
+**{failed}**
+",
+                report.to_markdown()
+            );
+            eexc::report::summary::append(p, &section)?;
+        }
+        return Err(GateFailed(failed).into());
     }
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     eexc::onnx::save_model(&model, &a.output, Some(&source_dir))?;
@@ -188,6 +209,9 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         report.measured = Some(measured.report);
         print!("{}", report.measured_text().unwrap_or_default());
         write_report(&report)?;
+    }
+    if let Some(p) = &a.summary {
+        eexc::report::summary::append(p, &report.to_markdown())?;
     }
     Ok(())
 }
@@ -323,6 +347,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval(*args)?,
         Command::Compile(args) => compile(*args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
+        Command::Completions { shell } => {
+            let mut cli = <crate::cli::args::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "eexc", &mut std::io::stdout());
+        }
         Command::Print { model, elide_data_over } => {
             // Shown as stored: external-data files are not needed to print.
             let loaded = eexc::onnx::read_model(&model)?;

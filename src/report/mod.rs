@@ -1,4 +1,5 @@
 //! Reports: what the commands print, as text tables and versioned JSON.
 
 pub mod inspect;
+pub mod summary;
 pub mod table;
