@@ -18,6 +18,13 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s requirements-test.txt "$stamp"; then
 fi
 export EEXC_PYTHON="$PWD/$venv/bin/python"
 
+# The Python package (python/), built as pip users get it: a wheel (maturin,
+# same dev profile and target folder as the tests, so only the bindings are
+# compiled on top), installed into .venv for tests/python_package.rs.
+rm -rf target/wheels
+"$venv/bin/maturin" build --quiet --manifest-path python/Cargo.toml --profile dev --out target/wheels
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels/eexc-*.whl
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --all-targets "$@" 2>&1 | tee "$log"

@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod calibrate;
+pub mod cli;
 pub mod compile;
 mod error;
 pub mod eval;

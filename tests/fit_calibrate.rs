@@ -53,6 +53,24 @@ fn s(x: &str) -> PathBuf {
     PathBuf::from(x)
 }
 
+/// tests/python/check_fit.py on the 400 test images: each exit of the
+/// multi-output model must agree with the full model at least `minimums`.
+fn check_fit_on_test_split(multi: &Path, minimums: &str) -> String {
+    py(
+        "check_fit.py",
+        &[
+            &s("--multi"),
+            multi,
+            &s("--data"),
+            &digits("test_x.npy"),
+            &s("--labels"),
+            &digits("test_y.npy"),
+            &s("--min-agreement"),
+            &s(minimums),
+        ],
+    )
+}
+
 #[test]
 fn fitted_heads_agree_with_the_full_model_on_the_test_split() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,19 +83,7 @@ fn fitted_heads_agree_with_the_full_model_on_the_test_split() {
     );
     // The documented minimums (docs/fit-calibrate.md), a little under the
     // measured 0.8125, 0.9025 and 0.9875 on the 400 test images.
-    let out = py(
-        "check_fit.py",
-        &[
-            &s("--multi"),
-            &multi,
-            &s("--data"),
-            &digits("test_x.npy"),
-            &s("--labels"),
-            &digits("test_y.npy"),
-            &s("--min-agreement"),
-            &s("0.78,0.88,0.97"),
-        ],
-    );
+    let out = check_fit_on_test_split(&multi, "0.78,0.88,0.97");
     assert!(out.contains("0 failed"), "{out}");
 }
 
@@ -133,19 +139,7 @@ fn conv_grid_heads_are_trained_saved_and_rebuilt() {
     );
     let out = py("check_grid_head.py", &[&model, &multi]);
     assert!(out.contains("3 passed, 0 failed"), "{out}");
-    let out = py(
-        "check_fit.py",
-        &[
-            &s("--multi"),
-            &multi,
-            &s("--data"),
-            &digits("test_x.npy"),
-            &s("--labels"),
-            &digits("test_y.npy"),
-            &s("--min-agreement"),
-            &s("0.95,0.96,0.97"),
-        ],
-    );
+    let out = check_fit_on_test_split(&multi, "0.95,0.96,0.97");
     assert!(out.contains("0 failed"), "{out}");
     // A linear head's file lacks the convolution: refused, naming the key.
     let gap = fit_heads(dir.path());

@@ -252,17 +252,7 @@ fn base_models(dir: &Path) -> Vec<PathBuf> {
     }
     // The digits model quantized by ONNX Runtime's tool (QDQ).
     let qdq = dir.join("digits.qdq.onnx");
-    common::py(
-        "quantize_model.py",
-        &[
-            &digits,
-            &qdq,
-            Path::new("--format"),
-            Path::new("qdq"),
-            Path::new("--calib"),
-            &testdata("digits/train_x.npy"),
-        ],
-    );
+    common::quantize_digits(&qdq, "qdq");
     models.push(qdq);
     models
 }

@@ -19,20 +19,9 @@ fn quantized(format: &str) -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let calib = testdata("digits/train_x.npy");
         for f in ["qdq", "qoperator"] {
             let out = dir.path().join(format!("digits_{f}.onnx"));
-            py(
-                "quantize_model.py",
-                &[
-                    &testdata("digits/digits_resnet.onnx"),
-                    &out,
-                    Path::new("--format"),
-                    Path::new(f),
-                    Path::new("--calib"),
-                    &calib,
-                ],
-            );
+            common::quantize_digits(&out, f);
         }
         dir
     });

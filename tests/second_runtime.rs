@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{exit_points, insert_exits, modern_models, py, testdata};
+use common::{exit_points, insert_exits, modern_models, py, quantize_digits, testdata};
 
 fn repeated_model(dir: &Path, name: &str) -> PathBuf {
     let models = dir.join("repeated");
@@ -91,17 +91,7 @@ fn emitted_forms_run_in_openvino_as_in_onnx_runtime_and_survive_simplifiers() {
     // OpenVINO 2026.4 refuses the integer pooling of its exit heads
     // (docs/output-graph.md); the simplifiers must still keep it whole.
     let qdq = d.join("digits_qdq_source.onnx");
-    py(
-        "quantize_model.py",
-        &[
-            &digits,
-            &qdq,
-            Path::new("--format"),
-            Path::new("qdq"),
-            Path::new("--calib"),
-            &testdata("digits/train_x.npy"),
-        ],
-    );
+    quantize_digits(&qdq, "qdq");
     emit(&qdq, "digits_qdq_if.onnx", &["--auto", "2", "--threshold", "0.3"]);
 
     let mut args: Vec<PathBuf> = models.clone();

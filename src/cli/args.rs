@@ -77,13 +77,13 @@ pub struct ExitChoiceArgs {
     #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "0")]
     pub auto: Option<usize>,
     #[arg(long, value_enum, default_value = "auto")]
-    pub head: eexc::exits::HeadKind,
+    pub head: crate::exits::HeadKind,
 }
 
 impl ExitChoiceArgs {
     /// The selection, with `default_auto` when neither flag is given.
-    pub fn selection(self, default_auto: Option<usize>) -> eexc::exits::ExitSelection {
-        eexc::exits::ExitSelection::from_flags(self.auto, self.at, default_auto)
+    pub fn selection(self, default_auto: Option<usize>) -> crate::exits::ExitSelection {
+        crate::exits::ExitSelection::from_flags(self.auto, self.at, default_auto)
     }
 }
 
@@ -94,7 +94,7 @@ pub struct InsertArgs {
     #[command(flatten)]
     pub exits: ExitChoiceArgs,
     #[arg(long, value_enum, default_value = "if")]
-    pub mode: eexc::exits::Mode,
+    pub mode: crate::exits::Mode,
     /// Head weights: safetensors or npz with keys exit{k}.weight / exit{k}.bias.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
@@ -105,7 +105,7 @@ pub struct InsertArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, value_enum, default_value = "maxprob")]
-    pub confidence: eexc::exits::Confidence,
+    pub confidence: crate::exits::Confidence,
     /// One threshold for every exit, or one per exit.
     #[arg(long, value_delimiter = ',')]
     pub threshold: Vec<f32>,
@@ -146,21 +146,21 @@ pub struct FuseLimitArgs {
     #[arg(long, value_delimiter = ',', value_name = "FAMILIES")]
     pub fuse_rules: Option<Vec<String>>,
     /// Rewrite iterations at most.
-    #[arg(long, default_value_t = eexc::fuse::Limits::default().iterations)]
+    #[arg(long, default_value_t = crate::fuse::Limits::default().iterations)]
     pub fuse_iterations: usize,
     /// E-graph nodes at most.
-    #[arg(long, default_value_t = eexc::fuse::Limits::default().nodes)]
+    #[arg(long, default_value_t = crate::fuse::Limits::default().nodes)]
     pub fuse_nodes: usize,
     /// Seconds at most (a guard; a run that hits it may differ between machines).
-    #[arg(long, default_value_t = eexc::fuse::Limits::default().seconds)]
+    #[arg(long, default_value_t = crate::fuse::Limits::default().seconds)]
     pub fuse_seconds: f64,
 }
 
 impl FuseLimitArgs {
-    pub fn options(&self, freeze_knobs: bool) -> eexc::fuse::FuseOptions {
-        let defaults = eexc::fuse::FuseOptions::default();
-        eexc::fuse::FuseOptions {
-            limits: eexc::fuse::Limits {
+    pub fn options(&self, freeze_knobs: bool) -> crate::fuse::FuseOptions {
+        let defaults = crate::fuse::FuseOptions::default();
+        crate::fuse::FuseOptions {
+            limits: crate::fuse::Limits {
                 iterations: self.fuse_iterations,
                 nodes: self.fuse_nodes,
                 seconds: self.fuse_seconds,
@@ -244,18 +244,18 @@ pub struct BoundArgs {
     /// Pareto Testing), one shared by every exit, or whichever the choosing
     /// rows expect to certify the larger saving.
     #[arg(long, value_enum, default_value = "auto")]
-    pub thresholds: eexc::calibrate::Thresholds,
+    pub thresholds: crate::calibrate::Thresholds,
     /// The bound that certifies: the exact binomial on the 0/1 loss, a bet
     /// on the signed accuracy drop (--max-drop), or whichever the choosing
     /// rows expect to certify the larger saving.
     #[arg(long, value_enum, default_value = "auto")]
-    pub certify_with: eexc::calibrate::BoundChoice,
+    pub certify_with: crate::calibrate::BoundChoice,
 }
 
 impl BoundArgs {
     /// The procedure with the rows split as `split` says.
-    pub fn procedure(&self, split: eexc::calibrate::Split) -> anyhow::Result<eexc::calibrate::Procedure> {
-        Ok(eexc::calibrate::Procedure {
+    pub fn procedure(&self, split: crate::calibrate::Split) -> anyhow::Result<crate::calibrate::Procedure> {
+        Ok(crate::calibrate::Procedure {
             target: self.target()?,
             delta: self.delta,
             split,
@@ -264,8 +264,8 @@ impl BoundArgs {
         })
     }
 
-    pub fn target(&self) -> anyhow::Result<eexc::calibrate::choose::Target> {
-        use eexc::calibrate::choose::Target;
+    pub fn target(&self) -> anyhow::Result<crate::calibrate::choose::Target> {
+        use crate::calibrate::choose::Target;
         match (self.max_drop, self.max_disagree) {
             (Some(e), _) => Ok(Target::MaxDrop(e)),
             (None, Some(e)) => Ok(Target::MaxDisagree(e)),
@@ -348,7 +348,7 @@ pub struct EvalArgs {
     /// Runtime that measures: ONNX Runtime (what deployments run; `auto`
     /// uses it when its library is found) or tract.
     #[arg(long, value_enum, default_value = "auto")]
-    pub runtime: eexc::eval::RuntimeChoice,
+    pub runtime: crate::eval::RuntimeChoice,
     /// Intra-op threads for ONNX Runtime.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
@@ -380,9 +380,9 @@ pub struct CompileArgs {
     pub exits: ExitChoiceArgs,
     /// if (batch exits when every row may) or compact (per-row exits).
     #[arg(long, value_enum, default_value = "if")]
-    pub mode: eexc::exits::Mode,
+    pub mode: crate::exits::Mode,
     #[arg(long, value_enum, default_value = "maxprob")]
-    pub confidence: eexc::exits::Confidence,
+    pub confidence: crate::exits::Confidence,
     /// Share of the rows that fit the heads; the rest calibrate.
     #[arg(long, default_value_t = 0.5)]
     pub fit_share: f64,
@@ -407,14 +407,14 @@ pub struct CompileArgs {
     /// What an exit must pay for to be kept: time in ONNX Runtime (the cost
     /// model's time term) or FLOPs.
     #[arg(long, value_enum, default_value = "time")]
-    pub objective: eexc::calibrate::Objective,
+    pub objective: crate::calibrate::Objective,
     /// With --head auto: the heads fitted beside gap-linear at every 4-D
     /// cut, for the calibration rows that choose to pick one per exit. Add
     /// conv-grid for the one-convolution refinement branch (it trains a
     /// convolution per cut: slower, and on the shipped models it did not
     /// pay; docs/benchmarks.md).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "grid-linear,mix-linear")]
-    pub head_variants: Vec<eexc::exits::HeadKind>,
+    pub head_variants: Vec<crate::exits::HeadKind>,
     /// Append a Markdown summary of the run to FILE (created if missing),
     /// for CI job pages: e.g. `--summary "$GITHUB_STEP_SUMMARY"`.
     #[arg(long, value_name = "FILE.md")]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::args::*;
 
 pub fn fit(a: FitArgs) -> anyhow::Result<()> {
-    let options = eexc::fit::FitOptions {
+    let options = crate::fit::FitOptions {
         data: a.data,
         labels: a.labels,
         label_weight: a.label_weight,
@@ -24,11 +24,11 @@ pub fn fit(a: FitArgs) -> anyhow::Result<()> {
         &[Some(&options.data), options.labels.as_ref()],
         &[Some(&a.output), a.report.as_ref()],
     )?;
-    let (heads, report) = eexc::fit::fit(&a.model, &options)?;
+    let (heads, report) = crate::fit::fit(&a.model, &options)?;
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
-    eexc::fit::save_heads(&a.output, &heads, &report.exits, &report)?;
+    crate::fit::save_heads(&a.output, &heads, &report.exits, &report)?;
     if let Some(r) = &a.report {
-        eexc::onnx::write_atomically(r, &report_json)?;
+        crate::onnx::write_atomically(r, &report_json)?;
     }
     println!("wrote {}", a.output.display());
     print!("{}", report.to_text());
@@ -51,30 +51,30 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
             a.summary.as_ref(),
         ],
     )?;
-    let options = eexc::calibrate::CalibrateOptions {
+    let options = crate::calibrate::CalibrateOptions {
         data: a.data,
         labels: a.labels,
         batch: a.batch_size,
-        procedure: a.bound.procedure(eexc::calibrate::Split {
+        procedure: a.bound.procedure(crate::calibrate::Split {
             choosing_share: a.choosing_share,
             seed: a.seed,
         })?,
     };
-    let c = eexc::calibrate::calibrate(&a.model, &options)?;
+    let c = crate::calibrate::calibrate(&a.model, &options)?;
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    eexc::onnx::save_model(&c.model, &out, Some(&source_dir))?;
+    crate::onnx::save_model(&c.model, &out, Some(&source_dir))?;
     if let Some(r) = &a.report {
         let json = serde_json::to_vec_pretty(&c.report).context("encoding the report")?;
-        eexc::onnx::write_atomically(r, &json)?;
+        crate::onnx::write_atomically(r, &json)?;
     }
     if let Some(p) = &a.curve {
-        eexc::onnx::write_atomically(p, eexc::calibrate::curve_csv(&c.curve).as_bytes())?;
+        crate::onnx::write_atomically(p, crate::calibrate::curve_csv(&c.curve).as_bytes())?;
     }
     if let Some(p) = &a.plot {
-        eexc::onnx::write_atomically(p, c.svg.as_bytes())?;
+        crate::onnx::write_atomically(p, c.svg.as_bytes())?;
     }
     if let Some(p) = &a.summary {
-        eexc::report::summary::append(p, &c.report.to_markdown())?;
+        crate::report::summary::append(p, &c.report.to_markdown())?;
     }
     println!("wrote {}", out.display());
     print!("{}", c.report.to_text());
@@ -87,7 +87,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         &[Some(&a.data), a.labels.as_ref(), a.baseline.as_ref()],
         &[a.predictions.as_ref(), a.summary.as_ref()],
     )?;
-    let options = eexc::eval::EvalOptions {
+    let options = crate::eval::EvalOptions {
         data: a.data,
         labels: a.labels,
         baseline: a.baseline,
@@ -95,12 +95,12 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         threads: usize::from(a.threads),
         ort_library: a.ort_library,
     };
-    let e = eexc::eval::eval(&a.model, &options)?;
+    let e = crate::eval::eval(&a.model, &options)?;
     if let Some(p) = &a.predictions {
-        eexc::eval::save_predictions(p, &e.predictions)?;
+        crate::eval::save_predictions(p, &e.predictions)?;
     }
     if let Some(p) = &a.summary {
-        eexc::report::summary::append(p, &e.report.to_markdown())?;
+        crate::report::summary::append(p, &e.report.to_markdown())?;
     }
     emit(&e.report, a.json, e.report.to_text())
 }
@@ -118,7 +118,7 @@ impl std::fmt::Display for GateFailed {
 impl std::error::Error for GateFailed {}
 
 pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
-    use eexc::exits::Mode;
+    use crate::exits::Mode;
     if !matches!(a.mode, Mode::If | Mode::Compact) {
         anyhow::bail!("compile emits --mode if or compact");
     }
@@ -134,14 +134,14 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         ],
         &[Some(&a.output), a.report.as_ref(), a.summary.as_ref()],
     )?;
-    let options = eexc::compile::CompileOptions {
+    let options = crate::compile::CompileOptions {
         data: a.data,
         labels: a.labels,
         head: a.exits.head,
         selection: a.exits.selection(Some(3)),
         mode: a.mode,
         confidence: a.confidence,
-        procedure: a.bound.procedure(eexc::calibrate::Split {
+        procedure: a.bound.procedure(crate::calibrate::Split {
             choosing_share: 0.2,
             seed: a.seed,
         })?,
@@ -162,11 +162,11 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         options.procedure.rows_needed(),
         100.0 * options.procedure.split.choosing_share
     );
-    let (model, mut report) = eexc::compile::compile(&a.model, &options, work.path())?;
-    let write_report = |report: &eexc::compile::CompileReport| -> anyhow::Result<()> {
+    let (model, mut report) = crate::compile::compile(&a.model, &options, work.path())?;
+    let write_report = |report: &crate::compile::CompileReport| -> anyhow::Result<()> {
         if let Some(r) = &a.report {
             let json = serde_json::to_vec_pretty(report).context("encoding the report")?;
-            eexc::onnx::write_atomically(r, &json)?;
+            crate::onnx::write_atomically(r, &json)?;
         }
         Ok(())
     };
@@ -187,21 +187,21 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
 ",
                 report.to_markdown()
             );
-            eexc::report::summary::append(p, &section)?;
+            crate::report::summary::append(p, &section)?;
         }
         return Err(GateFailed(failed).into());
     }
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    eexc::onnx::save_model(&model, &a.output, Some(&source_dir))?;
+    crate::onnx::save_model(&model, &a.output, Some(&source_dir))?;
     println!("wrote {}", a.output.display());
     if let Some(data) = a.measure {
-        let measured = eexc::eval::eval(
+        let measured = crate::eval::eval(
             &a.output,
-            &eexc::eval::EvalOptions {
+            &crate::eval::EvalOptions {
                 data,
                 labels: a.measure_labels,
                 baseline: Some(a.model.clone()),
-                runtime: eexc::eval::RuntimeChoice::Auto,
+                runtime: crate::eval::RuntimeChoice::Auto,
                 threads: 1,
                 ort_library: None,
             },
@@ -211,13 +211,13 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         write_report(&report)?;
     }
     if let Some(p) = &a.summary {
-        eexc::report::summary::append(p, &report.to_markdown())?;
+        crate::report::summary::append(p, &report.to_markdown())?;
     }
     Ok(())
 }
 
 pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
-    use eexc::exits::{ExitOptions, WeightSource};
+    use crate::exits::{ExitOptions, WeightSource};
     let options = ExitOptions {
         head: a.exits.head,
         selection: a.exits.selection(None),
@@ -238,13 +238,13 @@ pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
     };
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
-    let (model, summary) = eexc::exits::insert_exits(&a.model, &options)?;
+    let (model, summary) = crate::exits::insert_exits(&a.model, &options)?;
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let report_json = serde_json::to_vec_pretty(&summary).context("encoding the report")?;
     // The model first: a report never describes a model that was not written.
-    eexc::onnx::save_model(&model, &out, Some(&source_dir))?;
+    crate::onnx::save_model(&model, &out, Some(&source_dir))?;
     if let Some(r) = &a.report {
-        eexc::onnx::write_atomically(r, &report_json)?;
+        crate::onnx::write_atomically(r, &report_json)?;
     }
     for w in &summary.warnings {
         eprintln!("eexc: WARNING: {w}");
@@ -257,23 +257,23 @@ pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
 pub fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     let out = a.output.unwrap_or_else(|| a.model.with_extension("opt.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
-    let loaded = eexc::onnx::load_model_for_transform(&a.model)?;
+    let loaded = crate::onnx::load_model_for_transform(&a.model)?;
     let mut model = loaded.proto;
     let options = a.limits.options(a.freeze_knobs);
-    let knobs = eexc::exits::knob_names(&model);
+    let knobs = crate::exits::knob_names(&model);
     if a.freeze_knobs && knobs.is_empty() {
         anyhow::bail!(
             "{}: --freeze-knobs: the model has no eexc knobs (not made by insert-exits)",
             a.model.display()
         );
     }
-    let report = eexc::fuse::fuse_model(&mut model, eexc::fuse::Regions::Whole, &options, &knobs)
+    let report = crate::fuse::fuse_model(&mut model, crate::fuse::Regions::Whole, &options, &knobs)
         .with_context(|| format!("{}", a.model.display()))?;
-    eexc::transform::placement::place_constants(&mut model);
+    crate::transform::placement::place_constants(&mut model);
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
-    eexc::onnx::save_model(&model, &out, Some(&loaded.base_dir))?;
+    crate::onnx::save_model(&model, &out, Some(&loaded.base_dir))?;
     if let Some(r) = &a.report {
-        eexc::onnx::write_atomically(r, &report_json)?;
+        crate::onnx::write_atomically(r, &report_json)?;
     }
     if a.json {
         println!("{}", String::from_utf8_lossy(&report_json));
@@ -285,12 +285,12 @@ pub fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
 }
 
 pub fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Result<()> {
-    let loaded = eexc::onnx::read_model(&model)?;
-    let meta = eexc::exits::metadata_of(&loaded.proto).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let loaded = crate::onnx::read_model(&model)?;
+    let meta = crate::exits::metadata_of(&loaded.proto).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
     if let Some(d) = &exit_dist {
-        eexc::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
+        crate::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
     }
-    let report = eexc::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
+    let report = crate::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
     emit(&report, json, report.to_text())
 }
 
@@ -337,7 +337,7 @@ pub fn emit(report: &impl serde::Serialize, json: bool, text: String) -> anyhow:
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect { model, json } => {
-            let report = eexc::report::inspect::inspect(&model)?;
+            let report = crate::report::inspect::inspect(&model)?;
             emit(&report, json, report.to_text())?;
         }
         Command::InsertExits(args) => insert_exits(*args)?,
@@ -353,9 +353,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Print { model, elide_data_over } => {
             // Shown as stored: external-data files are not needed to print.
-            let loaded = eexc::onnx::read_model(&model)?;
-            let options = eexc::onnx::printer::PrintOptions { elide_data_over };
-            print!("{}", eexc::onnx::printer::model_to_text_with(&loaded.proto, &options));
+            let loaded = crate::onnx::read_model(&model)?;
+            let options = crate::onnx::printer::PrintOptions { elide_data_over };
+            print!("{}", crate::onnx::printer::model_to_text_with(&loaded.proto, &options));
         }
     }
     Ok(())

@@ -133,3 +133,20 @@ pub fn insert_exits_refused(model: &Path, args: &[&str]) -> String {
     assert!(!err.contains("panicked"), "{err}");
     err
 }
+
+/// The digits model quantized by ONNX Runtime's own tool (`quantize_static`,
+/// tests/python/quantize_model.py), calibrated on its training rows:
+/// `format` is `qdq` or `qoperator`.
+pub fn quantize_digits(out: &Path, format: &str) {
+    py(
+        "quantize_model.py",
+        &[
+            &testdata("digits/digits_resnet.onnx"),
+            out,
+            Path::new("--format"),
+            Path::new(format),
+            Path::new("--calib"),
+            &testdata("digits/train_x.npy"),
+        ],
+    );
+}

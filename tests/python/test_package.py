@@ -1,0 +1,82 @@
+"""The Python package (python/, built and installed into .venv by scripts/test.sh):
+the API end to end on the digits model, refereed by onnx's checker and ONNX Runtime.
+
+Run: .venv/bin/python -m pytest tests/python/test_package.py (tests/python_package.rs does).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import eexc
+
+DIGITS = Path(__file__).resolve().parents[2] / "testdata" / "digits"
+MODEL = DIGITS / "digits_resnet.onnx"
+AT = ["stem_out", "block1_out", "block2_out"]
+
+
+def data(name):
+    return np.load(DIGITS / f"{name}.npy")
+
+
+def test_fit_insert_calibrate_eval_in_a_few_lines(tmp_path):
+    heads = eexc.fit(MODEL, data("train_x"), data("train_y"), at=AT, output=tmp_path / "heads.safetensors")
+    ee = eexc.insert_exits(onnx.load(MODEL), at=AT, weights=heads.path)
+    calibrated = eexc.calibrate(ee.model, data("calib_x"), data("calib_y"), max_drop="1%")
+    report = eexc.eval(calibrated.model, data("test_x"), data("test_y"), baseline=MODEL)
+
+    assert heads.report["rows"] == 1000 and len(heads.report["exits"]) == 3
+    assert heads.model == (tmp_path / "heads.safetensors").read_bytes()
+    model = onnx.load_from_string(calibrated.model)
+    onnx.checker.check_model(model, full_check=True)
+    assert calibrated.report["chosen"]["certified"] is True
+    assert calibrated.report["chosen"]["p_value"] <= calibrated.report["delta"]
+    assert "certified" in calibrated.text
+    assert report["rows"] == 400
+    assert report["agreement"] >= 0.95
+    assert sum(report["exit_histogram"]) == 400
+    # The model runs where users deploy it, with the exit index as an output.
+    session = ort.InferenceSession(calibrated.model, providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {session.get_inputs()[0].name: data("test_x")[:1]})
+    assert outputs[0].shape == (1, 10) and outputs[1].dtype == np.int64
+
+
+def test_model_bytes_paths_and_protos_give_the_same_model(tmp_path):
+    by_path = eexc.insert_exits(MODEL, at=AT, threshold=0.5)
+    by_bytes = eexc.insert_exits(MODEL.read_bytes(), at=AT, threshold=0.5)
+    by_proto = eexc.insert_exits(onnx.load(MODEL), at=AT, threshold=0.5, output=tmp_path / "ee.onnx")
+    assert by_path.model == by_bytes.model == by_proto.model
+    assert by_proto.path == str(tmp_path / "ee.onnx")
+    assert (tmp_path / "ee.onnx").read_bytes() == by_path.model
+    assert by_path.report["exits"][0]["tensor"] == "stem_out"
+    cost = eexc.cost(by_path.model, exit_dist=[0.5, 0.2, 0.1])
+    assert cost["original"]["flops"] > 0
+    assert eexc.inspect(MODEL)["totals"]["macs"] == 828736
+
+
+def test_untrained_heads_warn_and_errors_raise_with_the_message():
+    before = MODEL.read_bytes()
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        eexc.insert_exits(MODEL, at=AT)
+    with pytest.raises(eexc.EexcError, match="tensor 'nope' is not in the graph") as e:
+        eexc.insert_exits(MODEL, at=["nope"])
+    assert e.value.code == 2
+    with pytest.raises(eexc.EexcError, match="gate failed") as e:
+        eexc.compile(MODEL, data("train_x"), data("train_y"), calib_data=data("calib_x"),
+                     calib_labels=data("calib_y"), at=AT, max_drop="1%", fail_under_savings="95%")
+    assert e.value.code == 1
+    assert MODEL.read_bytes() == before
+
+
+def test_the_console_script_is_the_command_line():
+    script = Path(sys.executable).with_name("eexc")
+    out = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"eexc {eexc.__version__}"
+    bad = subprocess.run([script, "inspect", os.devnull], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("eexc: error: ")
