@@ -16,7 +16,9 @@ command's flags (``keep_exits=True`` is ``--keep-exits``, ``at=["a", "b"]`` is
 :class:`EexcError` with its one-line message; its warnings become Python warnings.
 
 A model given as bytes or a ModelProto is written to a scratch folder first, so weights
-it keeps in external data files must be given as a path instead.
+it keeps in external data files must be given as a path instead. While a command runs,
+this process's stdout and stderr (file descriptors 1 and 2) are redirected to capture what
+it prints (``Result.text``), so other threads' output in that time is captured too.
 """
 
 from __future__ import annotations
