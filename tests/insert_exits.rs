@@ -196,3 +196,36 @@ fn cost_command_recomputes_from_metadata() {
     assert!(saved > 0.2 && saved < 0.8, "{saved}");
     assert!((e["average_exit_depth"].as_f64().unwrap() - (0.5 + 0.5 + 0.75)).abs() < 1e-9);
 }
+
+/// Netron shows a node's doc string beside it: each exit's `If` says where
+/// the exit is and what its branches do, in both forms.
+#[test]
+fn exit_ifs_say_what_their_branches_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = testdata("digits/digits_resnet.onnx");
+    for (mode, words) in [
+        ("if", "the batch leaves here"),
+        ("compact", "the rows that are not go on"),
+    ] {
+        let out = dir.path().join(format!("{mode}.onnx"));
+        insert(&model, &out, &["--at", "stem_out,block1_out", "--mode", mode]);
+        let loaded = eexc::onnx::read_model(&out).unwrap();
+        let mut docs = Vec::new();
+        let mut graphs = vec![loaded.proto.graph.as_ref().unwrap().clone()];
+        while let Some(g) = graphs.pop() {
+            for n in &g.node {
+                if n.op_type() == "If" {
+                    docs.push(n.doc_string().to_string());
+                }
+                graphs.extend(n.attribute.iter().filter_map(|a| a.g.as_ref().cloned()));
+            }
+        }
+        docs.sort();
+        assert_eq!(docs.len(), 2, "{mode}: {docs:?}");
+        assert!(
+            docs[0].starts_with("eexc exit 1 at 'stem_out': ") && docs[0].contains(words),
+            "{docs:?}"
+        );
+        assert!(docs[1].starts_with("eexc exit 2 at 'block1_out': "), "{docs:?}");
+    }
+}

@@ -406,8 +406,7 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
             b.run(row, &[])?;
         }
     }
-    let progress = indicatif::ProgressBar::new(rows as u64);
-    progress.set_message(format!("evaluating {}", path.display()));
+    let progress = crate::runtime::progress_bar(rows, "rows", &format!("evaluating {}", path.display()));
     let mut ee = Vec::with_capacity(rows);
     let mut base = Vec::with_capacity(rows);
     for r in 0..rows {

@@ -470,12 +470,27 @@ impl EmitContext<'_> {
         let refs: Vec<&str> = else_outputs.iter().map(String::as_str).collect();
         let else_g = self.branch_graph(&format!("eexc_exit{k}_else"), else_b, &refs, out_type, row_dim_known);
 
+        let compact = scope.compact.is_some();
         b.push(
             "If",
             &[&decision.all_ok],
             outputs,
             vec![attr_graph("then_branch", then_g), attr_graph("else_branch", else_g)],
         );
+        // What Netron shows beside the node: what the branches do.
+        if let Some(n) = b.nodes.last_mut() {
+            n.set_doc_string(if compact {
+                format!(
+                    "eexc exit {k} at '{}': every row confident, all leave here (then); else the rows that are not go on through the rest of the network and the confident ones leave here (else)",
+                    self.plan.exits[k - 1].tensor
+                )
+            } else {
+                format!(
+                    "eexc exit {k} at '{}': every row confident, the batch leaves here (then); else the rest of the network runs (else)",
+                    self.plan.exits[k - 1].tensor
+                )
+            });
+        }
         Ok(())
     }
 

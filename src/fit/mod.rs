@@ -232,8 +232,10 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
         }
         // A conv-grid head: its convolution first, then the linear layer
         // on what the convolution gives.
-        let refined =
-            map_shape(point).map(|shape| refine::train(collected_x, shape, &targets, &held_out, options.seed));
+        let refined = map_shape(point).map(|shape| {
+            let what = format!("training the conv-grid head at '{}'", point.tensor);
+            refine::train(collected_x, shape, &targets, &held_out, options.seed, &what)
+        });
         let x = refined.as_ref().map_or(collected_x, |r| &r.features);
         let (mut head, mut score) = logreg::fit_head(x, &targets, features, &held_out)?;
         // A conv-grid head keeps the linear layer trained with its

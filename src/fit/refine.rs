@@ -349,9 +349,16 @@ fn adam_step(params: &mut Params, grad: &Params, moments: &mut (Params, Params),
 
 /// Trains the refining convolution on the rows not `held_out` (the held-out
 /// rows pick the pass to keep) against `targets` (rows × classes, each row
-/// a distribution); `maps` is rows × C·H·W. Seeded: the same inputs give
-/// the same weights.
-pub fn train(maps: &[f32], shape: MapShape, targets: &Array2<f64>, held_out: &[bool], seed: u64) -> Refined {
+/// a distribution); `maps` is rows × C·H·W; `what` names the head on the
+/// progress bar. Seeded: the same inputs give the same weights.
+pub fn train(
+    maps: &[f32],
+    shape: MapShape,
+    targets: &Array2<f64>,
+    held_out: &[bool],
+    seed: u64,
+    what: &str,
+) -> Refined {
     let rows = targets.nrows();
     let classes = targets.ncols();
     debug_assert_eq!(maps.len(), rows * shape.len());
@@ -397,6 +404,7 @@ pub fn train(maps: &[f32], shape: MapShape, targets: &Array2<f64>, held_out: &[b
     let total_steps = (epochs * steps_per_epoch) as f32;
     let mut step = 0;
     let mut order = train_rows.clone();
+    let progress = crate::runtime::progress_bar(epochs, "passes", what);
     for epoch in 1..=epochs {
         for i in (1..order.len()).rev() {
             order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
@@ -414,7 +422,9 @@ pub fn train(maps: &[f32], shape: MapShape, targets: &Array2<f64>, held_out: &[b
         if ce < best.0 {
             best = (ce, agreement, epoch, params.clone());
         }
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     let (held_out_cross_entropy, held_out_agreement, best_epoch, params) = best;
     let all: Vec<usize> = (0..rows).collect();
     let mut features = Vec::with_capacity(rows * shape.channels * GRID_CELLS as usize);
@@ -586,10 +596,10 @@ mod tests {
             targets[[r, class]] = 1.0;
         }
         let held_out: Vec<bool> = (0..rows).map(|r| r % 5 == 0).collect();
-        let fit = train(&maps, shape, &targets, &held_out, 11);
+        let fit = train(&maps, shape, &targets, &held_out, 11, "test");
         assert!(fit.held_out_cross_entropy < 0.2, "{}", fit.held_out_cross_entropy);
         assert_eq!(fit.features.len(), rows * 8);
-        let again = train(&maps, shape, &targets, &held_out, 11);
+        let again = train(&maps, shape, &targets, &held_out, 11, "test");
         assert_eq!(fit.weights, again.weights);
         assert_eq!(fit.features, again.features);
     }

@@ -57,6 +57,17 @@ pub fn load_exits_model(
 
 /// Runs `model` over every row of `samples`, `batch` rows at a time, and
 /// returns each of `outputs` as one row-major buffer (rows in order).
+/// The progress bar of a long pass (drawn on stderr only when it is a
+/// terminal): `what` it does, then `position/length unit` and the time left.
+pub fn progress_bar(length: usize, unit: &str, what: &str) -> indicatif::ProgressBar {
+    let template = format!("{{msg}} {{bar:40}} {{pos}}/{{len}} {unit} ({{eta}})");
+    let progress = indicatif::ProgressBar::new(length as u64).with_style(
+        indicatif::ProgressStyle::with_template(&template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    progress.set_message(what.to_string());
+    progress
+}
+
 /// `external_dir` is the model's folder when its weights are external.
 pub fn run_batched(
     model: &ModelProto,
@@ -71,11 +82,7 @@ pub fn run_batched(
         .map_err(|e| RunError::Runtime(format!("cannot encode the model for tract: {e}")))?;
     let rows = samples.rows();
     let row_shape = samples.shape[1..].to_vec();
-    let progress = indicatif::ProgressBar::new(rows as u64).with_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} rows ({eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    progress.set_message(what.to_string());
+    let progress = progress_bar(rows, "rows", what);
     let mut columns = vec![Vec::new(); outputs.len()];
     let mut plans: Vec<(usize, Plan)> = Vec::new();
     let mut ort_session = None;
