@@ -99,6 +99,14 @@ class _Scratch:
         np.save(target, np.asarray(array))
         return str(target)
 
+    def arrays(self, **named) -> list:
+        """`--name path` for each array given (None: left out), in the order named."""
+        args = []
+        for name, array in named.items():
+            if array is not None:
+                args += ["--" + name.replace("_", "-"), self.array(array, name)]
+        return args
+
     def close(self):
         self._dir.cleanup()
 
@@ -193,9 +201,7 @@ def fit(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = None, *
     takes."""
     scratch = _Scratch()
     try:
-        args = [scratch.model(model), "--data", scratch.array(data, "data")]
-        if labels is not None:
-            args += ["--labels", scratch.array(labels, "labels")]
+        args = [scratch.model(model)] + scratch.arrays(data=data, labels=labels)
         args += _flags({"at": at, **options})
         if auto is not None:
             args += ["--auto", str(auto)]
@@ -211,9 +217,7 @@ def calibrate(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = N
     (``max_drop="1%"`` needs labels; ``delta``, ``thresholds``, ``certify_with``...)."""
     scratch = _Scratch()
     try:
-        args = [scratch.model(model), "--data", scratch.array(data, "data")]
-        if labels is not None:
-            args += ["--labels", scratch.array(labels, "labels")]
+        args = [scratch.model(model)] + scratch.arrays(data=data, labels=labels)
         args += _flags({"max_drop": max_drop, "max_disagree": max_disagree, **options})
         return _with_output("calibrate", args, output, scratch, "model.calibrated.onnx")
     finally:
@@ -229,13 +233,8 @@ def compile(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = Non
     step. A failed ``fail_under_savings`` gate raises EexcError with ``code`` 1."""
     scratch = _Scratch()
     try:
-        args = [scratch.model(model), "--data", scratch.array(data, "data")]
-        if labels is not None:
-            args += ["--labels", scratch.array(labels, "labels")]
-        if calib_data is not None:
-            args += ["--calib-data", scratch.array(calib_data, "calib_data")]
-        if calib_labels is not None:
-            args += ["--calib-labels", scratch.array(calib_labels, "calib_labels")]
+        args = [scratch.model(model)] + scratch.arrays(
+            data=data, labels=labels, calib_data=calib_data, calib_labels=calib_labels)
         args += _flags({"max_drop": max_drop, "max_disagree": max_disagree, "at": at, **options})
         if auto is not None:
             args += ["--auto", str(auto)]
@@ -250,9 +249,7 @@ def eval(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = None, 
     library is found, else tract), against ``baseline`` when given."""
     scratch = _Scratch()
     try:
-        args = ["eval", scratch.model(model), "--data", scratch.array(data, "data"), "--json"]
-        if labels is not None:
-            args += ["--labels", scratch.array(labels, "labels")]
+        args = ["eval", scratch.model(model), "--json"] + scratch.arrays(data=data, labels=labels)
         if baseline is not None:
             args += ["--baseline", scratch.model(baseline, "baseline.onnx")]
         return json.loads(_run(args + _flags(options)))

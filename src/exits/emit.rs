@@ -478,18 +478,21 @@ impl EmitContext<'_> {
             vec![attr_graph("then_branch", then_g), attr_graph("else_branch", else_g)],
         );
         // What Netron shows beside the node: what the branches do.
+        let otherwise = if compact {
+            "the rows that are not go on through the rest of the network and the confident ones leave here"
+        } else {
+            "the rest of the network runs"
+        };
         if let Some(n) = b.nodes.last_mut() {
-            n.set_doc_string(if compact {
-                format!(
-                    "eexc exit {k} at '{}': every row confident, all leave here (then); else the rows that are not go on through the rest of the network and the confident ones leave here (else)",
-                    self.plan.exits[k - 1].tensor
-                )
-            } else {
-                format!(
-                    "eexc exit {k} at '{}': every row confident, the batch leaves here (then); else the rest of the network runs (else)",
-                    self.plan.exits[k - 1].tensor
-                )
-            });
+            n.set_doc_string(format!(
+                "eexc exit {k} at '{}': every row confident, {} (then); else {otherwise} (else)",
+                self.plan.exits[k - 1].tensor,
+                if compact {
+                    "all leave here"
+                } else {
+                    "the batch leaves here"
+                }
+            ));
         }
         Ok(())
     }

@@ -73,9 +73,8 @@ pub fn build_head(
     let (wn, bn) = weight_names(exit);
     let w = b.const_f32(&wn, &[classes, point.features], &weights.weight);
     let bias = b.const_f32(&bn, &[classes], &weights.bias);
-    let refine = weights.refine.as_ref().map(|r| {
+    let refine = weights.refine.as_ref().zip(point.refine_channels()).map(|(r, c)| {
         let (rwn, rbn) = refine_names(exit);
-        let c = point.features / super::plan::GRID_CELLS;
         let k = REFINE_KERNEL;
         [
             b.const_f32(&rwn, &[c, c, k, k], &r.weight),

@@ -74,6 +74,14 @@ pub struct ExitPoint {
     pub channels_last: bool,
 }
 
+impl ExitPoint {
+    /// The channels of a conv-grid head's convolution (C); `None` for the
+    /// heads without one.
+    pub fn refine_channels(&self) -> Option<i64> {
+        (self.head == HeadKind::ConvGrid).then_some(self.features / GRID_CELLS)
+    }
+}
+
 /// The `DequantizeLinear` a quantized model applies to an exit tensor, which
 /// the head repeats on its own copy: the cut stays at the integer tensor, so
 /// the model's own `DequantizeLinear` goes with its readers into the branch,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::ExitError;
 use super::contract::{refine_names, weight_names};
 use super::head::{HeadWeights, RefineWeights, seeded_weights};
-use super::plan::{ExitPoint, GRID_CELLS, HeadKind, REFINE_KERNEL};
+use super::plan::{ExitPoint, REFINE_KERNEL};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeightSource {
@@ -48,7 +48,7 @@ pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<
         WeightSource::Seeded(seed) => Ok(exits
             .iter()
             .enumerate()
-            .map(|(i, e)| seeded_weights(*seed, i + 1, classes, e.features, refine_channels(e)))
+            .map(|(i, e)| seeded_weights(*seed, i + 1, classes, e.features, e.refine_channels()))
             .collect()),
         WeightSource::File(path) => {
             let lookup = read_weights_file(path)?;
@@ -102,7 +102,7 @@ fn collect(
             Ok(t.data)
         };
         let (c, f) = (classes as usize, e.features as usize);
-        let refine = match refine_channels(e) {
+        let refine = match e.refine_channels() {
             None => None,
             Some(channels) => {
                 let (ch, k) = (channels as usize, REFINE_KERNEL as usize);
@@ -119,12 +119,6 @@ fn collect(
         });
     }
     Ok(out)
-}
-
-/// The channels of a conv-grid head's convolution (C); `None` for the
-/// heads without one.
-pub fn refine_channels(exit: &ExitPoint) -> Option<i64> {
-    (exit.head == HeadKind::ConvGrid).then_some(exit.features / GRID_CELLS)
 }
 
 type Lookup = Box<dyn Fn(&str) -> Option<Result<Named, String>>>;

@@ -237,34 +237,14 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
             refine::train(collected_x, shape, &targets, &held_out, options.seed, &what)
         });
         let x = refined.as_ref().map_or(collected_x, |r| &r.features);
-        let (mut head, mut score) = logreg::fit_head(x, &targets, features, &held_out)?;
-        // A conv-grid head keeps the linear layer trained with its
-        // convolution when that one does better on the held-out rows.
-        let mut refine_score = None;
-        if let Some(r) = &refined {
-            let trained = (r.held_out_agreement, -r.held_out_cross_entropy) > (score.agreement, -score.cross_entropy);
-            if trained {
-                head = logreg::Head {
-                    weight: r.linear.0.clone(),
-                    bias: r.linear.1.clone(),
-                };
-                score = logreg::HeldOut {
-                    l2: refine::WEIGHT_DECAY,
-                    agreement: r.held_out_agreement,
-                    cross_entropy: r.held_out_cross_entropy,
-                };
+        let refit = logreg::fit_head(x, &targets, features, &held_out)?;
+        let ((head, score), refine_score) = match &refined {
+            Some(r) => {
+                let (kept, refine_score) = better_linear_layer(r, refit);
+                (kept, Some(refine_score))
             }
-            refine_score = Some(RefineScore {
-                best_epoch: r.best_epoch,
-                held_out_agreement: r.held_out_agreement,
-                held_out_cross_entropy: r.held_out_cross_entropy,
-                linear_layer: if trained {
-                    "trained with the convolution"
-                } else {
-                    "refitted"
-                },
-            });
-        }
+            None => (refit, None),
+        };
         let pred: Vec<usize> = (0..rows)
             .map(|r| {
                 let row = &x[r * features..(r + 1) * features];
@@ -312,6 +292,39 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
             .map(|l| share(model_pred.iter().zip(l).filter(|(a, b)| a == b).count(), rows)),
     };
     Ok((heads, report))
+}
+
+/// A conv-grid head keeps the linear layer trained with its convolution
+/// when that one does better on the held-out rows (higher agreement, then
+/// lower cross-entropy) than the L-BFGS `refit`.
+fn better_linear_layer(
+    r: &refine::Refined,
+    refit: (logreg::Head, logreg::HeldOut),
+) -> ((logreg::Head, logreg::HeldOut), RefineScore) {
+    let trained = (r.held_out_agreement, -r.held_out_cross_entropy) > (refit.1.agreement, -refit.1.cross_entropy);
+    let score = RefineScore {
+        best_epoch: r.best_epoch,
+        held_out_agreement: r.held_out_agreement,
+        held_out_cross_entropy: r.held_out_cross_entropy,
+        linear_layer: if trained {
+            "trained with the convolution"
+        } else {
+            "refitted"
+        },
+    };
+    if !trained {
+        return (refit, score);
+    }
+    let head = logreg::Head {
+        weight: r.linear.0.clone(),
+        bias: r.linear.1.clone(),
+    };
+    let held_out = logreg::HeldOut {
+        l2: refine::WEIGHT_DECAY,
+        agreement: r.held_out_agreement,
+        cross_entropy: r.held_out_cross_entropy,
+    };
+    ((head, held_out), score)
 }
 
 /// The feature map a conv-grid head's convolution reads; `None` for the

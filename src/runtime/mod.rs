@@ -55,8 +55,6 @@ pub fn load_exits_model(
     Ok((loaded, meta))
 }
 
-/// Runs `model` over every row of `samples`, `batch` rows at a time, and
-/// returns each of `outputs` as one row-major buffer (rows in order).
 /// The progress bar of a long pass (drawn on stderr only when it is a
 /// terminal): `what` it does, then `position/length unit` and the time left.
 pub fn progress_bar(length: usize, unit: &str, what: &str) -> indicatif::ProgressBar {
@@ -68,6 +66,8 @@ pub fn progress_bar(length: usize, unit: &str, what: &str) -> indicatif::Progres
     progress
 }
 
+/// Runs `model` over every row of `samples`, `batch` rows at a time, and
+/// returns each of `outputs` as one row-major buffer (rows in order).
 /// `external_dir` is the model's folder when its weights are external.
 pub fn run_batched(
     model: &ModelProto,
