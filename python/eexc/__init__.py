@@ -193,12 +193,13 @@ def optimize(model: ModelLike, *, output=None, **options) -> Result:
         scratch.close()
 
 
-def fit(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = None, *,
+def fit(model: ModelLike, data: Optional[ArrayLike] = None, labels: Optional[ArrayLike] = None, *,
         at: Optional[Sequence[str]] = None, auto: Optional[int] = None, output=None,
         **options) -> Result:
-    """``eexc fit``: exit heads trained on ``data`` (rows first; labels optional). The
-    result's ``model`` is the heads file (safetensors) that ``insert_exits(weights=...)``
-    takes."""
+    """``eexc fit``: exit heads trained on ``data`` (rows first; labels optional), or on
+    ``outputs="DIR"``, the shards of the pass model's outputs (see :func:`pass_model`).
+    The result's ``model`` is the heads file (safetensors) that
+    ``insert_exits(weights=...)`` takes."""
     scratch = _Scratch()
     try:
         args = [scratch.model(model)] + scratch.arrays(data=data, labels=labels)
@@ -210,11 +211,12 @@ def fit(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = None, *
         scratch.close()
 
 
-def calibrate(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = None, *,
-              max_drop: Optional[str] = None, max_disagree: Optional[str] = None,
+def calibrate(model: ModelLike, data: Optional[ArrayLike] = None, labels: Optional[ArrayLike] = None,
+              *, max_drop: Optional[str] = None, max_disagree: Optional[str] = None,
               output=None, **options) -> Result:
     """``eexc calibrate``: temperatures and certified thresholds on an early-exit model
-    (``max_drop="1%"`` needs labels; ``delta``, ``thresholds``, ``certify_with``...)."""
+    (``max_drop="1%"`` needs labels; ``delta``, ``thresholds``, ``certify_with``...), from
+    ``data`` or from ``outputs="DIR"``, the shards of its pass model's outputs."""
     scratch = _Scratch()
     try:
         args = [scratch.model(model)] + scratch.arrays(data=data, labels=labels)
@@ -222,6 +224,39 @@ def calibrate(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = N
         return _with_output("calibrate", args, output, scratch, "model.calibrated.onnx")
     finally:
         scratch.close()
+
+
+def pass_model(command: str, model: ModelLike, output, *, at: Optional[Sequence[str]] = None,
+               auto: Optional[int] = None, **options) -> str:
+    """``eexc fit|calibrate --pass-model``: writes to ``output`` the model whose outputs
+    ``command`` reads (for fit, pass the same ``at``/``auto``/``head`` as to :func:`fit`),
+    for any runtime to run over the rows. Save each batch's outputs (a dict of output name
+    to array, rows first, e.g. ``np.savez``) as one shard in a folder, file names in row
+    order; then :func:`manifest`, and ``fit``/``calibrate`` with ``outputs=folder``.
+    Returns the text the command printed."""
+    if command not in ("fit", "calibrate"):
+        raise ValueError(f"command must be 'fit' or 'calibrate', not {command!r}")
+    scratch = _Scratch()
+    try:
+        args = [command, scratch.model(model), "--pass-model", os.fspath(output)]
+        args += _flags({"at": at, **options})
+        if auto is not None:
+            args += ["--auto", str(auto)]
+        return _run(args)
+    finally:
+        scratch.close()
+
+
+def manifest(folder, pass_model, labels: Optional[str] = None) -> dict:
+    """``eexc manifest``: writes ``folder/manifest.json`` for the shards in ``folder``
+    (``.npz`` or ``.safetensors``, in file-name order), checked against ``pass_model``'s
+    outputs; ``labels`` names the array in each shard that holds the rows' labels.
+    Returns the manifest."""
+    args = ["manifest", os.fspath(folder), "--pass-model", os.fspath(pass_model)]
+    if labels is not None:
+        args += ["--labels", labels]
+    _run(args)
+    return json.loads((Path(os.fspath(folder)) / "manifest.json").read_text())
 
 
 def compile(model: ModelLike, data: ArrayLike, labels: Optional[ArrayLike] = None, *,

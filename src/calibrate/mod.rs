@@ -19,7 +19,8 @@ use choose::{Bound, CurvePoint, ExitData, Observed, PathCosts, RowLosses, Target
 use crate::exits::ExitsMetadata;
 use crate::exits::cost::CostReport;
 use crate::onnx::proto::ModelProto;
-use crate::runtime::{RunError, Samples, read_labels};
+use crate::runtime::RunError;
+use crate::runtime::pass::{PassModel, PassRun, PassSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
@@ -53,10 +54,21 @@ pub enum CalibrateError {
 
 #[derive(Debug, Clone)]
 pub struct CalibrateOptions {
-    pub data: PathBuf,
+    /// The rows: sample inputs to run the model over, or the pass model's
+    /// outputs as shards.
+    pub source: PassSource,
+    /// Also write the pass's outputs as shards here (`--save-outputs`).
+    pub save_outputs: Option<PathBuf>,
     pub labels: Option<PathBuf>,
     pub batch: usize,
     pub procedure: Procedure,
+}
+
+impl CalibrateOptions {
+    /// Whether the rows come with labels (a file, or the shards').
+    fn has_labels(&self) -> Result<bool, CalibrateError> {
+        Ok(self.labels.is_some() || self.source.carries_labels()?)
+    }
 }
 
 /// What calibration does with the rows it is given.
@@ -557,11 +569,11 @@ pub fn choose_exits(
         ));
     }
     let procedure = &options.procedure;
-    check_procedure(procedure, options.labels.is_some())?;
+    check_procedure(procedure, options.has_labels()?)?;
     let bounds = bounds_for(procedure)?;
     let runs = variants
         .iter()
-        .map(|p| run_exits(p, &options.data, options.batch))
+        .map(|p| run_exits(p, &options.source, options.labels.as_deref(), options.batch, None))
         .collect::<Result<Vec<_>, _>>()?;
     let first = &runs[0];
     if runs.iter().any(|r| {
@@ -575,10 +587,7 @@ pub fn choose_exits(
             "the head variants do not have the same exits".into(),
         ));
     }
-    let labels = match &options.labels {
-        Some(p) => Some(read_labels(p, first.full_pred.len(), first.classes as i64)?),
-        None => None,
-    };
+    let labels = first.labels.clone();
     let never: Vec<usize> = first.meta.never_exit_classes.iter().map(|&c| c as usize).collect();
     let observed_runs: Vec<Observed> = runs.iter().map(|r| observed(r, labels.as_deref(), &never)).collect();
     let (choose_idx, test_idx) = procedure.split.rows(first.full_pred.len());
@@ -742,39 +751,66 @@ fn needs_labels(target: Target, have: bool) -> Result<(), CalibrateError> {
     Ok(())
 }
 
-/// Rows run through an early-exit model: every exit's logits and the full
-/// model's prediction.
+/// Rows run through an early-exit model: every exit's logits, the full
+/// model's prediction and the rows' labels.
 pub struct RunOutputs {
     pub meta: ExitsMetadata,
     pub model: ModelProto,
     pub classes: usize,
     pub exit_logits: Vec<Vec<f32>>,
     pub full_pred: Vec<usize>,
+    pub labels: Option<Vec<usize>>,
 }
 
-/// Loads an eexc model and runs its flat form over `data` in tract.
-pub fn run_exits(path: &Path, data: &Path, batch: usize) -> Result<RunOutputs, CalibrateError> {
+/// The early-exit model at `path`, its metadata, and its pass model: the
+/// flat form, in which every head runs on every row.
+fn exits_pass_model(path: &Path) -> Result<(crate::onnx::LoadedModel, ExitsMetadata, PassModel), CalibrateError> {
     let (loaded, meta) = crate::runtime::load_exits_model(path)?;
+    let (flat, outputs) = flatten::flat_model(&loaded.proto, &meta).map_err(|reason| RunError::Model {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let pass = PassModel::new(flat, outputs, "calibrate")?;
+    Ok((loaded, meta, pass))
+}
+
+/// Writes the pass model of calibrating the early-exit model at `path` to
+/// `out`, for a runtime elsewhere to run over the rows.
+pub fn write_pass_model(path: &Path, out: &Path) -> Result<PassModel, CalibrateError> {
+    let (loaded, _, pass) = exits_pass_model(path)?;
+    pass.save(out, Some(&loaded.base_dir))?;
+    Ok(pass)
+}
+
+/// Loads an eexc model and runs its flat form over the rows of `source`
+/// (or reads the shards of its outputs); `labels`: a file of the rows'
+/// labels, when the shards do not carry them.
+pub fn run_exits(
+    path: &Path,
+    source: &PassSource,
+    labels: Option<&Path>,
+    batch: usize,
+    save_outputs: Option<&Path>,
+) -> Result<RunOutputs, CalibrateError> {
+    let (loaded, meta, pass) = exits_pass_model(path)?;
     let bad = |reason: String| RunError::Model {
         path: path.to_path_buf(),
         reason,
     };
-    let (flat, outputs) = flatten::flat_model(&loaded.proto, &meta).map_err(bad)?;
-    let mut samples = Samples::open(data)?;
-    let rows = samples.rows();
-    let mut columns = crate::runtime::run_batched(
-        &flat,
-        &outputs,
-        &mut samples,
+    let run = PassRun {
         batch,
-        loaded.external_dir(),
-        "running the exits",
-    )?;
+        external_dir: loaded.external_dir(),
+        save_outputs,
+    };
+    let outputs = pass.run(source.open()?, &run, "running the exits")?;
+    let rows = outputs.rows;
+    let mut columns = outputs.columns.clone();
     let final_out = columns.pop().unwrap_or_default();
     let classes = columns.first().map_or(0, |c| c.len() / rows.max(1));
     if classes == 0 || columns.iter().any(|c| c.len() != rows * classes) {
         return Err(bad("the exits' logits do not have one row per sample".into()).into());
     }
+    let labels = outputs.labels(labels, classes as i64)?;
     let width = final_out.len() / rows.max(1);
     let full_pred = final_out
         .chunks_exact(width.max(1))
@@ -786,6 +822,7 @@ pub fn run_exits(path: &Path, data: &Path, batch: usize) -> Result<RunOutputs, C
         classes,
         exit_logits: columns,
         full_pred,
+        labels,
     })
 }
 
@@ -801,12 +838,15 @@ pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, 
     let procedure = &options.procedure;
     let epsilon = procedure.target.epsilon();
     // Checked here too, so that no model runs for nothing.
-    check_procedure(procedure, options.labels.is_some())?;
-    let run = run_exits(path, &options.data, options.batch)?;
-    let labels = match &options.labels {
-        Some(p) => Some(read_labels(p, run.full_pred.len(), run.classes as i64)?),
-        None => None,
-    };
+    check_procedure(procedure, options.has_labels()?)?;
+    let run = run_exits(
+        path,
+        &options.source,
+        options.labels.as_deref(),
+        options.batch,
+        options.save_outputs.as_deref(),
+    )?;
+    let labels = run.labels.clone();
     let never: Vec<usize> = run.meta.never_exit_classes.iter().map(|&c| c as usize).collect();
     let obs = observed(&run, labels.as_deref(), &never);
     let outcome = calibrate_observed(&obs, &run.meta.cost, procedure)?;

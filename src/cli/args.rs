@@ -56,6 +56,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the manifest of a folder of shards: the outputs of a pass model
+    /// (`fit` or `calibrate --pass-model`) that another runtime ran, one
+    /// .npz or .safetensors file per batch or worker, in file-name order.
+    Manifest {
+        /// The folder of shards; DIR/manifest.json is written.
+        dir: PathBuf,
+        /// The pass model the shards' outputs come from.
+        #[arg(long, value_name = "PASS.onnx")]
+        pass_model: PathBuf,
+        /// The array in every shard that holds the rows' class labels.
+        #[arg(long, value_name = "NAME")]
+        labels: Option<String>,
+    },
     /// Print a shell completion script, e.g. `eexc completions bash >
     /// ~/.local/share/bash-completion/completions/eexc`.
     Completions {
@@ -194,11 +207,10 @@ pub struct OptimizeArgs {
 #[derive(clap::Args)]
 pub struct FitArgs {
     pub model: PathBuf,
-    /// Sample inputs: float32 .npy shaped like the model input, rows first.
-    #[arg(long, value_name = "X.npy")]
-    pub data: PathBuf,
-    /// Class labels (int64 .npy, one per row); without them the heads learn
-    /// the model's own predictions.
+    #[command(flatten)]
+    pub rows: PassArgs,
+    /// Class labels (int64 .npy, one per row, in row order); without them
+    /// the heads learn the model's own predictions.
     #[arg(long, value_name = "Y.npy")]
     pub labels: Option<PathBuf>,
     /// With --labels: their weight in the targets (1: labels only, 0: the
@@ -220,16 +232,60 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 0.2)]
     pub held_out: f64,
     /// Output: the heads as safetensors (what insert-exits --weights reads).
-    #[arg(short, long, value_name = "HEADS.safetensors")]
-    pub output: PathBuf,
+    #[arg(
+        short,
+        long,
+        value_name = "HEADS.safetensors",
+        required_unless_present = "pass_model"
+    )]
+    pub output: Option<PathBuf>,
     /// Write the fit report as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
 
-/// What calibration must keep under a bound, and how surely.
+/// The rows fit and calibrate learn from: inputs to run the model over
+/// here, or the outputs of its pass model run elsewhere (docs/shards.md).
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("bound").required(true).args(["max_drop", "max_disagree"])))]
+#[command(group(clap::ArgGroup::new("rows").required(true).args(["data", "outputs", "pass_model"])))]
+pub struct PassArgs {
+    /// Sample inputs: float32 .npy (or FILE.npz:NAME) shaped like the model
+    /// input, rows first.
+    #[arg(long, value_name = "X.npy")]
+    pub data: Option<PathBuf>,
+    /// Instead of --data: the pass model's outputs as shards (.npz or
+    /// .safetensors) in DIR, listed by DIR/manifest.json, written by any
+    /// runtime.
+    #[arg(long, value_name = "DIR")]
+    pub outputs: Option<PathBuf>,
+    /// Write the pass model (the model with the outputs this command reads
+    /// as its outputs) to FILE and stop: run it anywhere over the rows, save
+    /// its outputs as shards, write their manifest (`eexc manifest`), then
+    /// give --outputs.
+    #[arg(long, value_name = "PASS.onnx")]
+    pub pass_model: Option<PathBuf>,
+    /// With --data: also write the pass's outputs to DIR as shards, for
+    /// later runs with --outputs DIR.
+    #[arg(long, value_name = "DIR", requires = "data")]
+    pub save_outputs: Option<PathBuf>,
+}
+
+impl PassArgs {
+    /// Where the rows come from; `None` with --pass-model.
+    pub fn source(&self) -> Option<crate::runtime::pass::PassSource> {
+        use crate::runtime::pass::PassSource;
+        match (&self.data, &self.outputs) {
+            (Some(d), _) => Some(PassSource::Rows(d.clone())),
+            (None, Some(o)) => Some(PassSource::Shards(o.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// What calibration must keep under a bound, and how surely (one bound is
+/// required, except by `calibrate --pass-model`, which calibrates nothing).
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("bound").args(["max_drop", "max_disagree"])))]
 pub struct BoundArgs {
     /// Largest accuracy drop against the full model, e.g. 1% or 0.01 (needs labels).
     #[arg(long, value_parser = parse_share)]
@@ -278,10 +334,10 @@ impl BoundArgs {
 pub struct CalibrateArgs {
     /// An early-exit model made by insert-exits (if, compact or multi mode).
     pub model: PathBuf,
-    /// Calibration inputs: float32 .npy shaped like the model input.
-    #[arg(long, value_name = "X.npy")]
-    pub data: PathBuf,
-    /// Class labels (int64 .npy); needed for --max-drop.
+    #[command(flatten)]
+    pub rows: PassArgs,
+    /// Class labels (int64 .npy, in row order); needed for --max-drop
+    /// unless the shards carry them.
     #[arg(long, value_name = "Y.npy")]
     pub labels: Option<PathBuf>,
     #[command(flatten)]

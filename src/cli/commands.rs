@@ -8,12 +8,24 @@ use anyhow::Context;
 use super::args::*;
 
 pub fn fit(a: FitArgs) -> anyhow::Result<()> {
+    let head = a.exits.head;
+    let selection = a.exits.selection(None);
+    if let Some(out) = &a.rows.pass_model {
+        refuse_overwrite(&a.model, &[], &[Some(out)])?;
+        let pass = crate::fit::write_pass_model(&a.model, &selection, head, a.logits.as_deref(), out)?;
+        print_pass_model(out, &pass);
+        return Ok(());
+    }
+    let (Some(source), Some(output)) = (a.rows.source(), a.output) else {
+        anyhow::bail!("fit needs --data or --outputs, and --output");
+    };
     let options = crate::fit::FitOptions {
-        data: a.data,
+        source,
+        save_outputs: a.rows.save_outputs.clone(),
         labels: a.labels,
         label_weight: a.label_weight,
-        head: a.exits.head,
-        selection: a.exits.selection(None),
+        head,
+        selection,
         logits: a.logits,
         batch: a.batch_size,
         seed: a.seed,
@@ -21,28 +33,68 @@ pub fn fit(a: FitArgs) -> anyhow::Result<()> {
     };
     refuse_overwrite(
         &a.model,
-        &[Some(&options.data), options.labels.as_ref()],
-        &[Some(&a.output), a.report.as_ref()],
+        &[Some(&options.source.path().to_path_buf()), options.labels.as_ref()],
+        &[Some(&output), a.report.as_ref()],
     )?;
     let (heads, report) = crate::fit::fit(&a.model, &options)?;
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
-    crate::fit::save_heads(&a.output, &heads, &report.exits, &report)?;
+    crate::fit::save_heads(&output, &heads, &report.exits, &report)?;
     if let Some(r) = &a.report {
         crate::onnx::write_atomically(r, &report_json)?;
     }
-    println!("wrote {}", a.output.display());
+    println!("wrote {}", output.display());
     print!("{}", report.to_text());
     Ok(())
 }
 
+/// What a user does with a written pass model.
+fn print_pass_model(out: &std::path::Path, pass: &crate::runtime::pass::PassModel) {
+    println!(
+        "wrote {} (the {} pass model, graph digest {})",
+        out.display(),
+        pass.command,
+        pass.digest
+    );
+    println!("outputs: {}", pass.outputs.join(", "));
+    println!(
+        "next: run it over the rows (any runtime), save each batch's outputs as an .npz or .safetensors \
+         shard in one folder (file names in row order), then `eexc manifest DIR --pass-model {}` and \
+         `eexc {} ... --outputs DIR`",
+        out.display(),
+        pass.command
+    );
+}
+
+/// `eexc manifest`: the manifest of a folder of shards.
+pub fn manifest(dir: &std::path::Path, pass_model: &std::path::Path, labels: Option<&str>) -> anyhow::Result<()> {
+    let (digest, outputs) = crate::runtime::pass::read_pass_info(pass_model)?;
+    let manifest = crate::runtime::shards::write_manifest(dir, &digest, &outputs, labels)?;
+    let rows: usize = manifest.shards.iter().map(|s| s.rows).sum();
+    println!(
+        "wrote {}: {} shards, {rows} rows",
+        dir.join(crate::runtime::shards::MANIFEST).display(),
+        manifest.shards.len()
+    );
+    Ok(())
+}
+
 pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
+    if let Some(out) = &a.rows.pass_model {
+        refuse_overwrite(&a.model, &[], &[Some(out)])?;
+        let pass = crate::calibrate::write_pass_model(&a.model, out)?;
+        print_pass_model(out, &pass);
+        return Ok(());
+    }
+    let Some(source) = a.rows.source() else {
+        anyhow::bail!("calibrate needs --data or --outputs");
+    };
     let out = a
         .output
         .clone()
         .unwrap_or_else(|| a.model.with_extension("calibrated.onnx"));
     refuse_overwrite(
         &a.model,
-        &[Some(&a.data), a.labels.as_ref()],
+        &[Some(&source.path().to_path_buf()), a.labels.as_ref()],
         &[
             Some(&out),
             a.report.as_ref(),
@@ -52,7 +104,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         ],
     )?;
     let options = crate::calibrate::CalibrateOptions {
-        data: a.data,
+        source,
+        save_outputs: a.rows.save_outputs.clone(),
         labels: a.labels,
         batch: a.batch_size,
         procedure: a.bound.procedure(crate::calibrate::Split {
@@ -347,6 +400,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval(*args)?,
         Command::Compile(args) => compile(*args)?,
         Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
+        Command::Manifest {
+            dir,
+            pass_model,
+            labels,
+        } => manifest(&dir, &pass_model, labels.as_deref())?,
         Command::Completions { shell } => {
             let mut cli = <crate::cli::args::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cli, "eexc", &mut std::io::stdout());

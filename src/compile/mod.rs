@@ -10,6 +10,7 @@ use crate::calibrate::{CalibrateError, CalibrateOptions, CalibrationReport, Proc
 use crate::exits::{Confidence, ExitOptions, ExitSelection, HeadKind, Mode, WeightSource};
 use crate::fit::{FitError, FitOptions, FitReport};
 use crate::onnx::proto::ModelProto;
+use crate::runtime::pass::PassSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -194,7 +195,8 @@ pub fn compile(
     // Refused before any head is fitted.
     options.procedure.check_rows(split.calib_rows)?;
     let fit_options = FitOptions {
-        data: split.fit_x.clone(),
+        source: PassSource::Rows(split.fit_x.clone()),
+        save_outputs: None,
         labels: split.fit_y.clone(),
         // Heads learn what the target measures them against: the labels
         // for the accuracy drop, the full model for the disagreement.
@@ -338,7 +340,8 @@ const FOUR_D_VARIANTS: [HeadKind; 4] = [
 /// What compile's calibration runs with.
 fn calibrate_options(options: &CompileOptions, split: &DataSplit) -> CalibrateOptions {
     CalibrateOptions {
-        data: split.calib_x.clone(),
+        source: PassSource::Rows(split.calib_x.clone()),
+        save_outputs: None,
         labels: split.calib_y.clone(),
         batch: options.batch,
         procedure: options.procedure,

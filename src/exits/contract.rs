@@ -93,7 +93,8 @@ pub struct ExitsMetadata {
     pub calibration: Option<serde_json::Value>,
 }
 
-fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
+/// Sets (or replaces) one metadata entry of the model.
+pub fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
     model.metadata_props.retain(|kv| kv.key() != key);
     let mut kv = StringStringEntryProto::new();
     kv.set_key(key.into());

@@ -9,7 +9,7 @@ use crate::exits::plan::ExitPoint;
 use crate::exits::plan::HeadKind;
 use crate::ir::{Graph, NameGenerator};
 use crate::onnx::proto::{ModelProto, ValueInfoProto};
-use crate::runtime::Samples;
+use crate::runtime::pass::{PassInput, PassModel, PassRun};
 use crate::transform::builder::GraphBuilder;
 
 /// Row-major matrices, one row per sample.
@@ -18,6 +18,7 @@ pub struct Collected {
     pub features: Vec<Vec<f32>>,
     /// rows × classes: the full model's logits.
     pub logits: Vec<f32>,
+    pub labels: Option<Vec<usize>>,
 }
 
 /// The original model plus, as extra outputs, every exit's pooled features
@@ -64,30 +65,35 @@ fn features_model(
     (model, outputs)
 }
 
-/// Runs the features model over all samples, `batch` rows at a time.
-#[allow(clippy::too_many_arguments)]
-pub fn collect(
+/// The features model as a pass model: what `fit --pass-model` writes and
+/// what [`collect`] runs or reads the shards of.
+pub fn pass_model(
     proto: &ModelProto,
     graph: &Graph,
     classifier: &Classifier,
     exits: &[ExitPoint],
     opset: i64,
-    samples: &mut Samples,
-    batch: usize,
-    external_dir: Option<&std::path::Path>,
-) -> Result<Collected, FitError> {
+) -> Result<PassModel, FitError> {
     let (model, outputs) = features_model(proto, graph, classifier, exits, opset);
-    let mut columns = crate::runtime::run_batched(
-        &model,
-        &outputs,
-        samples,
-        batch,
-        external_dir,
-        "collecting exit features",
-    )?;
+    Ok(PassModel::new(model, outputs, "fit")?)
+}
+
+/// Runs the pass model over `input`'s rows, `batch` at a time (or reads
+/// its shards), and resolves the labels: from `labels` or the shards.
+pub fn collect(
+    pass: &PassModel,
+    input: PassInput,
+    run: &PassRun,
+    labels: Option<&std::path::Path>,
+    classes: i64,
+) -> Result<Collected, FitError> {
+    let outputs = pass.run(input, run, "collecting exit features")?;
+    let labels = outputs.labels(labels, classes)?;
+    let mut columns = outputs.columns;
     let logits = columns.pop().unwrap_or_default();
     Ok(Collected {
         features: columns,
         logits,
+        labels,
     })
 }

@@ -21,6 +21,7 @@ use crate::exits::plan::{self, ExitPoint, HeadKind};
 use crate::exits::{ExitError, ExitSelection};
 use crate::ir::{Dim, Model};
 use crate::runtime::RunError;
+use crate::runtime::pass::{PassInput, PassModel, PassRun, PassSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
@@ -36,7 +37,11 @@ pub enum FitError {
 
 #[derive(Debug, Clone)]
 pub struct FitOptions {
-    pub data: PathBuf,
+    /// The rows: sample inputs to run the model over, or the pass model's
+    /// outputs as shards.
+    pub source: PassSource,
+    /// Also write the pass's outputs as shards here (`--save-outputs`).
+    pub save_outputs: Option<PathBuf>,
     pub labels: Option<PathBuf>,
     /// Weight of the labels in the targets (1: labels only; 0: the model's
     /// own softmax only). Only with `labels`.
@@ -142,6 +147,71 @@ pub fn exits_fit(model_path: &Path, names: &[String], logits: Option<&str>) -> R
         .collect())
 }
 
+/// The model read, its classifier found and its exits resolved: what the
+/// pass model and the fit both start from.
+struct Prepared {
+    loaded: crate::onnx::LoadedModel,
+    model: Model,
+    classifier: crate::analysis::classifier::Classifier,
+    exits: Vec<ExitPoint>,
+}
+
+fn prepare(
+    model_path: &Path,
+    selection: &ExitSelection,
+    head: HeadKind,
+    logits: Option<&str>,
+) -> Result<Prepared, FitError> {
+    let loaded = crate::onnx::load_model_for_transform(model_path).map_err(ExitError::from)?;
+    let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
+    let _ = infer_model(&mut model);
+    let graph = &model.graph;
+    let classifier = find_classifier(graph, logits).map_err(ExitError::from)?;
+    let exits: Vec<ExitPoint> = match selection {
+        ExitSelection::At(names) if names.is_empty() => {
+            return Err(FitError::BadOption(
+                "say where the exits go: --at TENSORS or --auto K".into(),
+            ));
+        }
+        ExitSelection::At(names) => plan::resolve_at(graph, &classifier, names, head)?,
+        ExitSelection::Auto(k) => plan::choose_auto(graph, &graph_cost(graph), &classifier, *k, head)?,
+    };
+    Ok(Prepared {
+        loaded,
+        model,
+        classifier,
+        exits,
+    })
+}
+
+impl Prepared {
+    fn pass_model(&self) -> Result<PassModel, FitError> {
+        features::pass_model(
+            &self.loaded.proto,
+            &self.model.graph,
+            &self.classifier,
+            &self.exits,
+            self.model.onnx_opset(),
+        )
+    }
+}
+
+/// Writes the pass model of fitting these exits (the model with every
+/// exit's features and the logits as its outputs) to `out`, for a runtime
+/// elsewhere to run over the rows; `--outputs` then reads what it wrote.
+pub fn write_pass_model(
+    model_path: &Path,
+    selection: &ExitSelection,
+    head: HeadKind,
+    logits: Option<&str>,
+    out: &Path,
+) -> Result<PassModel, FitError> {
+    let prepared = prepare(model_path, selection, head, logits)?;
+    let pass = prepared.pass_model()?;
+    pass.save(out, Some(&prepared.loaded.base_dir))?;
+    Ok(pass)
+}
+
 /// Fits every exit's head; returns the heads (per exit) and the report.
 pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>, FitReport), FitError> {
     if options.batch == 0 {
@@ -153,46 +223,28 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
     if !(0.05..=0.5).contains(&options.held_out) {
         return Err(FitError::BadOption("--held-out must be in [0.05, 0.5]".into()));
     }
-    let loaded = crate::onnx::load_model_for_transform(model_path).map_err(ExitError::from)?;
-    let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
-    let _ = infer_model(&mut model);
-    let graph = &model.graph;
-    let classifier = find_classifier(graph, options.logits.as_deref()).map_err(ExitError::from)?;
-    let exits: Vec<ExitPoint> = match &options.selection {
-        ExitSelection::At(names) if names.is_empty() => {
-            return Err(FitError::BadOption(
-                "say where the exits go: --at TENSORS or --auto K".into(),
-            ));
-        }
-        ExitSelection::At(names) => plan::resolve_at(graph, &classifier, names, options.head)?,
-        ExitSelection::Auto(k) => plan::choose_auto(graph, &graph_cost(graph), &classifier, *k, options.head)?,
-    };
-
-    let mut samples = crate::runtime::Samples::open(&options.data)?;
-    check_input(graph, model_path, &options.data, &samples.shape)?;
-    let rows = samples.rows();
+    let prepared = prepare(model_path, &options.selection, options.head, options.logits.as_deref())?;
+    let (graph, classifier, exits) = (&prepared.model.graph, &prepared.classifier, &prepared.exits);
+    let input = options.source.open()?;
+    if let PassInput::Rows(samples) = &input {
+        check_input(graph, model_path, samples.path(), &samples.shape)?;
+    }
+    let rows = input.rows();
     let held_out_rows = ((rows as f64) * options.held_out).round() as usize;
     if rows < 20 || held_out_rows == 0 {
         return Err(FitError::Run(RunError::Data {
-            path: options.data.clone(),
+            path: options.source.path().to_path_buf(),
             reason: format!("{rows} rows; fit needs at least 20 (some are held out to choose the L2 strength)"),
         }));
     }
     let classes = classifier.classes;
-    let labels = match &options.labels {
-        Some(p) => Some(crate::runtime::read_labels(p, rows, classes)?),
-        None => None,
+    let run = PassRun {
+        batch: options.batch,
+        external_dir: prepared.loaded.external_dir(),
+        save_outputs: options.save_outputs.as_deref(),
     };
-    let collected = features::collect(
-        &loaded.proto,
-        graph,
-        &classifier,
-        &exits,
-        model.onnx_opset(),
-        &mut samples,
-        options.batch,
-        loaded.external_dir(),
-    )?;
+    let collected = features::collect(&prepared.pass_model()?, input, &run, options.labels.as_deref(), classes)?;
+    let labels = collected.labels.clone();
 
     let c = classes as usize;
     let logits = Array2::from_shape_vec((rows, c), collected.logits.iter().map(|&v| f64::from(v)).collect())

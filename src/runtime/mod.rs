@@ -4,7 +4,9 @@
 //! latency as deployments see it.
 
 pub mod onnxruntime;
+pub mod pass;
 mod samples;
+pub mod shards;
 
 use protobuf::Message;
 use tract_onnx::prelude::*;

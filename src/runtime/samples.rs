@@ -45,6 +45,10 @@ impl Samples {
         self.shape[0]
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn row_len(&self) -> usize {
         self.shape[1..].iter().product()
     }
@@ -104,6 +108,12 @@ pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>,
     } else {
         return Err(bad(format!("element type {descr}; labels must be int64 (or int32)")));
     };
+    check_labels(&values, classes, path)
+}
+
+/// Labels as class indices, each checked to be one of the model's
+/// `classes` (`origin`: where they came from, for the message).
+pub fn check_labels(values: &[i64], classes: i64, origin: &Path) -> Result<Vec<usize>, RunError> {
     values
         .iter()
         .enumerate()
@@ -111,10 +121,10 @@ pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>,
             if (0..classes).contains(&v) {
                 Ok(v as usize)
             } else {
-                Err(bad(format!(
-                    "row {i}: label {v} is outside the model's classes 0..{}",
-                    classes - 1
-                )))
+                Err(RunError::Data {
+                    path: origin.to_path_buf(),
+                    reason: format!("row {i}: label {v} is outside the model's classes 0..{}", classes - 1),
+                })
             }
         })
         .collect()
