@@ -80,3 +80,28 @@ def test_the_console_script_is_the_command_line():
     assert out.returncode == 0 and out.stdout.strip() == f"eexc {eexc.__version__}"
     bad = subprocess.run([script, "inspect", os.devnull], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("eexc: error: ")
+
+
+def test_a_forward_pass_run_elsewhere_gives_the_same_heads(tmp_path):
+    """The pass model run by ONNX Runtime in this process, batch by batch, its outputs
+    saved as .npz shards (with the labels), then fit from the shards: the same report
+    as fitting on the rows in-process, to float rounding."""
+    x, y = data("train_x"), data("train_y")
+    eexc.pass_model("fit", MODEL, tmp_path / "pass.onnx", at=AT)
+    session = ort.InferenceSession(str(tmp_path / "pass.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for first in range(0, len(x), 250):
+        outputs = session.run(names, {session.get_inputs()[0].name: x[first:first + 250]})
+        np.savez(shards / f"part-{first:05d}.npz", labels=y[first:first + 250], **dict(zip(names, outputs)))
+    manifest = eexc.manifest(shards, tmp_path / "pass.onnx", labels="labels")
+    assert [s["rows"] for s in manifest["shards"]] == [250] * 4
+
+    from_shards = eexc.fit(MODEL, at=AT, outputs=shards)
+    in_process = eexc.fit(MODEL, x, y, at=AT)
+    for a, b in zip(in_process.report["exits"], from_shards.report["exits"]):
+        assert abs(a["label_accuracy"] - b["label_accuracy"]) <= 0.002
+    # Shards of one pass model do not fit another.
+    with pytest.raises(eexc.EexcError, match="another pass model"):
+        eexc.fit(MODEL, at=AT[:2], outputs=shards)
