@@ -327,7 +327,34 @@ fn calibrated_model_keeps_the_accuracy_and_tract_agrees_with_ort() {
         curve.starts_with("threshold1,threshold2,threshold3,exit1_share,"),
         "{curve}"
     );
-    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let curve_svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        curve_svg.starts_with("<svg") && curve_svg.contains("chosen: thresholds"),
+        "{curve_svg}"
+    );
+    // The per-exit cost bars: one per exit and the full model, the expected
+    // cost under the given distribution, the same file from the same input.
+    let bars = |out: &Path| {
+        ok(&[
+            "cost",
+            cal.to_str().unwrap(),
+            "--exit-dist",
+            "0.3,0.3,0.2",
+            "--plot",
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read_to_string(out).unwrap()
+    };
+    let (first, second) = (bars(&dir.path().join("a.svg")), bars(&dir.path().join("b.svg")));
+    assert_eq!(first, second);
+    for label in [
+        "exit 1",
+        "exit 3",
+        "full model",
+        "expected, exits taken 30% / 30% / 20%",
+    ] {
+        assert!(first.contains(label), "no '{label}' in the cost plot");
+    }
 
     let preds = dir.path().join("pred.npy");
     let report = ok(&[
@@ -438,6 +465,8 @@ fn compact_models_calibrate_like_their_if_form_and_eval_says_what_it_runs() {
             "ort",
             "--predictions",
             preds.to_str().unwrap(),
+            "--plot",
+            model.with_extension("exits.svg").to_str().unwrap(),
             "--json",
         ]);
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -452,6 +481,11 @@ fn compact_models_calibrate_like_their_if_form_and_eval_says_what_it_runs() {
     assert_eq!(e_compact["runtime_info"]["name"], "onnxruntime", "{e_compact}");
     assert_eq!(e_if["exit_histogram"], e_compact["exit_histogram"]);
     assert_eq!(e_if["predictions"], e_compact["predictions"]);
+    // eval --plot draws the histogram it reports.
+    let histogram: Vec<u64> = serde_json::from_value(e_if["exit_histogram"].clone()).unwrap();
+    let plot = std::fs::read_to_string(if_model.with_extension("exits.svg")).unwrap();
+    let first = format!("({})", histogram[0]);
+    assert!(plot.contains("where 400 rows left") && plot.contains(&first), "{plot}");
 }
 
 /// With one data set, compile gives calibration the rows a certificate

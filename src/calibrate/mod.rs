@@ -9,7 +9,6 @@ pub mod choose;
 mod flatten;
 pub mod guarantee;
 pub mod pareto;
-mod plot;
 pub mod power;
 
 use std::path::{Path, PathBuf};
@@ -826,12 +825,12 @@ pub fn run_exits(
     })
 }
 
-/// The calibrated model, its report, the curve and its plot.
+/// The calibrated model, its report, the curve and its plot's title.
 pub struct Calibrated {
     pub model: ModelProto,
     pub report: CalibrationReport,
     pub curve: Vec<CurvePoint>,
-    pub svg: String,
+    pub title: String,
 }
 
 pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, CalibrateError> {
@@ -921,12 +920,11 @@ pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, 
         100.0 * epsilon,
         procedure.delta
     );
-    let svg = plot::curve_svg(&outcome.curve, Some(&outcome.chosen), &title);
     Ok(Calibrated {
         model,
         report,
         curve: outcome.curve,
-        svg,
+        title,
     })
 }
 

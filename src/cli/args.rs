@@ -55,6 +55,10 @@ pub enum Command {
         /// Print the JSON report instead of the table.
         #[arg(long)]
         json: bool,
+        /// Draw what a row costs by where it leaves (backbone and exit
+        /// overhead, share of the original's FLOPs) as SVG.
+        #[arg(long, value_name = "PLOT.svg")]
+        plot: Option<PathBuf>,
     },
     /// Write the manifest of a folder of shards: the outputs of a pass model
     /// (`fit` or `calibrate --pass-model`) that another runtime ran, one
@@ -419,6 +423,9 @@ pub struct EvalArgs {
     /// for CI job pages: e.g. `--summary "$GITHUB_STEP_SUMMARY"`.
     #[arg(long, value_name = "FILE.md")]
     pub summary: Option<PathBuf>,
+    /// Draw the share of rows that left at each exit as SVG.
+    #[arg(long, value_name = "PLOT.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

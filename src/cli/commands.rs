@@ -124,7 +124,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         crate::onnx::write_atomically(p, crate::calibrate::curve_csv(&c.curve).as_bytes())?;
     }
     if let Some(p) = &a.plot {
-        crate::onnx::write_atomically(p, c.svg.as_bytes())?;
+        let svg = crate::report::plot::curve_svg(&c.curve, Some(&c.report.chosen), &c.title)?;
+        crate::onnx::write_atomically(p, svg.as_bytes())?;
     }
     if let Some(p) = &a.summary {
         crate::report::summary::append(p, &c.report.to_markdown())?;
@@ -138,7 +139,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     refuse_overwrite(
         &a.model,
         &[Some(&a.data), a.labels.as_ref(), a.baseline.as_ref()],
-        &[a.predictions.as_ref(), a.summary.as_ref()],
+        &[a.predictions.as_ref(), a.summary.as_ref(), a.plot.as_ref()],
     )?;
     let options = crate::eval::EvalOptions {
         data: a.data,
@@ -154,6 +155,11 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = &a.summary {
         crate::report::summary::append(p, &e.report.to_markdown())?;
+    }
+    if let Some(p) = &a.plot {
+        let title = format!("{}: where {} rows left", file_name(&a.model), e.report.rows);
+        let svg = crate::report::plot::exit_histogram_svg(&e.report.exit_histogram, &title)?;
+        crate::onnx::write_atomically(p, svg.as_bytes())?;
     }
     emit(&e.report, a.json, e.report.to_text())
 }
@@ -337,14 +343,26 @@ pub fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool) -> anyhow::Result<()> {
+pub fn cost(model: PathBuf, exit_dist: Option<Vec<f64>>, json: bool, plot: Option<PathBuf>) -> anyhow::Result<()> {
+    refuse_overwrite(&model, &[], &[plot.as_ref()])?;
     let loaded = crate::onnx::read_model(&model)?;
     let meta = crate::exits::metadata_of(&loaded.proto).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
     if let Some(d) = &exit_dist {
         crate::exits::cost::check_distribution(d, meta.exits.len()).map_err(|e| anyhow::anyhow!(e))?;
     }
     let report = crate::exits::cost::CostReport::new(&meta.cost, exit_dist.as_deref());
+    if let Some(p) = &plot {
+        let title = format!("{}: what a row costs by where it leaves", file_name(&model));
+        let svg = crate::report::plot::exit_cost_svg(&report, &title)?;
+        crate::onnx::write_atomically(p, svg.as_bytes())?;
+    }
     emit(&report, json, report.to_text())
+}
+
+/// The file name of `path`, for titles.
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned())
 }
 
 /// Fails when an output would replace the model or another input file:
@@ -399,7 +417,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate(*args)?,
         Command::Eval(args) => eval(*args)?,
         Command::Compile(args) => compile(*args)?,
-        Command::Cost { model, exit_dist, json } => cost(model, exit_dist, json)?,
+        Command::Cost {
+            model,
+            exit_dist,
+            json,
+            plot,
+        } => cost(model, exit_dist, json, plot)?,
         Command::Manifest {
             dir,
             pass_model,
