@@ -13,6 +13,10 @@
 # and the 1-minute load average just before it. The input stays in the page
 # cache (hot) throughout. With eatmydata installed (apt-get install eatmydata)
 # eexc also runs with fsync made a no-op, to show what the flush costs.
+#
+# EEXC=path/to/eexc measures that binary instead of building a release one;
+# EEXC_BEFORE=path/to/eexc adds a row for another build (e.g. the previous
+# commit's), measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-/tmp/eexc-bench}
@@ -26,8 +30,12 @@ if [ ! -x "$peer_venv/bin/python" ] || ! "$peer_venv/bin/python" -c "import onnx
 fi
 model="$work/resnet50_100mb.onnx"
 [ -f "$model" ] || .venv/bin/python bench/make_resnet50_weights.py "$model"
-CARGO_TARGET_DIR=bench/target cargo build --release --quiet
-eexc=bench/target/release/eexc
+if [ -n "${EEXC:-}" ]; then
+  eexc=$EEXC
+else
+  CARGO_TARGET_DIR=bench/target cargo build --release --quiet
+  eexc=bench/target/release/eexc
+fi
 at=r56,r88,r118
 
 # The exits: the block outputs `--auto 3` picks on this structure.
@@ -64,6 +72,9 @@ measure() { # key label output command...
 echo "$(date -u +%FT%TZ)  $(nproc) CPUs  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')  eexc $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo +dirty)"
 echo "model: $model ($(stat -c %s "$model") bytes), exits --at $at; $runs runs each"
 measure eexc     "eexc insert-exits --at"     "$work/eexc.onnx" "$eexc" insert-exits "$model" --at "$at" -o "$work/eexc.onnx"
+if [ -n "${EEXC_BEFORE:-}" ]; then
+  measure before "EEXC_BEFORE insert-exits --at" "$work/before.onnx" "$EEXC_BEFORE" insert-exits "$model" --at "$at" -o "$work/before.onnx"
+fi
 if command -v eatmydata >/dev/null; then  # apt-get install eatmydata: fsync becomes a no-op
   measure eexcnosync "eexc insert-exits --at, no fsync" "$work/eexc.onnx" eatmydata "$eexc" insert-exits "$model" --at "$at" -o "$work/eexc.onnx"
 fi
@@ -78,6 +89,8 @@ awk '{ best[$1] = $2 }
   END {
     printf "best wall: peer/eexc %.1fx   (peer+sync)/eexc %.1fx   eexc/cp %.2fx   eexc/(cp+sync) %.2fx\n",
       best["peer"]/best["eexc"], best["peersync"]/best["eexc"], best["eexc"]/best["cp"], best["eexc"]/best["cpsync"]
+    if ("before" in best)
+      printf "           EEXC_BEFORE/eexc %.2fx   EEXC_BEFORE/(cp+sync) %.2fx\n", best["before"]/best["eexc"], best["before"]/best["cpsync"]
     if ("eexcnosync" in best)
       printf "           eexc without fsync: peer/eexc %.1fx   eexc/cp %.2fx\n", best["peer"]/best["eexcnosync"], best["eexcnosync"]/best["cp"]
   }' "$work/best.txt" | tee -a "$results"

@@ -7,7 +7,28 @@
 //! message equal under the `onnx` package's comparison. Reordering never
 //! changes a length, so this works in place on the encoded buffer.
 
-use protobuf::reflect::{MessageDescriptor, RuntimeFieldType, RuntimeType};
+use protobuf::MessageDyn;
+use protobuf::reflect::{MessageDescriptor, ReflectFieldRef, ReflectValueRef, RuntimeFieldType, RuntimeType};
+
+/// Whether `message` or any message inside it keeps unknown fields: only
+/// then does its encoding need [`sort_unknown_fields`] (and so a whole
+/// buffer). Only message-typed fields are visited, so tensors' data is not.
+pub fn has_unknown_fields(message: &dyn MessageDyn) -> bool {
+    if message.special_fields_dyn().unknown_fields().iter().next().is_some() {
+        return true;
+    }
+    let inside = |v: ReflectValueRef| matches!(v, ReflectValueRef::Message(m) if has_unknown_fields(&*m));
+    message.descriptor_dyn().fields().any(|field| {
+        if message_type(&field.runtime_field_type()).is_none() {
+            return false;
+        }
+        match field.get_reflect(message) {
+            ReflectFieldRef::Optional(o) => o.value().is_some_and(inside),
+            ReflectFieldRef::Repeated(r) => r.into_iter().any(inside),
+            ReflectFieldRef::Map(_) => false,
+        }
+    })
+}
 
 /// One field record inside an encoded message.
 struct Record {

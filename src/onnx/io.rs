@@ -124,18 +124,49 @@ fn decode(parsed: protobuf::Result<ModelProto>, origin: &Path) -> Result<ModelPr
 /// external data and `source_dir` (where those files live now) differs from
 /// the output folder, the referenced files are copied along so the written
 /// model is self-contained.
+///
+/// The encoding streams into the file: each weight's bytes go from the
+/// memory-mapped input straight to `write`, with no buffer of the whole
+/// model. A model that keeps unknown fields (from a newer ONNX) is encoded
+/// into one buffer instead, to put those fields back in number order.
 pub fn save_model(model: &ModelProto, out: &Path, source_dir: Option<&Path>) -> Result<(), OnnxError> {
-    let mut bytes = model.write_to_bytes().map_err(|e| OnnxError::Encode {
+    let encode_err = |reason: String| OnnxError::Encode {
         path: out.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    canonical::sort_unknown_fields(&mut bytes, &ModelProto::descriptor());
+        reason,
+    };
+    let size = model.compute_size();
+    if size > MAX_MESSAGE_BYTES {
+        return Err(encode_err(format!(
+            "the model encodes to {size} bytes, past protobuf's 2 GiB limit; keep its weights in external data"
+        )));
+    }
+    let buffered = if canonical::has_unknown_fields(model) {
+        let mut bytes = model.write_to_bytes().map_err(|e| encode_err(e.to_string()))?;
+        canonical::sort_unknown_fields(&mut bytes, &ModelProto::descriptor());
+        Some(bytes)
+    } else {
+        None
+    };
     if let Some(source_dir) = source_dir {
         let refs = external::collect_references(model);
         external::copy_files(&refs, source_dir, output_dir(out), out)?;
     }
-    write_atomically(out, &bytes)
+    match buffered {
+        Some(bytes) => write_atomically(out, &bytes),
+        None => write_atomically_with(out, |w| {
+            // The sizes computed above are cached in the message, so this is
+            // one pass over it.
+            let mut stream = protobuf::CodedOutputStream::new(w);
+            model
+                .write_to_with_cached_sizes(&mut stream)
+                .and_then(|()| stream.flush())
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        }),
+    }
 }
+
+/// Protobuf's limit on one message (2 GiB − 1).
+const MAX_MESSAGE_BYTES: u64 = i32::MAX as u64;
 
 fn output_dir(out: &Path) -> &Path {
     match out.parent() {
@@ -148,16 +179,27 @@ fn output_dir(out: &Path) -> &Path {
 /// `path`, so readers never see a half-written file and a failure leaves any
 /// previous file untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OnnxError> {
+    write_atomically_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomically`], with `write` writing the content: into a temporary
+/// file next to `path`, flushed (write-back started as the content goes,
+/// see [`WriteBack`]), then renamed over `path`.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), OnnxError> {
     let write_err = |source| OnnxError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".eexc-")
         .suffix(".tmp")
         .tempfile_in(output_dir(path))
         .map_err(write_err)?;
-    tmp.write_all(bytes).map_err(write_err)?;
+    let mut sink = WriteBack::new(tmp.as_file());
+    write(&mut sink).map_err(write_err)?;
     // Temporary files are private (0600); the result should read like any
     // other output: the permissions of the file it replaces, else 0644.
     #[cfg(unix)]
@@ -173,6 +215,59 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OnnxError> {
     tmp.as_file().sync_all().map_err(write_err)?;
     tmp.persist(path).map_err(|e| write_err(e.error))?;
     Ok(())
+}
+
+/// A file being written that asks the kernel to start writing each
+/// [`WriteBack::CHUNK`] to disk as soon as it is written (Linux
+/// `sync_file_range`), so that the final `fsync` waits for the last chunk
+/// only, not for the whole file: the flush overlaps the encoding.
+struct WriteBack<'a> {
+    file: &'a std::fs::File,
+    written: u64,
+    started: u64,
+}
+
+impl<'a> WriteBack<'a> {
+    const CHUNK: u64 = 8 << 20;
+
+    fn new(file: &'a std::fs::File) -> WriteBack<'a> {
+        WriteBack {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    fn start_write_back(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (offset, len) = (
+                self.started as libc::off64_t,
+                (self.written - self.started) as libc::off64_t,
+            );
+            // SAFETY: a plain syscall on an open descriptor; it only starts
+            // write-back, and its failure (e.g. on a filesystem without it)
+            // leaves the final fsync to do the work.
+            unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+        self.started = self.written;
+    }
+}
+
+impl Write for WriteBack<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = (&mut &*self.file).write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= Self::CHUNK {
+            self.start_write_back();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -224,5 +319,48 @@ mod tests {
         let p = dir.path().join("out.bin");
         write_atomically(&p, b"x").unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+
+    /// A model with `tensors` initializers of `bytes` raw bytes each.
+    fn model_with_weights(tensors: usize, bytes: usize) -> ModelProto {
+        let mut m = ModelProto::new();
+        m.set_ir_version(8);
+        let g = m.graph.mut_or_insert_default();
+        g.set_name("g".into());
+        for i in 0..tensors {
+            let mut t = crate::onnx::proto::TensorProto::new();
+            t.set_name(format!("w{i}"));
+            t.set_data_type(2); // uint8
+            t.dims = vec![bytes as i64];
+            t.set_raw_data((0..bytes).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>().into());
+            g.initializer.push(t);
+        }
+        m
+    }
+
+    #[test]
+    fn the_streamed_model_is_the_encoded_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.onnx");
+        // Weights past the encoder's buffer and past a write-back chunk.
+        let m = model_with_weights(3, (WriteBack::CHUNK as usize / 2) + 12_345);
+        save_model(&m, &p, None).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), m.write_to_bytes().unwrap());
+    }
+
+    #[test]
+    fn unknown_fields_are_found_wherever_they_are() {
+        let mut m = model_with_weights(2, 4);
+        assert!(!canonical::has_unknown_fields(&m));
+        let t = &mut m.graph.as_mut().unwrap().initializer[1];
+        t.mut_unknown_fields().add_varint(99, 7);
+        assert!(canonical::has_unknown_fields(&m));
+        // Such a model is encoded whole and its unknown fields sorted; the
+        // file still decodes to the same model.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.onnx");
+        save_model(&m, &p, None).unwrap();
+        let back = ModelProto::parse_from_bytes(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(back, m);
     }
 }
