@@ -26,7 +26,7 @@ pub struct Facts {
     /// Computable at load time (weights, knobs, and what only they feed).
     pub constant: bool,
     /// Float32 contents of a true constant (never of a knob a caller may feed).
-    pub data: Option<Arc<Vec<f32>>>,
+    pub data: Option<ConstData>,
     /// The attributes, for a bundle leaf.
     pub attrs: Option<Arc<Attrs>>,
     /// An omitted optional input (`_`).
@@ -44,6 +44,78 @@ impl Facts {
 }
 
 pub type FuseGraph = EGraph<Term, FuseAnalysis>;
+
+/// Float32 contents of a constant: computed, or decoded from its tensor on
+/// first use, so that weights no rule reads are never decoded (decoding
+/// every weight up front made the whole model's size in f32 the peak memory
+/// of `insert-exits`).
+#[derive(Clone)]
+pub struct ConstData(Arc<LazyValues>);
+
+struct LazyValues {
+    len: usize,
+    tensor: Option<crate::onnx::proto::TensorProto>,
+    values: std::sync::OnceLock<Vec<f32>>,
+}
+
+impl ConstData {
+    pub fn new(values: Vec<f32>) -> ConstData {
+        ConstData(Arc::new(LazyValues {
+            len: values.len(),
+            tensor: None,
+            values: std::sync::OnceLock::from(values),
+        }))
+    }
+
+    /// The contents of `t`, decoded when first read; `None` where
+    /// [`crate::ir::constant::decode_f32`] would give none (not float32 in
+    /// memory, or stored data that does not match the dims). The tensor is
+    /// kept by reference to its bytes, not copied.
+    pub fn of_tensor(t: &crate::onnx::proto::TensorProto) -> Option<ConstData> {
+        use crate::onnx::proto::tensor_proto::DataLocation;
+        if t.data_type() != 1 || t.data_location() == DataLocation::EXTERNAL {
+            return None;
+        }
+        let len = crate::ir::constant::tensor_type(t).num_elements()? as usize;
+        let stored = match t.raw_data.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => r.len() / 4,
+            None => t.float_data.len(),
+        };
+        (stored == len).then(|| {
+            ConstData(Arc::new(LazyValues {
+                len,
+                tensor: Some(t.clone()),
+                values: std::sync::OnceLock::new(),
+            }))
+        })
+    }
+}
+
+impl std::ops::Deref for ConstData {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        self.0.values.get_or_init(|| {
+            self.0
+                .tensor
+                .as_ref()
+                .and_then(crate::ir::constant::decode_f32)
+                .unwrap_or_default()
+        })
+    }
+}
+
+impl std::fmt::Debug for ConstData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConstData({} values)", self.0.len)
+    }
+}
+
+impl PartialEq for ConstData {
+    fn eq(&self, other: &ConstData) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.len == other.0.len && **self == **other)
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct FuseAnalysis {
@@ -160,7 +232,7 @@ fn scalar_facts(v: f32) -> Facts {
         ty: Some(TensorType::known_dims(ElemType::FLOAT, &[])),
         folded: Some(Folded::Floats(vec![v as f64])),
         constant: true,
-        data: Some(Arc::new(vec![v])),
+        data: Some(ConstData::new(vec![v])),
         ..Default::default()
     }
 }
@@ -177,7 +249,7 @@ fn literal_facts(text: &str) -> Facts {
             ty: Some(TensorType::known_dims(ElemType::FLOAT, &dims)),
             folded: Some(Folded::Floats(values.iter().map(|&v| v as f64).collect())),
             constant: true,
-            data: Some(Arc::new(values)),
+            data: Some(ConstData::new(values)),
             ..Default::default()
         },
         None => Facts::default(),
@@ -297,7 +369,7 @@ fn is_shape_operand(f: &Facts) -> bool {
 
 /// Float32 contents of `op` applied to constant operands, where we have a
 /// kernel and the result is no bigger than its inputs.
-fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>) -> Option<Arc<Vec<f32>>> {
+fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>) -> Option<ConstData> {
     let out = out?;
     if out.elem != ElemType::FLOAT {
         return None;
@@ -312,7 +384,7 @@ fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>)
         return None;
     }
     let data = |i: usize| inputs.get(i).and_then(|f| f.data.clone());
-    let unary = |f: fn(f32) -> f32| data(0).map(|d| Arc::new(d.iter().map(|&v| f(v)).collect()));
+    let unary = |f: fn(f32) -> f32| data(0).map(|d| ConstData::new(d.iter().map(|&v| f(v)).collect()));
     match op {
         "Add" | "Sub" | "Mul" | "Div" => {
             let f: fn(f32, f32) -> f32 = match op {
@@ -323,7 +395,7 @@ fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>)
             };
             let (a, b) = (data(0)?, data(1)?);
             let (ad, bd) = (inputs[0].static_dims()?, inputs[1].static_dims()?);
-            broadcast(&a, &ad, &b, &bd, &out_dims, f).map(Arc::new)
+            broadcast(&a, &ad, &b, &bd, &out_dims, f).map(ConstData::new)
         }
         "Neg" => unary(|v| -v),
         "Reciprocal" => unary(|v| 1.0 / v),
@@ -338,7 +410,7 @@ fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>)
                 Some(p) => p.iter().map(|&a| usize::try_from(a).ok()).collect::<Option<_>>()?,
                 None => (0..dims.len()).rev().collect(),
             };
-            transpose(&data(0)?, &dims, &perm).map(Arc::new)
+            transpose(&data(0)?, &dims, &perm).map(ConstData::new)
         }
         _ => None,
     }

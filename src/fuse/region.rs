@@ -217,7 +217,7 @@ fn leaf_or_class(egraph: &FuseGraph, ids: &HashMap<String, Id>, facts: &HashMap<
 pub fn constant_facts(t: &TensorProto) -> Facts {
     let ty = crate::ir::constant::tensor_type(t);
     let data = match ty.num_elements() {
-        Some(n) if n <= 1 << 24 => crate::ir::constant::decode_f32(t).map(std::sync::Arc::new),
+        Some(n) if n <= 1 << 24 => super::analysis::ConstData::of_tensor(t),
         _ => None,
     };
     Facts {

@@ -10,6 +10,12 @@ use crate::onnx::proto::{TensorProto, tensor_proto};
 /// needs them, and weights would only cost memory.
 pub const MAX_FOLDED_ELEMENTS: u64 = 1 << 16;
 
+/// Float tensors are decoded up to this many elements only: shape and
+/// decision arithmetic reads scalars and short vectors, and a convolution's
+/// weights (often under the limit above) would be held as f64, twice the
+/// size of the file's bytes, for nothing.
+pub const MAX_FOLDED_FLOATS: u64 = 1 << 12;
+
 /// Contents of a value known at compile time. Integer elements may be symbolic
 /// (`Dim::Sym`) so that `Shape` of a `batch`-sized tensor folds through
 /// `Gather`/`Concat`/`Reshape` the way exporters write it.
@@ -58,6 +64,9 @@ pub fn decode(t: &TensorProto) -> Option<Folded> {
     let ty = tensor_type(t);
     let n = ty.num_elements()?;
     if n > MAX_FOLDED_ELEMENTS || t.data_location() == tensor_proto::DataLocation::EXTERNAL {
+        return None;
+    }
+    if matches!(ty.elem.0, 1 | 11) && n > MAX_FOLDED_FLOATS {
         return None;
     }
     let n = n as usize;
