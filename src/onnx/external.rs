@@ -183,6 +183,76 @@ pub fn copy_files(refs: &[ExternalRef], source_dir: &Path, dest_dir: &Path, out:
     Ok(())
 }
 
+/// The model with the bytes of every in-memory initializer of at least
+/// `min_bytes` (main graph and subgraphs, in graph order) moved to one
+/// external file `location` next to the model, and that file's content as
+/// the byte ranges to write in order (shared with the model's buffers, not
+/// copied). For a model whose encoding would pass protobuf's 2 GiB limit.
+pub fn move_initializers_out(model: &ModelProto, location: &str, min_bytes: usize) -> (ModelProto, Vec<bytes::Bytes>) {
+    let mut moved = model.clone();
+    let mut chunks = Vec::new();
+    let mut offset = 0u64;
+    if let Some(g) = moved.graph.as_mut() {
+        move_out_of_graph(g, location, min_bytes, &mut offset, &mut chunks);
+    }
+    (moved, chunks)
+}
+
+fn move_out_of_graph(
+    g: &mut GraphProto,
+    location: &str,
+    min_bytes: usize,
+    offset: &mut u64,
+    chunks: &mut Vec<bytes::Bytes>,
+) {
+    for t in g.initializer.iter_mut() {
+        if t.data_location() == tensor_proto::DataLocation::EXTERNAL {
+            continue;
+        }
+        // Float32 weights kept in `float_data` move too, as their
+        // little-endian bytes (what `raw_data` would hold).
+        let data: bytes::Bytes = match t.raw_data.as_ref().filter(|r| !r.is_empty()) {
+            Some(raw) => raw.clone(),
+            None if t.data_type() == tensor_proto::DataType::FLOAT as i32 && !t.float_data.is_empty() => t
+                .float_data
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into(),
+            None => continue,
+        };
+        if data.len() < min_bytes {
+            continue;
+        }
+        t.raw_data = None;
+        t.float_data.clear();
+        t.set_data_location(tensor_proto::DataLocation::EXTERNAL);
+        t.external_data.clear();
+        for (key, value) in [
+            ("location", location.to_string()),
+            ("offset", offset.to_string()),
+            ("length", data.len().to_string()),
+        ] {
+            let mut kv = super::proto::StringStringEntryProto::new();
+            kv.set_key(key.into());
+            kv.set_value(value);
+            t.external_data.push(kv);
+        }
+        *offset += data.len() as u64;
+        chunks.push(data);
+    }
+    for n in g.node.iter_mut() {
+        for a in n.attribute.iter_mut() {
+            if let Some(sub) = a.g.as_mut() {
+                move_out_of_graph(sub, location, min_bytes, offset, chunks);
+            }
+            for sub in a.graphs.iter_mut() {
+                move_out_of_graph(sub, location, min_bytes, offset, chunks);
+            }
+        }
+    }
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,

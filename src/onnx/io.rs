@@ -130,15 +130,54 @@ fn decode(parsed: protobuf::Result<ModelProto>, origin: &Path) -> Result<ModelPr
 /// model. A model that keeps unknown fields (from a newer ONNX) is encoded
 /// into one buffer instead, to put those fields back in number order.
 pub fn save_model(model: &ModelProto, out: &Path, source_dir: Option<&Path>) -> Result<(), OnnxError> {
+    save_model_within(model, out, source_dir, MAX_MESSAGE_BYTES)
+}
+
+/// [`save_model`] with `limit` as the largest encoding written as one file:
+/// past it, the initializers' bytes go to `<out file name>.data` beside it
+/// (external data, the form ONNX gives models past 2 GiB), and eexc says so.
+fn save_model_within(model: &ModelProto, out: &Path, source_dir: Option<&Path>, limit: u64) -> Result<(), OnnxError> {
     let encode_err = |reason: String| OnnxError::Encode {
         path: out.to_path_buf(),
         reason,
     };
     let size = model.compute_size();
-    if size > MAX_MESSAGE_BYTES {
-        return Err(encode_err(format!(
-            "the model encodes to {size} bytes, past protobuf's 2 GiB limit; keep its weights in external data"
-        )));
+    if size > limit {
+        let name = out
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+        let location = format!("{name}.data");
+        if external::collect_references(model)
+            .iter()
+            .any(|r| r.location == location)
+        {
+            return Err(encode_err(format!(
+                "the model encodes to {size} bytes, past protobuf's 2 GiB limit, and its external data already uses '{location}'"
+            )));
+        }
+        let (moved, chunks) = external::move_initializers_out(model, &location, EXTERNAL_MIN_BYTES);
+        let moved_size = moved.compute_size();
+        if moved_size > limit {
+            return Err(encode_err(format!(
+                "the model encodes to {moved_size} bytes even with its initializers in external data, past protobuf's 2 GiB limit"
+            )));
+        }
+        // The input's own external files first; the recursion below then has
+        // nothing left to copy (the new file is written in place).
+        if let Some(source_dir) = source_dir {
+            let refs = external::collect_references(model);
+            external::copy_files(&refs, source_dir, output_dir(out), out)?;
+        }
+        let data_path = output_dir(out).join(&location);
+        write_atomically_with(&data_path, |w| chunks.iter().try_for_each(|c| w.write_all(c)))?;
+        eprintln!(
+            "eexc: note: {} would encode to {size} bytes, past protobuf's 2 GiB limit: its {} initializers of {EXTERNAL_MIN_BYTES} bytes or more ({} bytes) are in external data, {}",
+            out.display(),
+            chunks.len(),
+            chunks.iter().map(|c| c.len() as u64).sum::<u64>(),
+            data_path.display()
+        );
+        return save_model_within(&moved, out, None, limit);
     }
     let buffered = if canonical::has_unknown_fields(model) {
         let mut bytes = model.write_to_bytes().map_err(|e| encode_err(e.to_string()))?;
@@ -164,6 +203,10 @@ pub fn save_model(model: &ModelProto, out: &Path, source_dir: Option<&Path>) -> 
         }),
     }
 }
+
+/// Initializers smaller than this stay in the model file when the rest
+/// moves to external data (as the `onnx` package's default threshold).
+const EXTERNAL_MIN_BYTES: usize = 1024;
 
 /// Protobuf's limit on one message (2 GiB − 1).
 const MAX_MESSAGE_BYTES: u64 = i32::MAX as u64;
@@ -362,5 +405,31 @@ mod tests {
         save_model(&m, &p, None).unwrap();
         let back = ModelProto::parse_from_bytes(&std::fs::read(&p).unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_model_past_the_limit_is_written_with_external_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.onnx");
+        // Two initializers of 4 KiB and one of 100 bytes, against a 6 KiB
+        // limit (the 2 GiB one, scaled down).
+        let mut m = model_with_weights(2, 4096);
+        let small = model_with_weights(1, 100).graph.unwrap().initializer.remove(0);
+        m.graph.as_mut().unwrap().initializer.push(small.clone());
+        save_model_within(&m, &p, None, 6 << 10).unwrap();
+        let data = std::fs::read(dir.path().join("big.onnx.data")).unwrap();
+        assert_eq!(data.len(), 2 * 4096);
+        let loaded = load_model(&p).unwrap();
+        assert_eq!(loaded.external_bytes, 2 * 4096);
+        let g = loaded.proto.graph.as_ref().unwrap();
+        for (i, t) in g.initializer.iter().take(2).enumerate() {
+            let r = external::reference_of(t);
+            let (at, len) = (r.offset as usize, r.length.unwrap() as usize);
+            assert_eq!((r.location.as_str(), len), ("big.onnx.data", 4096));
+            let original = m.graph.as_ref().unwrap().initializer[i].raw_data.as_deref().unwrap();
+            assert_eq!(&data[at..at + len], original, "tensor {i}");
+        }
+        // The small one stays in the file.
+        assert_eq!(g.initializer[2], small);
     }
 }
