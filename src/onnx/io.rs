@@ -72,7 +72,7 @@ pub fn read_model(path: &Path) -> Result<LoadedModel, OnnxError> {
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read_err)?;
     // Decoding from the mapping lets `raw_data` fields share its pages: the
     // weights are neither copied nor read unless something uses them.
-    let bytes = bytes::Bytes::from_owner(map);
+    let bytes = bytes::Bytes::from_owner(mapped::register(map, file));
     let proto = decode(ModelProto::parse_from_tokio_bytes(&bytes), path)?;
     let base_dir = path
         .parent()
@@ -85,6 +85,57 @@ pub fn read_model(path: &Path) -> Result<LoadedModel, OnnxError> {
         file_bytes: bytes.len() as u64,
         external_bytes: 0,
     })
+}
+
+/// The input files eexc has mapped, so that saving can copy a weight's bytes
+/// file to file (`copy_file_range`, as `cp` does) instead of reading them
+/// through the mapping and writing them back: the kernel copies them and the
+/// mapped pages are never touched.
+mod mapped {
+    use std::sync::{Arc, Mutex, Weak};
+
+    /// One mapped input: the mapping and its open file.
+    pub struct MappedFile {
+        map: memmap2::Mmap,
+        pub file: std::fs::File,
+    }
+
+    /// The owner `Bytes::from_owner` keeps alive while any slice of the
+    /// mapping (a weight's `raw_data`) is.
+    pub struct Shared(Arc<MappedFile>);
+
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            &self.0.map
+        }
+    }
+
+    /// Weak, so that a mapping is unmapped once nothing reads it; a dead
+    /// entry can never match, because its address range is only looked up
+    /// through a live `Arc`.
+    static MAPPED: Mutex<Vec<Weak<MappedFile>>> = Mutex::new(Vec::new());
+
+    pub fn register(map: memmap2::Mmap, file: std::fs::File) -> Shared {
+        let shared = Arc::new(MappedFile { map, file });
+        if let Ok(mut all) = MAPPED.lock() {
+            all.retain(|w| w.strong_count() > 0);
+            all.push(Arc::downgrade(&shared));
+        }
+        Shared(shared)
+    }
+
+    /// The live mapped file that holds all of `buf`, and `buf`'s offset in it.
+    pub fn source_of(buf: &[u8]) -> Option<(Arc<MappedFile>, u64)> {
+        let all = MAPPED.lock().ok()?;
+        let start = buf.as_ptr() as usize;
+        all.iter().filter_map(Weak::upgrade).find_map(|m| {
+            let base = m.map.as_ptr() as usize;
+            (start >= base && start + buf.len() <= base + m.map.len()).then(|| {
+                let offset = (start - base) as u64;
+                (m, offset)
+            })
+        })
+    }
 }
 
 /// Decodes model bytes; `origin` is only used to name the file in errors.
@@ -268,6 +319,9 @@ struct WriteBack<'a> {
     file: &'a std::fs::File,
     written: u64,
     started: u64,
+    /// Cleared when the kernel cannot copy between these files (another
+    /// filesystem on old kernels, a filesystem without the call).
+    file_to_file: bool,
 }
 
 impl<'a> WriteBack<'a> {
@@ -278,6 +332,7 @@ impl<'a> WriteBack<'a> {
             file,
             written: 0,
             started: 0,
+            file_to_file: true,
         }
     }
 
@@ -298,9 +353,59 @@ impl<'a> WriteBack<'a> {
     }
 }
 
+/// Bytes the kernel has copied file to file in this process (what a test
+/// can see of the path taken).
+static COPIED_FILE_TO_FILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes of at least this many bytes from a mapped input are copied file
+/// to file; smaller ones are not worth the lookup.
+#[cfg(target_os = "linux")]
+const FILE_TO_FILE_MIN: usize = 64 << 10;
+
+impl WriteBack<'_> {
+    /// Copies `buf`, a range of a mapped input file, with `copy_file_range`;
+    /// `None` when it is not one or the kernel cannot (then it is written).
+    #[cfg(target_os = "linux")]
+    fn copy_from_input(&mut self, buf: &[u8]) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        if !self.file_to_file || buf.len() < FILE_TO_FILE_MIN {
+            return None;
+        }
+        let (source, offset) = mapped::source_of(buf)?;
+        let mut off_in = offset as libc::loff_t;
+        // SAFETY: both descriptors are open for the whole call (`source`
+        // keeps the input alive); the output offset is the file's own, as
+        // for `write`.
+        let n = unsafe {
+            libc::copy_file_range(
+                source.file.as_raw_fd(),
+                &mut off_in,
+                self.file.as_raw_fd(),
+                std::ptr::null_mut(),
+                buf.len(),
+                0,
+            )
+        };
+        if n <= 0 {
+            self.file_to_file = false;
+            return None;
+        }
+        COPIED_FILE_TO_FILE.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Some(n as usize)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn copy_from_input(&mut self, _buf: &[u8]) -> Option<usize> {
+        None
+    }
+}
+
 impl Write for WriteBack<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = (&mut &*self.file).write(buf)?;
+        let n = match self.copy_from_input(buf) {
+            Some(n) => n,
+            None => (&mut &*self.file).write(buf)?,
+        };
         self.written += n as u64;
         if self.written - self.started >= Self::CHUNK {
             self.start_write_back();
@@ -389,6 +494,24 @@ mod tests {
         let m = model_with_weights(3, (WriteBack::CHUNK as usize / 2) + 12_345);
         save_model(&m, &p, None).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), m.write_to_bytes().unwrap());
+    }
+
+    #[test]
+    fn weights_of_a_mapped_input_are_copied_file_to_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("in.onnx"), dir.path().join("out.onnx"));
+        let m = model_with_weights(2, 3 * FILE_TO_FILE_MIN + 7);
+        std::fs::write(&input, m.write_to_bytes().unwrap()).unwrap();
+        let loaded = read_model(&input).unwrap();
+        let raw = loaded.proto.graph.as_ref().unwrap().initializer[0].raw_data.as_deref().unwrap();
+        assert!(mapped::source_of(raw).is_some(), "raw_data is a slice of the mapped input");
+        let before = COPIED_FILE_TO_FILE.load(std::sync::atomic::Ordering::Relaxed);
+        save_model(&loaded.proto, &output, None).unwrap();
+        assert_eq!(std::fs::read(&output).unwrap(), std::fs::read(&input).unwrap());
+        let copied = COPIED_FILE_TO_FILE.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(copied >= 2 * raw.len() as u64, "{copied} bytes copied file to file");
+        // A buffer of our own is never taken for part of a mapping.
+        assert!(mapped::source_of(&vec![0u8; 1 << 20]).is_none());
     }
 
     #[test]
