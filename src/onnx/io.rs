@@ -503,8 +503,14 @@ mod tests {
         let m = model_with_weights(2, 3 * FILE_TO_FILE_MIN + 7);
         std::fs::write(&input, m.write_to_bytes().unwrap()).unwrap();
         let loaded = read_model(&input).unwrap();
-        let raw = loaded.proto.graph.as_ref().unwrap().initializer[0].raw_data.as_deref().unwrap();
-        assert!(mapped::source_of(raw).is_some(), "raw_data is a slice of the mapped input");
+        let raw = loaded.proto.graph.as_ref().unwrap().initializer[0]
+            .raw_data
+            .as_deref()
+            .unwrap();
+        assert!(
+            mapped::source_of(raw).is_some(),
+            "raw_data is a slice of the mapped input"
+        );
         let before = COPIED_FILE_TO_FILE.load(std::sync::atomic::Ordering::Relaxed);
         save_model(&loaded.proto, &output, None).unwrap();
         assert_eq!(std::fs::read(&output).unwrap(), std::fs::read(&input).unwrap());
