@@ -119,26 +119,16 @@ pub fn curve_svg(points: &[CurvePoint], chosen: Option<&CurvePoint>, title: &str
 pub fn exit_histogram_svg(counts: &[usize], title: &str) -> Result<String, PlotError> {
     let total = counts.iter().sum::<usize>().max(1) as f64;
     let shares: Vec<f64> = counts.iter().map(|&c| c as f64 / total).collect();
-    let names = exit_names(counts.len());
     let top = shares.iter().copied().fold(0.0, f64::max).max(0.05) * 1.15;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(categories(counts.len()), 0.0..top)
-            .map_err(fail)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_max_light_lines(0)
-            .x_desc("where rows left")
-            .y_desc("share of rows")
-            .x_label_formatter(&|v| segment_name(v, &names))
-            .y_label_formatter(&percent)
-            .draw()
-            .map_err(fail)?;
+        let axes = BarAxes {
+            title,
+            bars: counts.len(),
+            top,
+            x_desc: "where rows left",
+            y_desc: "share of rows",
+        };
+        let mut chart = bar_chart(root, &axes)?;
         chart
             .draw_series(shares.iter().enumerate().map(|(i, &s)| bar(i, 0.0, s, BLUE)))
             .map_err(fail)?;
@@ -170,26 +160,16 @@ pub fn exit_cost_svg(report: &CostReport, title: &str) -> Result<String, PlotErr
         bars.push((backbone / original, overhead / original));
     }
     bars.push(((backbone + report.final_stage.flops) / original, overhead / original));
-    let names = exit_names(bars.len());
     let top = bars.iter().map(|(b, o)| b + o).fold(1.0, f64::max) * 1.12;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(categories(bars.len()), 0.0..top)
-            .map_err(fail)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_max_light_lines(0)
-            .x_desc("where a row leaves")
-            .y_desc("FLOPs (share of the original)")
-            .x_label_formatter(&|v| segment_name(v, &names))
-            .y_label_formatter(&percent)
-            .draw()
-            .map_err(fail)?;
+        let axes = BarAxes {
+            title,
+            bars: bars.len(),
+            top,
+            x_desc: "where a row leaves",
+            y_desc: "FLOPs (share of the original)",
+        };
+        let mut chart = bar_chart(root, &axes)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, &(b, _))| bar(i, 0.0, b, BLUE)))
             .map_err(fail)?
@@ -249,6 +229,50 @@ pub fn exit_cost_svg(report: &CostReport, title: &str) -> Result<String, PlotErr
             .draw()
             .map_err(fail)
     })
+}
+
+/// The axes of a bar chart: one bar per exit, then the full model.
+struct BarAxes<'a> {
+    title: &'a str,
+    bars: usize,
+    top: f64,
+    x_desc: &'a str,
+    y_desc: &'a str,
+}
+
+type BarChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
+
+/// A bar chart's canvas: caption, the bars' names on x, shares on y.
+fn bar_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    axes: &BarAxes,
+) -> Result<BarChart<'a, 'b>, PlotError> {
+    let names = exit_names(axes.bars);
+    let mut chart = ChartBuilder::on(root)
+        .caption(axes.title, ("sans-serif", 16))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(categories(axes.bars), 0.0..axes.top)
+        .map_err(fail)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_max_light_lines(0)
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .x_label_formatter(&|v| segment_name(v, &names))
+        .y_label_formatter(&percent)
+        .draw()
+        .map_err(fail)?;
+    Ok(chart)
 }
 
 /// `n` bars, one per segment (a segmented `0..n` would have `n + 1`).
