@@ -290,4 +290,6 @@ fn a_folder_without_its_manifest_says_how_to_make_one() {
         "h.safetensors",
     ]);
     assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot be used with '--save-outputs"), "{err}");
 }

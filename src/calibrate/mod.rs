@@ -801,9 +801,9 @@ pub fn run_exits(
         external_dir: loaded.external_dir(),
         save_outputs,
     };
-    let outputs = pass.run(source.open()?, &run, "running the exits")?;
+    let mut outputs = pass.run(source.open()?, &run, "running the exits")?;
     let rows = outputs.rows;
-    let mut columns = outputs.columns.clone();
+    let mut columns = std::mem::take(&mut outputs.columns);
     let final_out = columns.pop().unwrap_or_default();
     let classes = columns.first().map_or(0, |c| c.len() / rows.max(1));
     if classes == 0 || columns.iter().any(|c| c.len() != rows * classes) {

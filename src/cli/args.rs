@@ -270,7 +270,9 @@ pub struct PassArgs {
     pub pass_model: Option<PathBuf>,
     /// With --data: also write the pass's outputs to DIR as shards, for
     /// later runs with --outputs DIR.
-    #[arg(long, value_name = "DIR", requires = "data")]
+    // Said as conflicts: `requires = "data"` is met by any member of the
+    // "rows" group (clap-rs/clap#4707).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["outputs", "pass_model"])]
     pub save_outputs: Option<PathBuf>,
 }
 

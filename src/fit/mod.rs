@@ -243,8 +243,8 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
         external_dir: prepared.loaded.external_dir(),
         save_outputs: options.save_outputs.as_deref(),
     };
-    let collected = features::collect(&prepared.pass_model()?, input, &run, options.labels.as_deref(), classes)?;
-    let labels = collected.labels.clone();
+    let mut collected = features::collect(&prepared.pass_model()?, input, &run, options.labels.as_deref(), classes)?;
+    let labels = collected.labels.take();
 
     let c = classes as usize;
     let logits = Array2::from_shape_vec((rows, c), collected.logits.iter().map(|&v| f64::from(v)).collect())

@@ -496,6 +496,7 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), m.write_to_bytes().unwrap());
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn weights_of_a_mapped_input_are_copied_file_to_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -104,13 +104,7 @@ pub fn curve_svg(points: &[CurvePoint], chosen: Option<&CurvePoint>, title: &str
                 .label(label)
                 .legend(|(x, y)| Circle::new((x + 10, y), 6, RED.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GRAY)
-            .draw()
-            .map_err(fail)
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -221,14 +215,22 @@ pub fn exit_cost_svg(report: &CostReport, title: &str) -> Result<String, PlotErr
                 )
             }))
             .map_err(fail)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GRAY)
-            .draw()
-            .map_err(fail)
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
+}
+
+/// The series' legend, boxed, at `position`.
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(GRAY)
+        .draw()
+        .map_err(fail)
 }
 
 /// The axes of a bar chart: one bar per exit, then the full model.

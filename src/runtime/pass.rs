@@ -40,10 +40,7 @@ impl PassSource {
     pub fn open(&self) -> Result<PassInput, RunError> {
         Ok(match self {
             PassSource::Rows(p) => PassInput::Rows(Samples::open(p)?),
-            PassSource::Shards(p) => {
-                let (_, manifest) = shards::read_manifest(p)?;
-                PassInput::Shards(p.clone(), manifest)
-            }
+            PassSource::Shards(p) => PassInput::Shards(p.clone(), shards::open(p)?),
         })
     }
 
@@ -52,7 +49,7 @@ impl PassSource {
     pub fn carries_labels(&self) -> Result<bool, RunError> {
         Ok(match self {
             PassSource::Rows(_) => false,
-            PassSource::Shards(p) => shards::read_manifest(p)?.1.labels.is_some(),
+            PassSource::Shards(p) => shards::open(p)?.manifest.labels.is_some(),
         })
     }
 }
@@ -60,14 +57,15 @@ impl PassSource {
 /// An opened [`PassSource`].
 pub enum PassInput {
     Rows(Samples),
-    Shards(PathBuf, shards::Manifest),
+    /// Where the user said the shards are, and what was found there.
+    Shards(PathBuf, shards::Opened),
 }
 
 impl PassInput {
     pub fn rows(&self) -> usize {
         match self {
             PassInput::Rows(s) => s.rows(),
-            PassInput::Shards(_, m) => m.shards.iter().map(|s| s.rows).sum(),
+            PassInput::Shards(_, opened) => opened.rows,
         }
     }
 }
@@ -155,8 +153,8 @@ impl PassModel {
                     source: samples.path().to_path_buf(),
                 })
             }
-            PassInput::Shards(at, _) => {
-                let read = shards::read(&at, &self.digest, &self.outputs, what)?;
+            PassInput::Shards(at, opened) => {
+                let read = opened.read(&self.digest, &self.outputs, what)?;
                 Ok(PassOutputs {
                     columns: read.columns,
                     rows: read.rows,

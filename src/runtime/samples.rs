@@ -95,19 +95,7 @@ pub fn read_labels(path: &Path, rows: usize, classes: i64) -> Result<Vec<usize>,
             npy.shape()
         )));
     }
-    let descr = npy.dtype().descr();
-    let descr = descr.trim_matches('\'');
-    let values: Vec<i64> = if descr.ends_with("i8") {
-        npy.into_vec::<i64>().map_err(|e| bad(e.to_string()))?
-    } else if descr.ends_with("i4") {
-        npy.into_vec::<i32>()
-            .map_err(|e| bad(e.to_string()))?
-            .into_iter()
-            .map(i64::from)
-            .collect()
-    } else {
-        return Err(bad(format!("element type {descr}; labels must be int64 (or int32)")));
-    };
+    let values = npy_ints(npy).map_err(bad)?;
     check_labels(&values, classes, path)
 }
 
@@ -166,15 +154,42 @@ fn open_array(path: &Path) -> Result<npyz::NpyFile<Box<dyn Read>>, String> {
             ));
         }
     };
+    let bytes = npz_member(&mut archive, &name)?;
+    let reader: Box<dyn Read> = Box::new(std::io::Cursor::new(bytes));
+    npyz::NpyFile::new(reader).map_err(|e| format!("'{name}' is not an array: {e}"))
+}
+
+/// The bytes of array `name` of an `.npz` (its `.npy` member), decompressed.
+pub(super) fn npz_member<R: Read + std::io::Seek>(
+    archive: &mut npyz::npz::NpzArchive<R>,
+    name: &str,
+) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     archive
         .zip_archive()
-        .by_name(&format!("{name}.npy"))
+        .by_name(&npyz::npz::file_name_from_array_name(name))
         .map_err(|e| e.to_string())?
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
-    let reader: Box<dyn Read> = Box::new(std::io::Cursor::new(bytes));
-    npyz::NpyFile::new(reader).map_err(|e| format!("'{name}' is not an array: {e}"))
+    Ok(bytes)
+}
+
+/// An integer array's values (int64 or int32) as i64.
+pub(super) fn npy_ints<R: Read>(npy: npyz::NpyFile<R>) -> Result<Vec<i64>, String> {
+    let descr = npy.dtype().descr();
+    let descr = descr.trim_matches('\'');
+    if descr.ends_with("i8") {
+        npy.into_vec::<i64>().map_err(|e| e.to_string())
+    } else if descr.ends_with("i4") {
+        Ok(npy
+            .into_vec::<i32>()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(i64::from)
+            .collect())
+    } else {
+        Err(format!("element type {descr}; labels must be int64 (or int32)"))
+    }
 }
 
 /// Writes `data` (row-major, `shape`) as a `.npy` file, atomically.

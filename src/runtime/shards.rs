@@ -6,7 +6,6 @@
 //! shard at a time. docs/shards.md states the format.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::RunError;
@@ -71,7 +70,19 @@ fn manifest_path(at: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
-pub fn read_manifest(at: &Path) -> Result<(PathBuf, Manifest), RunError> {
+/// A folder of shards with its manifest read and checked.
+pub struct Opened {
+    pub manifest: Manifest,
+    /// Where the shard files are.
+    dir: PathBuf,
+    /// The manifest file, for messages.
+    path: PathBuf,
+    /// Rows in all shards.
+    pub rows: usize,
+}
+
+/// Reads and checks the manifest at `at` (a folder, or the manifest file).
+pub fn open(at: &Path) -> Result<Opened, RunError> {
     let (dir, path) = manifest_path(at);
     let bad = |reason: String| RunError::Data {
         path: path.clone(),
@@ -90,7 +101,11 @@ pub fn read_manifest(at: &Path) -> Result<(PathBuf, Manifest), RunError> {
         return Err(bad("lists no shards".into()));
     }
     let mut seen = HashSet::new();
+    let mut rows = 0usize;
     for s in &manifest.shards {
+        rows = rows
+            .checked_add(s.rows)
+            .ok_or_else(|| bad("its row counts add up past what this machine can count".into()))?;
         if !seen.insert(&s.file) {
             return Err(bad(format!("lists shard '{}' twice", s.file)));
         }
@@ -101,97 +116,116 @@ pub fn read_manifest(at: &Path) -> Result<(PathBuf, Manifest), RunError> {
             )));
         }
     }
-    Ok((dir, manifest))
+    Ok(Opened {
+        manifest,
+        dir,
+        path,
+        rows,
+    })
 }
 
-/// Reads the shards at `at` (a folder or its manifest) for a pass model
-/// with graph digest `digest` and outputs `outputs`, one shard at a time.
-pub fn read(at: &Path, digest: &str, outputs: &[String], what: &str) -> Result<ShardOutputs, RunError> {
-    let (dir, manifest) = read_manifest(at)?;
-    let manifest_file = dir.join(MANIFEST);
-    let bad = |reason: String| RunError::Data {
-        path: manifest_file.clone(),
-        reason,
-    };
-    if manifest.pass_model != digest {
-        return Err(bad(format!(
-            "the shards come from another pass model (graph digest {}, this model and these options give {}); \
+impl Opened {
+    /// Reads the shards for a pass model with graph digest `digest` and
+    /// outputs `outputs`, one shard at a time.
+    pub fn read(&self, digest: &str, outputs: &[String], what: &str) -> Result<ShardOutputs, RunError> {
+        let Opened {
+            manifest,
+            dir,
+            path: manifest_file,
+            rows,
+        } = self;
+        let rows = *rows;
+        let bad = |reason: String| RunError::Data {
+            path: manifest_file.clone(),
+            reason,
+        };
+        if manifest.pass_model != digest {
+            return Err(bad(format!(
+                "the shards come from another pass model (graph digest {}, this model and these options give {}); \
              write the pass model again with --pass-model, run it over the rows and write the manifest again",
-            short(&manifest.pass_model),
-            short(digest)
-        )));
-    }
-    if let Some(missing) = outputs.iter().find(|o| !manifest.outputs.contains(o)) {
-        return Err(bad(format!("lists no output '{missing}', which the pass model has")));
-    }
-    let rows: usize = manifest.shards.iter().map(|s| s.rows).sum();
-    let progress = super::progress_bar(rows, "rows", what);
-    let mut columns: Vec<Vec<f32>> = vec![Vec::new(); outputs.len()];
-    let mut widths: Vec<Option<usize>> = vec![None; outputs.len()];
-    let mut labels = manifest.labels.as_ref().map(|_| Vec::with_capacity(rows));
-    let mut done = 0;
-    for entry in &manifest.shards {
-        let path = dir.join(&entry.file);
-        let mut shard = Shard::open(&path)?;
-        for (i, name) in outputs.iter().enumerate() {
-            let array = shard.array(name)?;
-            let width = row_width(&path, name, &array, entry.rows)?;
-            match widths[i] {
-                Some(w) if w != width => {
+                short(&manifest.pass_model),
+                short(digest)
+            )));
+        }
+        if let Some(missing) = outputs.iter().find(|o| !manifest.outputs.contains(o)) {
+            return Err(bad(format!("lists no output '{missing}', which the pass model has")));
+        }
+        let progress = super::progress_bar(rows, "rows", what);
+        let mut columns: Vec<Vec<f32>> = vec![Vec::new(); outputs.len()];
+        let mut widths: Vec<Option<usize>> = vec![None; outputs.len()];
+        // Not sized from the manifest: its counts are checked against the shards
+        // only as they are read.
+        let mut labels = manifest.labels.as_ref().map(|_| Vec::new());
+        let mut done = 0;
+        for entry in &manifest.shards {
+            let path = dir.join(&entry.file);
+            let mut shard = Shard::open(&path)?;
+            for (i, name) in outputs.iter().enumerate() {
+                let array = shard.array(name)?;
+                let width = row_width(&path, name, &array, entry.rows)?;
+                match widths[i] {
+                    Some(w) if w != width => {
+                        return Err(RunError::Data {
+                            path,
+                            reason: format!("array '{name}' has {width} values per row; the shards before it have {w}"),
+                        });
+                    }
+                    _ => widths[i] = Some(width),
+                }
+                let Values::Float(values) = array.values else {
                     return Err(RunError::Data {
                         path,
-                        reason: format!("array '{name}' has {width} values per row; the shards before it have {w}"),
+                        reason: format!("array '{name}' holds integers; outputs are float32 (or float64)"),
+                    });
+                };
+                if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(RunError::Data {
+                        path,
+                        reason: format!(
+                            "array '{name}', row {}: a non-finite value ({})",
+                            at / width.max(1),
+                            values[at]
+                        ),
                     });
                 }
-                _ => widths[i] = Some(width),
+                columns[i].extend(values);
             }
-            let Values::Float(values) = array.values else {
-                return Err(RunError::Data {
-                    path,
-                    reason: format!("array '{name}' holds integers; outputs are float32 (or float64)"),
-                });
-            };
-            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
-                return Err(RunError::Data {
-                    path,
-                    reason: format!(
-                        "array '{name}', row {}: a non-finite value ({})",
-                        at / width.max(1),
-                        values[at]
-                    ),
-                });
+            if let (Some(name), Some(all)) = (&manifest.labels, labels.as_mut()) {
+                let array = shard.array(name)?;
+                row_width(&path, name, &array, entry.rows)?;
+                let Values::Int(values) = array.values else {
+                    return Err(RunError::Data {
+                        path,
+                        reason: format!("labels '{name}' are floats; labels are int64 (or int32)"),
+                    });
+                };
+                if array.shape.len() != 1 {
+                    return Err(RunError::Data {
+                        path,
+                        reason: format!("labels '{name}' have shape {:?}; one label per row", array.shape),
+                    });
+                }
+                all.extend(values);
             }
-            columns[i].extend(values);
+            done += entry.rows;
+            progress.set_position(done as u64);
         }
-        if let (Some(name), Some(all)) = (&manifest.labels, labels.as_mut()) {
-            let array = shard.array(name)?;
-            row_width(&path, name, &array, entry.rows)?;
-            let Values::Int(values) = array.values else {
-                return Err(RunError::Data {
-                    path,
-                    reason: format!("labels '{name}' are floats; labels are int64 (or int32)"),
-                });
-            };
-            if array.shape.len() != 1 {
-                return Err(RunError::Data {
-                    path,
-                    reason: format!("labels '{name}' have shape {:?}; one label per row", array.shape),
-                });
-            }
-            all.extend(values);
-        }
-        done += entry.rows;
-        progress.set_position(done as u64);
+        progress.finish_and_clear();
+        Ok(ShardOutputs { columns, rows, labels })
     }
-    progress.finish_and_clear();
-    Ok(ShardOutputs { columns, rows, labels })
 }
 
 /// Values per row of `array`, whose first dimension must be the shard's row
 /// count as the manifest gives it.
 fn row_width(path: &Path, name: &str, array: &Array, rows: usize) -> Result<usize, RunError> {
     match array.shape.first() {
-        Some(&first) if first == rows => Ok(array.shape[1..].iter().product()),
+        Some(&first) if first == rows => array.shape[1..]
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| RunError::Data {
+                path: path.to_path_buf(),
+                reason: format!("array '{name}' has shape {:?}, too many values per row", array.shape),
+            }),
         _ => Err(RunError::Data {
             path: path.to_path_buf(),
             reason: format!(
@@ -262,14 +296,18 @@ impl Shard {
                         names.join(", ")
                     )));
                 }
-                let mut bytes = Vec::new();
-                archive
-                    .zip_archive()
-                    .by_name(&npyz::npz::file_name_from_array_name(name))
-                    .map_err(|e| bad(format!("array '{name}': {e}")))?
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| bad(format!("array '{name}': {e}")))?;
+                let bytes =
+                    super::samples::npz_member(archive, name).map_err(|e| bad(format!("array '{name}': {e}")))?;
                 let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("array '{name}': {e}")))?;
+                // Each element takes at least 4 bytes: a header that claims
+                // more than the member holds is refused before anything is
+                // allocated for it.
+                if npy.len().saturating_mul(4) > bytes.len() as u64 {
+                    return Err(bad(format!(
+                        "array '{name}' declares shape {:?}, more values than it holds",
+                        npy.shape()
+                    )));
+                }
                 if npy.order() != npyz::Order::C {
                     return Err(bad(format!("array '{name}' is Fortran-ordered; save it in C order")));
                 }
@@ -289,14 +327,9 @@ impl Shard {
                             .map(|v| v as f32)
                             .collect(),
                     ),
-                    "i8" => Values::Int(npy.into_vec::<i64>().map_err(fail)?),
-                    "i4" => Values::Int(
-                        npy.into_vec::<i32>()
-                            .map_err(fail)?
-                            .into_iter()
-                            .map(i64::from)
-                            .collect(),
-                    ),
+                    "i8" | "i4" => {
+                        Values::Int(super::samples::npy_ints(npy).map_err(|e| bad(format!("array '{name}': {e}")))?)
+                    }
                     _ => {
                         return Err(bad(format!(
                             "array '{name}' has element type {descr}; outputs are float32 or float64, labels int64 or int32"
@@ -505,12 +538,14 @@ mod tests {
         let a: Vec<f32> = (0..rows * 2).map(|v| v as f32).collect();
         let b: Vec<f32> = (0..rows).map(|v| -(v as f32)).collect();
         write(dir.path(), "d1", &outputs(), &[a.clone(), b.clone()], rows).unwrap();
-        let (_, manifest) = read_manifest(dir.path()).unwrap();
+        let manifest = open(dir.path()).unwrap().manifest;
         assert_eq!(
             manifest.shards.iter().map(|s| s.rows).collect::<Vec<_>>(),
             [ROWS_PER_SHARD, 3]
         );
-        let back = read(dir.path(), "d1", &outputs(), "reading").unwrap();
+        let back = open(dir.path())
+            .and_then(|o| o.read("d1", &outputs(), "reading"))
+            .unwrap();
         assert_eq!(back.rows, rows);
         assert_eq!(back.columns, vec![a, b]);
         assert!(back.labels.is_none());
@@ -530,7 +565,8 @@ mod tests {
             2,
         )
         .unwrap();
-        let err = read(dir.path(), "bbbbbbbbbbbbbbbb", &outputs(), "reading")
+        let err = open(dir.path())
+            .and_then(|o| o.read("bbbbbbbbbbbbbbbb", &outputs(), "reading"))
             .err()
             .unwrap();
         let text = err.to_string();
@@ -538,7 +574,8 @@ mod tests {
             text.contains("manifest.json") && text.contains("another pass model"),
             "{text}"
         );
-        let err = read(dir.path(), "aaaaaaaaaaaaaaaa", &["c".into()], "reading")
+        let err = open(dir.path())
+            .and_then(|o| o.read("aaaaaaaaaaaaaaaa", &["c".into()], "reading"))
             .err()
             .unwrap();
         assert!(err.to_string().contains("no output 'c'"), "{err}");
@@ -548,20 +585,23 @@ mod tests {
     fn a_manifest_that_disagrees_with_its_shards_is_named() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "d", &outputs(), &[vec![1.0; 4], vec![2.0; 2]], 2).unwrap();
-        let (_, mut manifest) = read_manifest(dir.path()).unwrap();
+        let mut manifest = open(dir.path()).unwrap().manifest;
         manifest.shards[0].rows = 3;
         save_manifest(dir.path(), &manifest).unwrap();
-        let err = read(dir.path(), "d", &outputs(), "reading").err().unwrap();
+        let err = open(dir.path())
+            .and_then(|o| o.read("d", &outputs(), "reading"))
+            .err()
+            .unwrap();
         assert!(
             err.to_string().contains("part-00000.safetensors") && err.to_string().contains("3 rows"),
             "{err}"
         );
         manifest.shards[0].file = "../elsewhere.npz".into();
         save_manifest(dir.path(), &manifest).unwrap();
-        let err = read_manifest(dir.path()).err().unwrap();
+        let err = open(dir.path()).err().unwrap();
         assert!(err.to_string().contains("inside it"), "{err}");
         std::fs::remove_file(dir.path().join(MANIFEST)).unwrap();
-        let err = read_manifest(dir.path()).err().unwrap();
+        let err = open(dir.path()).err().unwrap();
         assert!(err.to_string().contains("eexc manifest"), "{err}");
     }
 }
