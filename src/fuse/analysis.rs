@@ -3,6 +3,7 @@
 //! contents of true constants, which lets a rule fold a temperature or a
 //! BatchNormalization into weights.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -45,75 +46,114 @@ impl Facts {
 
 pub type FuseGraph = EGraph<Term, FuseAnalysis>;
 
-/// Float32 contents of a constant: computed, or decoded from its tensor on
-/// first use, so that weights no rule reads are never decoded (decoding
-/// every weight up front made the whole model's size in f32 the peak memory
-/// of `insert-exits`).
+/// Float32 contents of a constant: computed by a fold, or stored in a
+/// tensor. Stored contents are read where they lie and never kept decoded:
+/// a rule that folds a weight reads it once, and the folded result is the
+/// only copy in memory (decoded weights kept beside their folds, and the
+/// folds copied again into tensors, made `optimize` peak at four times the
+/// size of what it folds).
 #[derive(Clone)]
-pub struct ConstData(Arc<LazyValues>);
-
-struct LazyValues {
-    len: usize,
-    tensor: Option<crate::onnx::proto::TensorProto>,
-    values: std::sync::OnceLock<Vec<f32>>,
+pub enum ConstData {
+    Computed(Arc<Vec<f32>>),
+    /// The tensor keeps its bytes by reference (into the mapped input).
+    Stored(Arc<crate::onnx::proto::TensorProto>, usize),
 }
 
 impl ConstData {
     pub fn new(values: Vec<f32>) -> ConstData {
-        ConstData(Arc::new(LazyValues {
-            len: values.len(),
-            tensor: None,
-            values: std::sync::OnceLock::from(values),
-        }))
+        ConstData::Computed(Arc::new(values))
     }
 
-    /// The contents of `t`, decoded when first read; `None` where
-    /// [`crate::ir::constant::decode_f32`] would give none (not float32 in
-    /// memory, or stored data that does not match the dims). The tensor is
-    /// kept by reference to its bytes, not copied.
+    /// The contents of `t`; `None` where [`crate::ir::constant::decode_f32`]
+    /// would give none (not float32 in memory, or stored data that does not
+    /// match the dims). The tensor is kept by reference to its bytes, not
+    /// copied.
     pub fn of_tensor(t: &crate::onnx::proto::TensorProto) -> Option<ConstData> {
         use crate::onnx::proto::tensor_proto::DataLocation;
         if t.data_type() != 1 || t.data_location() == DataLocation::EXTERNAL {
             return None;
         }
-        let len = crate::ir::constant::tensor_type(t).num_elements()? as usize;
+        let len = usize::try_from(crate::ir::constant::tensor_type(t).num_elements()?).ok()?;
         let stored = match t.raw_data.as_deref().filter(|r| !r.is_empty()) {
-            Some(r) => r.len() / 4,
+            Some(r) if r.len() % 4 == 0 => r.len() / 4,
+            Some(_) => return None,
             None => t.float_data.len(),
         };
-        (stored == len).then(|| {
-            ConstData(Arc::new(LazyValues {
-                len,
-                tensor: Some(t.clone()),
-                values: std::sync::OnceLock::new(),
-            }))
-        })
+        (stored == len).then(|| ConstData::Stored(Arc::new(t.clone()), len))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ConstData::Computed(v) => v.len(),
+            ConstData::Stored(_, len) => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values: borrowed where they already lie as f32 in memory
+    /// (computed, `float_data`, or little-endian raw bytes at an aligned
+    /// address), otherwise decoded into a copy that the caller drops.
+    pub fn values(&self) -> Cow<'_, [f32]> {
+        let tensor = match self {
+            ConstData::Computed(v) => return Cow::Borrowed(v),
+            ConstData::Stored(t, _) => t,
+        };
+        let Some(raw) = tensor.raw_data.as_deref().filter(|r| !r.is_empty()) else {
+            return Cow::Borrowed(&tensor.float_data);
+        };
+        if cfg!(target_endian = "little")
+            && let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(raw)
+        {
+            return Cow::Borrowed(values);
+        }
+        Cow::Owned(
+            raw.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    }
+
+    /// The contents as little-endian bytes for a tensor's `raw_data`,
+    /// shared with this constant rather than copied where its memory
+    /// already has that layout.
+    pub fn to_le_bytes(&self) -> bytes::Bytes {
+        match self {
+            ConstData::Computed(v) if cfg!(target_endian = "little") => bytes::Bytes::from_owner(LeBytes(v.clone())),
+            ConstData::Stored(t, _) if t.raw_data.as_deref().is_some_and(|r| !r.is_empty()) => {
+                t.raw_data.clone().unwrap_or_default()
+            }
+            _ => self.values().iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
     }
 }
 
-impl std::ops::Deref for ConstData {
-    type Target = [f32];
+/// Computed values seen as their bytes, which on a little-endian target are
+/// a tensor's raw_data as they lie.
+struct LeBytes(Arc<Vec<f32>>);
 
-    fn deref(&self) -> &[f32] {
-        self.0.values.get_or_init(|| {
-            self.0
-                .tensor
-                .as_ref()
-                .and_then(crate::ir::constant::decode_f32)
-                .unwrap_or_default()
-        })
+impl AsRef<[u8]> for LeBytes {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(self.0.as_slice())
     }
 }
 
 impl std::fmt::Debug for ConstData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ConstData({} values)", self.0.len)
+        write!(f, "ConstData({} values)", self.len())
     }
 }
 
 impl PartialEq for ConstData {
     fn eq(&self, other: &ConstData) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || (self.0.len == other.0.len && **self == **other)
+        let same = match (self, other) {
+            (ConstData::Computed(a), ConstData::Computed(b)) => Arc::ptr_eq(a, b),
+            (ConstData::Stored(a, _), ConstData::Stored(b, _)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same || (self.len() == other.len() && self.values() == other.values())
     }
 }
 
@@ -350,7 +390,7 @@ fn op_facts(op: &str, attrs: &Attrs, inputs: &[Facts], opset: i64) -> Facts {
     let folded = inferred.folded.or_else(|| {
         data.as_ref()
             .filter(|d| d.len() as u64 <= crate::ir::constant::MAX_FOLDED_ELEMENTS)
-            .map(|d| Folded::Floats(d.iter().map(|&v| v as f64).collect()))
+            .map(|d| Folded::Floats(d.values().iter().map(|&v| v as f64).collect()))
     });
     Facts {
         ty: inferred.ty,
@@ -384,7 +424,7 @@ fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>)
         return None;
     }
     let data = |i: usize| inputs.get(i).and_then(|f| f.data.clone());
-    let unary = |f: fn(f32) -> f32| data(0).map(|d| ConstData::new(d.iter().map(|&v| f(v)).collect()));
+    let unary = |f: fn(f32) -> f32| data(0).map(|d| ConstData::new(d.values().iter().map(|&v| f(v)).collect()));
     match op {
         "Add" | "Sub" | "Mul" | "Div" => {
             let f: fn(f32, f32) -> f32 = match op {
@@ -395,7 +435,7 @@ fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>)
             };
             let (a, b) = (data(0)?, data(1)?);
             let (ad, bd) = (inputs[0].static_dims()?, inputs[1].static_dims()?);
-            broadcast(&a, &ad, &b, &bd, &out_dims, f).map(ConstData::new)
+            broadcast(&a.values(), &ad, &b.values(), &bd, &out_dims, f).map(ConstData::new)
         }
         "Neg" => unary(|v| -v),
         "Reciprocal" => unary(|v| 1.0 / v),
@@ -410,7 +450,7 @@ fn fold_f32(op: &str, attrs: &Attrs, inputs: &[Facts], out: Option<&TensorType>)
                 Some(p) => p.iter().map(|&a| usize::try_from(a).ok()).collect::<Option<_>>()?,
                 None => (0..dims.len()).rev().collect(),
             };
-            transpose(&data(0)?, &dims, &perm).map(ConstData::new)
+            transpose(&data(0)?.values(), &dims, &perm).map(ConstData::new)
         }
         _ => None,
     }

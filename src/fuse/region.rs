@@ -15,7 +15,7 @@ use super::{Limits, Tally};
 use crate::analysis::cost::{CostStatus, ValueFacts, node_cost_with};
 use crate::ir::{NameGenerator, TensorType, ValueId};
 use crate::onnx::proto::{NodeProto, TensorProto};
-use crate::transform::builder::{tensor_f32, tensor_i64};
+use crate::transform::builder::{tensor_f32, tensor_i64, tensor_raw};
 
 /// What extraction minimises, compared field by field in this order (the
 /// derived order): nodes the cost model cannot count, MACs, FLOPs, weight
@@ -516,7 +516,7 @@ impl Lower<'_, '_> {
                 let dims = facts.static_dims().unwrap_or_default();
                 let data = facts.data.as_ref().expect("folded constants have data");
                 let fresh = self.names.fresh(&format!("{}_folded", self.prefix));
-                self.initializers.push(tensor_f32(&fresh, &dims, data));
+                self.initializers.push(tensor_raw(&fresh, 1, &dims, data.to_le_bytes()));
                 fresh
             }
             Kind::Const(name) => {

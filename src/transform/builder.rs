@@ -70,7 +70,7 @@ pub fn attr_graph(name: &str, g: GraphProto) -> AttributeProto {
 
 /// A tensor of element type `elem` (an ONNX data-type code) whose elements
 /// are `raw`, little-endian.
-pub fn tensor_raw(name: &str, elem: i32, dims: &[i64], raw: Vec<u8>) -> TensorProto {
+pub fn tensor_raw(name: &str, elem: i32, dims: &[i64], raw: impl Into<bytes::Bytes>) -> TensorProto {
     let mut t = TensorProto::new();
     t.set_name(name.into());
     t.set_data_type(elem);
@@ -81,11 +81,21 @@ pub fn tensor_raw(name: &str, elem: i32, dims: &[i64], raw: Vec<u8>) -> TensorPr
 
 /// A float32 tensor stored as raw little-endian bytes.
 pub fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    tensor_raw(name, 1, dims, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    tensor_raw(
+        name,
+        1,
+        dims,
+        data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
 }
 
 pub fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
-    tensor_raw(name, 7, dims, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    tensor_raw(
+        name,
+        7,
+        dims,
+        data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
 }
 
 impl GraphBuilder {
