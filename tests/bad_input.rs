@@ -331,6 +331,29 @@ fn schema_violations_are_refused_before_any_transform() {
             }),
             "bytes of raw data, but",
         ),
+        (
+            // Found by fuzzing (fuzz/fuzz_targets/commands.rs): eexc wrote
+            // heads in forms no opset this low has.
+            "opset_zero",
+            {
+                let mut m = original.clone();
+                m.opset_import.iter_mut().for_each(|o| o.set_version(0));
+                m
+            },
+            "imports default-domain opset 0; ONNX opsets start at 1",
+        ),
+        (
+            "op_before_its_opset",
+            {
+                let mut m = edit(&|g| {
+                    let x = g.input[0].name().to_string();
+                    g.node.insert(0, node("where", "Where", &[&x, &x, &x], &["w"]));
+                });
+                m.opset_import.iter_mut().for_each(|o| o.set_version(8));
+                m
+            },
+            "node 'where' (Where): Where exists from opset 9; the model imports opset 8",
+        ),
     ];
     let data = testdata("digits/train_x.npy");
     for (name, model, needle) in cases {

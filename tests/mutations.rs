@@ -189,6 +189,8 @@ fn run_every_command(model: &Path, out_dir: &Path, what: &str) -> Vec<String> {
     let m = model.to_str().unwrap();
     let out = out_dir.join("out.onnx");
     let o = out.to_str().unwrap();
+    let heads_path = out_dir.join("heads.safetensors");
+    let heads = heads_path.to_str().unwrap();
     let calib = testdata("digits/calib_x.npy");
     let labels = testdata("digits/calib_y.npy");
     let commands: Vec<Vec<&str>> = vec![
@@ -199,7 +201,7 @@ fn run_every_command(model: &Path, out_dir: &Path, what: &str) -> Vec<String> {
         vec!["insert-exits", m, "--auto", "2", "--mode", "compact", "-o", o],
         vec!["insert-exits", m, "--mode", "loop", "-o", o],
         vec!["optimize", m, "-o", o],
-        vec!["fit", m, "--data", calib.to_str().unwrap(), "--auto", "2", "-o", o],
+        vec!["fit", m, "--data", calib.to_str().unwrap(), "--auto", "2", "-o", heads],
         vec!["cost", m],
         vec![
             "calibrate",
@@ -223,6 +225,13 @@ fn run_every_command(model: &Path, out_dir: &Path, what: &str) -> Vec<String> {
         // calibrate exits 1 when no threshold meets the target (not an input error).
         let unmet = args[0] == "calibrate" && code == Some(1) && stderr.contains("no threshold keeps");
         let clean = code == Some(0) || (code == Some(2) && errors == 1) || unmet;
+        // What eexc writes, eexc reads back: an output its own validation refuses is a finding.
+        if code == Some(0)
+            && out.exists()
+            && let Err(e) = eexc::onnx::load_model_for_transform(&out)
+        {
+            problems.push(format!("{what}: {} wrote a model eexc refuses: {e}", args[0]));
+        }
         if stderr.contains("panicked") || !clean {
             let first = stderr
                 .lines()
@@ -281,6 +290,31 @@ fn mutated_models_never_panic_any_command() {
             }
         }
     }
+    assert!(
+        problems.is_empty(),
+        "{} failures:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// What the structure-aware fuzzer (`fuzz/fuzz_targets/commands.rs`) found,
+/// kept as the mutants it made: every command on each, as above.
+#[test]
+fn fuzz_findings_never_panic_any_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let found = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/commands");
+    let mut models: Vec<PathBuf> = std::fs::read_dir(&found)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    models.sort();
+    assert!(!models.is_empty(), "no findings in {}", found.display());
+    let problems: Vec<String> = models
+        .iter()
+        .flat_map(|m| run_every_command(m, dir.path(), &m.file_name().unwrap().to_string_lossy()))
+        .collect();
     assert!(
         problems.is_empty(),
         "{} failures:\n{}",

@@ -153,6 +153,50 @@ fn standard_schema(op: &str, opset: i64) -> Option<Schema> {
     })
 }
 
+/// The first default-domain opset that has `op`, for the ops of the table
+/// above that came after opset 1 (from ONNX's operator changelog); a node
+/// of an op its model's opset does not have yet is refused.
+fn first_opset(op: &str) -> i64 {
+    match op {
+        "Acos" | "Asin" | "Atan" | "Cos" | "Sin" | "Tan" => 7,
+        "Expand" | "Scan" => 8,
+        "Acosh"
+        | "Asinh"
+        | "Atanh"
+        | "Compress"
+        | "ConstantOfShape"
+        | "Cosh"
+        | "Erf"
+        | "EyeLike"
+        | "IsNaN"
+        | "MeanVarianceNormalization"
+        | "NonZero"
+        | "OneHot"
+        | "Shrink"
+        | "Sign"
+        | "Sinh"
+        | "Where" => 9,
+        "ConvInteger" | "DequantizeLinear" | "IsInf" | "MatMulInteger" | "Mod" | "QLinearConv" | "QLinearMatMul"
+        | "QuantizeLinear" | "Resize" | "ThresholdedRelu" => 10,
+        "BitShift"
+        | "CumSum"
+        | "DynamicQuantizeLinear"
+        | "GatherElements"
+        | "GatherND"
+        | "Range"
+        | "Round"
+        | "ScatterElements"
+        | "ScatterND" => 11,
+        "Celu" | "Einsum" | "GreaterOrEqual" | "LessOrEqual" => 12,
+        "HardSwish" | "Trilu" => 14,
+        "CastLike" => 15,
+        "LayerNormalization" => 17,
+        "BitwiseAnd" | "BitwiseNot" | "BitwiseOr" | "BitwiseXor" | "GroupNormalization" | "Mish" => 18,
+        "Gelu" => 20,
+        _ => 1,
+    }
+}
+
 /// Checks `model` (all graph levels); `Err` is one line naming the node or
 /// tensor and the problem.
 pub fn check_model(model: &ModelProto) -> Result<(), String> {
@@ -161,6 +205,11 @@ pub fn check_model(model: &ModelProto) -> Result<(), String> {
         .iter()
         .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
         .map_or(1, |o| o.version());
+    if opset < 1 {
+        return Err(format!(
+            "the model imports default-domain opset {opset}; ONNX opsets start at 1"
+        ));
+    }
     let graph = model
         .graph
         .as_ref()
@@ -201,6 +250,13 @@ fn label(n: &NodeProto) -> String {
 fn check_node(n: &NodeProto, opset: i64) -> Result<(), String> {
     if !(n.domain().is_empty() || n.domain() == "ai.onnx") {
         return Ok(());
+    }
+    let first = first_opset(n.op_type());
+    if first > opset {
+        return Err(format!(
+            "{} exists from opset {first}; the model imports opset {opset}",
+            n.op_type()
+        ));
     }
     let Some(s) = standard_schema(n.op_type(), opset) else {
         return Ok(());
