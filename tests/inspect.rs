@@ -158,3 +158,33 @@ fn symbolic_batch_survives_exporter_shape_arithmetic() {
     let r = eexc::report::inspect::inspect(&path).unwrap();
     assert_eq!(r.outputs[0].ty.as_ref().unwrap().to_string(), "float[batch,60]");
 }
+
+/// Attention as exporters write it: a Reshape to `[batch*seq, d]` computed
+/// from the input's Shape, then a Gemm. The product of the two dims is kept,
+/// so the Gemm is costed (it was "not costed", 8% of ViT-B/16, issue 13),
+/// per sample: symbols at 1, the fixed sequence length counted.
+#[test]
+fn rows_of_tokens_side_by_side_are_costed() {
+    let dir = tempfile::tempdir().unwrap();
+    common::py("make_token_rows_models.py", &[dir.path()]);
+    // (model, MACs per sample, the Gemm's input rows)
+    for (name, macs, rows) in [
+        ("rows_fixed_seq", 16 * 32 * 32 + 32 * 10, "16*batch"),
+        ("rows_sym_seq", 32 * 32 + 32 * 10, "batch*seq"),
+    ] {
+        let model = dir.path().join(format!("{name}.onnx"));
+        let out = eexc(&["inspect", "--json", model.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["uncosted_ops"], serde_json::json!({}), "{name}");
+        assert_eq!(json["totals"]["macs"], macs, "{name}");
+        let proj = json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "proj")
+            .unwrap();
+        assert_eq!(proj["status"], "counted", "{name}");
+        assert_eq!(proj["output"]["shape"], serde_json::json!([rows, 32]), "{name}");
+    }
+}

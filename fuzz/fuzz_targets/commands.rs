@@ -608,6 +608,13 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let (code, line) = eexc::cli::main_with(std::iter::once("eexc").chain(args));
+    if std::env::var_os("EEXC_FUZZ_VERBOSE").is_some() {
+        eprintln!(
+            "eexc-fuzz: exit {code}: {command} on {}: {}",
+            s.bases[base].0,
+            line.as_deref().unwrap_or("")
+        );
+    }
     let gate = command == "calibrate" && code == 1;
     assert!(
         code == 0 || code == 2 || gate,

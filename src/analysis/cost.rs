@@ -325,6 +325,7 @@ fn compute<'a>(
     let per_sample = |d: &crate::ir::Dim| match d {
         crate::ir::Dim::Known(v) => u64::try_from(*v).ok(),
         crate::ir::Dim::Sym(_) => Some(1),
+        crate::ir::Dim::Product(p) => u64::try_from(p.coeff).ok(),
         crate::ir::Dim::Unknown => None,
     };
     let dims = |i: usize| -> Option<Vec<u64>> { shape_of(i)?.iter().map(per_sample).collect() };

@@ -8,4 +8,4 @@ pub mod types;
 pub use constant::Folded;
 pub use graph::{Graph, IrError, Model, Node, NodeId, Subgraph, Value, ValueId, ValueKind};
 pub use names::NameGenerator;
-pub use types::{Dim, TensorType};
+pub use types::{Dim, DimProduct, TensorType};

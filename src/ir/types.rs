@@ -3,12 +3,37 @@
 use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::{TypeProto, tensor_shape_proto, type_proto};
 
-/// One dimension: a number, a named symbol such as `batch`, or unknown.
+/// One dimension: a number, a named symbol such as `batch`, a product of
+/// symbols and a number such as `197*batch`, or unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dim {
     Known(i64),
     Sym(String),
+    /// What exporters write for attention: a Reshape to `[batch*seq, d]`
+    /// from `Shape`, `Gather` and `Mul` of the input's dims.
+    Product(DimProduct),
     Unknown,
+}
+
+/// `coeff` times the symbols, e.g. `197*batch` or `batch*seq`. Kept in one
+/// form: symbols sorted, at least one of them, a coefficient that is
+/// neither 0 nor, with a lone symbol, 1 (those are `Known(0)` and `Sym`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DimProduct {
+    pub coeff: i64,
+    pub syms: Vec<String>,
+}
+
+impl DimProduct {
+    /// `coeff` times `syms` as one dimension, in the one form.
+    pub fn dim(coeff: i64, mut syms: Vec<String>) -> Dim {
+        syms.sort();
+        match (coeff, syms.as_slice()) {
+            (0, _) | (_, []) => Dim::Known(coeff),
+            (1, [s]) => Dim::Sym(s.clone()),
+            _ => Dim::Product(DimProduct { coeff, syms }),
+        }
+    }
 }
 
 impl Dim {
@@ -25,6 +50,11 @@ impl std::fmt::Display for Dim {
         match self {
             Dim::Known(v) => write!(f, "{v}"),
             Dim::Sym(s) => f.write_str(s),
+            Dim::Product(p) => {
+                let mut parts: Vec<String> = (p.coeff != 1).then(|| p.coeff.to_string()).into_iter().collect();
+                parts.extend(p.syms.iter().cloned());
+                f.write_str(&parts.join("*"))
+            }
             Dim::Unknown => f.write_str("?"),
         }
     }
@@ -63,13 +93,15 @@ impl TensorType {
         })
     }
 
-    /// Element count with symbolic dimensions taken as 1 (a batch of one):
+    /// Element count with symbols taken as 1 (a batch of one; a product
+    /// counts its number):
     /// the convention the cost model reports per sample.
     pub fn num_elements_per_sample(&self) -> Option<u64> {
         let shape = self.shape.as_ref()?;
         shape.iter().try_fold(1u64, |acc, d| match d {
             Dim::Known(v) => u64::try_from(*v).ok().map(|v| acc.saturating_mul(v)),
             Dim::Sym(_) => Some(acc),
+            Dim::Product(p) => u64::try_from(p.coeff).ok().map(|c| acc.saturating_mul(c)),
             Dim::Unknown => None,
         })
     }
@@ -120,6 +152,7 @@ impl serde::Serialize for Dim {
         match self {
             Dim::Known(v) => s.serialize_i64(*v),
             Dim::Sym(name) => s.serialize_str(name),
+            Dim::Product(_) => s.serialize_str(&self.to_string()),
             Dim::Unknown => s.serialize_none(),
         }
     }

@@ -262,7 +262,9 @@ pub fn type_proto(t: &TensorType) -> TypeProto {
             match d {
                 Dim::Known(v) => dim.set_dim_value(*v),
                 Dim::Sym(p) => dim.set_dim_param(p.clone()),
-                Dim::Unknown => {}
+                // Not written as a name: a runtime would take `197*batch`
+                // for a symbol of its own, unrelated to `batch`.
+                Dim::Product(_) | Dim::Unknown => {}
             }
             s.dim.push(dim);
         }

@@ -1,5 +1,6 @@
 //! Arithmetic on dimensions that may be symbolic: broadcasting, unification,
-//! and products of sizes (`batch × 2048`) that Reshape and Flatten need.
+//! and products of sizes (`2048*batch`, `batch*seq`) that Reshape, Flatten
+//! and exporters' Shape arithmetic need.
 
 use crate::ir::Dim;
 
@@ -16,7 +17,7 @@ pub(super) fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
         (Dim::Known(_), Dim::Known(_)) => None,
         (Dim::Known(_), _) => Some(a.clone()),
         (_, Dim::Known(_)) => Some(b.clone()),
-        (Dim::Sym(s), Dim::Sym(t)) if s == t => Some(a.clone()),
+        (x, y) if x == y => Some(a.clone()),
         _ => Some(Dim::Unknown),
     }
 }
@@ -42,7 +43,7 @@ pub(super) fn broadcast(shapes: &[&[Dim]]) -> Result<Vec<Dim>, String> {
 pub(super) fn unify(a: &Dim, b: &Dim) -> Option<Dim> {
     match (a, b) {
         (Dim::Known(x), Dim::Known(y)) => (x == y).then(|| a.clone()),
-        (Dim::Known(_), _) | (Dim::Sym(_), Dim::Unknown) => Some(a.clone()),
+        (Dim::Known(_), _) | (Dim::Sym(_) | Dim::Product(_), Dim::Unknown) => Some(a.clone()),
         _ if *b == Dim::Unknown => Some(a.clone()),
         _ => Some(b.clone()),
     }
@@ -60,7 +61,7 @@ pub(super) fn affine(d: &Dim, scale: i64, offset: i64) -> Dim {
             .checked_mul(scale)
             .and_then(|x| x.checked_add(offset))
             .map_or(Dim::Unknown, Dim::Known),
-        Dim::Sym(_) if scale == 1 && offset == 0 => d.clone(),
+        Dim::Sym(_) | Dim::Product(_) if scale == 1 && offset == 0 => d.clone(),
         _ => Dim::Unknown,
     }
 }
@@ -77,7 +78,7 @@ pub(super) fn sub(a: &Dim, b: &Dim) -> Dim {
     match (a, b) {
         (Dim::Known(x), Dim::Known(y)) => x.checked_sub(*y).map_or(Dim::Unknown, Dim::Known),
         (d, Dim::Known(0)) => d.clone(),
-        (Dim::Sym(s), Dim::Sym(t)) if s == t => Dim::Known(0),
+        (x, y) if x == y && *x != Dim::Unknown => Dim::Known(0),
         _ => Dim::Unknown,
     }
 }
@@ -123,6 +124,10 @@ impl Product {
             match d {
                 Dim::Known(v) => p.coeff = p.coeff.checked_mul(*v)?,
                 Dim::Sym(s) => p.syms.push(s.clone()),
+                Dim::Product(q) => {
+                    p.coeff = p.coeff.checked_mul(q.coeff)?;
+                    p.syms.extend(q.syms.iter().cloned());
+                }
                 Dim::Unknown => return None,
             }
         }
@@ -151,13 +156,9 @@ impl Product {
         })
     }
 
-    /// As a single dimension: a number, a lone symbol, or unknown.
+    /// As a single dimension: a number, a lone symbol, or a product.
     pub(super) fn to_dim(&self) -> Dim {
-        match (self.coeff, self.syms.as_slice()) {
-            (0, _) | (_, []) => Dim::Known(self.coeff),
-            (1, [s]) => Dim::Sym(s.clone()),
-            _ => Dim::Unknown,
-        }
+        crate::ir::DimProduct::dim(self.coeff, self.syms.clone())
     }
 }
 
@@ -188,7 +189,13 @@ mod tests {
         let rest = whole.div(&Product::of(&dims("2048")).unwrap()).unwrap();
         assert_eq!(rest.to_dim(), Dim::Sym("batch".into()));
         assert_eq!(part.div(&Product::of(&dims("3")).unwrap()), None);
-        assert_eq!(Product::of(&dims("N,M")).unwrap().to_dim(), Dim::Unknown);
+        assert_eq!(Product::of(&dims("N,M")).unwrap().to_dim().to_string(), "M*N");
+        let tokens = Product::of(&dims("batch,197,768")).unwrap();
+        let rows = tokens.div(&Product::of(&dims("768")).unwrap()).unwrap().to_dim();
+        assert_eq!(
+            (rows.to_string(), rows == dims("197*batch")[0]),
+            ("197*batch".into(), true)
+        );
         assert_eq!(Product::of(&dims("?")), None);
     }
 
@@ -202,5 +209,14 @@ mod tests {
         assert_eq!(sub(&Dim::Sym("s".into()), &Dim::Sym("s".into())), Dim::Known(0));
         assert_eq!(affine(&Dim::Sym("s".into()), 1, 0), Dim::Sym("s".into()));
         assert_eq!(affine(&Dim::Sym("s".into()), 2, 0), Dim::Unknown);
+        let rows = mul(&Dim::Sym("batch".into()), &Dim::Known(197));
+        assert_eq!(rows, dims("197*batch")[0]);
+        assert_eq!(div(&rows, &Dim::Known(197)), Dim::Sym("batch".into()));
+        assert_eq!(mul(&rows, &Dim::Known(0)), Dim::Known(0));
+        assert_eq!(sub(&rows, &rows), Dim::Known(0));
+        assert_eq!(
+            broadcast(&[&dims("197*batch,1"), &dims("197*batch,8")]),
+            Ok(dims("197*batch,8"))
+        );
     }
 }

@@ -199,7 +199,7 @@ fn compare(op: &str, a: &Scalar, b: &Scalar) -> Option<Scalar> {
     let ord = match (a, b) {
         (Scalar::Int(x), Scalar::Int(y)) => match (x, y) {
             (Dim::Known(p), Dim::Known(q)) => Some(p.cmp(q)),
-            (Dim::Sym(s), Dim::Sym(t)) if s == t => Some(Ordering::Equal),
+            (x, y) if x == y && *x != Dim::Unknown => Some(Ordering::Equal),
             _ => return Some(Scalar::Int(Dim::Unknown)),
         },
         (Scalar::Float(x), Scalar::Float(y)) => x.partial_cmp(y),
@@ -244,7 +244,7 @@ pub(super) fn cast(ctx: &OpContext) -> Rule {
 fn cast_scalar(x: &Scalar, to: ElemType) -> Option<Scalar> {
     if to == ElemType::BOOL {
         return match x {
-            Scalar::Int(Dim::Sym(_)) => Some(Scalar::Int(Dim::Unknown)),
+            Scalar::Int(Dim::Sym(_) | Dim::Product(_)) => Some(Scalar::Int(Dim::Unknown)),
             _ => bool_of(x).map(|b| Scalar::Int(Dim::Known(b as i64))),
         };
     }
@@ -431,7 +431,7 @@ mod tests {
         let mul = Case::new("Mul")
             .folded("int64[2]", sym_ints("N,3"))
             .folded("int64[]", ints(&[4]));
-        assert_eq!(mul.value(), Some(sym_ints("?,12")));
+        assert_eq!(mul.value(), Some(sym_ints("4*N,12")));
         let div = Case::new("Div")
             .folded("int64[2]", ints(&[7, -7]))
             .folded("int64[]", ints(&[2]));

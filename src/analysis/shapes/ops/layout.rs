@@ -383,7 +383,17 @@ mod tests {
         assert_eq!(reshape("float[N,2048,1,1]", &[-1, 2048]).ty(), "float[N,2048]");
         assert_eq!(reshape("float[?,3,4]", &[0, -1]).ty(), "float[?,12]");
         assert_eq!(reshape("float[N,S,768]", &[0, 0, 12, 64]).ty(), "float[N,S,12,64]");
-        assert_eq!(reshape("float[N,M,4]", &[-1, 4]).ty(), "float[?,4]");
+        assert_eq!(reshape("float[N,M,4]", &[-1, 4]).ty(), "float[M*N,4]");
+        // Attention as exporters write it: tokens of every row side by side.
+        assert_eq!(reshape("float[batch,197,768]", &[-1, 768]).ty(), "float[197*batch,768]");
+        let rows = Case::new("Reshape")
+            .input("float[batch,197,768]")
+            .folded("int64[2]", sym_ints("197*batch,768"));
+        assert_eq!(rows.ty(), "float[197*batch,768]");
+        assert_eq!(
+            reshape("float[197*batch,768]", &[-1, 197, 768]).ty(),
+            "float[batch,197,768]"
+        );
         assert_eq!(
             reshape("float[6]", &[2, 0]).int("allowzero", 1).invalid(),
             "cannot reshape [6] into [2,0]"
@@ -432,11 +442,11 @@ mod tests {
 
     #[test]
     fn flatten_multiplies_symbolically() {
-        assert_eq!(Case::new("Flatten").input("float[N,C,H,W]").ty(), "float[N,?]");
+        assert_eq!(Case::new("Flatten").input("float[N,C,H,W]").ty(), "float[N,C*H*W]");
         assert_eq!(Case::new("Flatten").input("float[N,256,6,6]").ty(), "float[N,9216]");
         assert_eq!(
             Case::new("Flatten").int("axis", 0).input("float[N,3]").ty(),
-            "float[1,?]"
+            "float[1,3*N]"
         );
         assert_eq!(
             Case::new("Flatten").int("axis", 0).input("float[2,3]").ty(),
@@ -666,7 +676,7 @@ mod tests {
     #[test]
     fn depth_and_space() {
         let d2s = Case::new("DepthToSpace").input("float[N,16,H,5]").int("blocksize", 2);
-        assert_eq!(d2s.ty(), "float[N,4,?,10]");
+        assert_eq!(d2s.ty(), "float[N,4,2*H,10]");
         let s2d = Case::new("SpaceToDepth").input("float[1,3,8,8]").int("blocksize", 2);
         assert_eq!(s2d.ty(), "float[1,12,4,4]");
         assert!(

@@ -7,13 +7,24 @@ use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::attribute_proto::AttributeType;
 use crate::onnx::proto::{AttributeProto, TensorProto};
 
-/// `"N,3,?,224"` → dimensions (`?` unknown, names symbolic).
+/// `"N,3,?,224,197*N"` → dimensions (`?` unknown, names symbolic, `*` a
+/// product).
 pub fn dims(s: &str) -> Vec<Dim> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| match p {
             "?" => Dim::Unknown,
+            _ if p.contains('*') => {
+                let (mut coeff, mut syms) = (1, Vec::new());
+                for f in p.split('*') {
+                    match f.parse::<i64>() {
+                        Ok(v) => coeff *= v,
+                        Err(_) => syms.push(f.to_string()),
+                    }
+                }
+                crate::ir::DimProduct::dim(coeff, syms)
+            }
             _ => p.parse().map_or_else(|_| Dim::Sym(p.to_string()), Dim::Known),
         })
         .collect()
