@@ -380,3 +380,64 @@ fn schema_violations_are_refused_before_any_transform() {
         assert!(eexc(&["inspect", ps]).status.success() || name == "constant_without_output");
     }
 }
+
+/// An array header whose shape has more elements than 64 bits count: npyz
+/// multiplies the dims unchecked (a panic in a debug build, a wrapped count
+/// in a release one), so eexc checks the shape first. Data, npz members and
+/// npz head weights all go through the check.
+#[test]
+fn array_shapes_past_64_bits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    common::py("make_bad_npy.py", &[dir.path()]);
+    let model = testdata("digits/digits_resnet.onnx");
+    let m = model.to_str().unwrap();
+    let labels = testdata("digits/calib_y.npy");
+    let early_exit = dir.path().join("digits.ee.onnx");
+    common::insert_exits(&model, &early_exit, &["--auto", "2"]);
+    let ee = early_exit.to_str().unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = out.to_str().unwrap();
+    for file in ["huge_shape.npy", "huge_shape.npz"] {
+        let data = dir.path().join(file);
+        let d = data.to_str().unwrap();
+        let weights = dir.path().join("huge_weights.npz");
+        for args in [
+            vec!["fit", m, "--data", d, "--auto", "2", "-o", o],
+            vec![
+                "calibrate",
+                ee,
+                "--data",
+                d,
+                "--labels",
+                labels.to_str().unwrap(),
+                "--max-drop",
+                "1%",
+                "-o",
+                o,
+            ],
+            vec![
+                "insert-exits",
+                m,
+                "--auto",
+                "2",
+                "--weights",
+                weights.to_str().unwrap(),
+                "-o",
+                o,
+            ],
+        ] {
+            if args[0] == "insert-exits" && file.ends_with(".npy") {
+                continue;
+            }
+            let r = eexc(&args);
+            let stderr = String::from_utf8_lossy(&r.stderr);
+            assert_eq!(r.status.code(), Some(2), "{file}: {}: {stderr}", args[0]);
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{file}: {}: {stderr}", args[0]);
+            assert!(
+                stderr.contains("more elements than 64 bits can count"),
+                "{file}: {}: {stderr}",
+                args[0]
+            );
+        }
+    }
+}

@@ -173,8 +173,12 @@ fn read_npz(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
     let names: Vec<String> = archive.array_names().map(str::to_string).collect();
     let mut arrays = std::collections::HashMap::new();
     for name in names {
-        let entry = match archive.by_name(&name) {
-            Ok(Some(npy)) => {
+        let member = crate::runtime::npz_member(&mut archive, &name).and_then(|bytes| {
+            crate::runtime::check_npy_shape(&bytes)?;
+            Ok(bytes)
+        });
+        let entry = match member.map(|bytes| npyz::NpyFile::new(std::io::Cursor::new(bytes))) {
+            Ok(Ok(npy)) => {
                 let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
                 // numpy writes a transposed view (`w.T`) column-major.
                 let fortran = npy.order() == npyz::Order::Fortran;
@@ -187,8 +191,8 @@ fn read_npz(path: &Path, bytes: Vec<u8>) -> Result<Lookup, ExitError> {
                     Err(e) => Err(format!("not float32: {e}")),
                 }
             }
-            Ok(None) => continue,
-            Err(e) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         arrays.insert(name, entry);
     }

@@ -12,6 +12,7 @@ use protobuf::Message;
 use tract_onnx::prelude::*;
 
 pub use samples::{Samples, read_labels, write_npy};
+pub(crate) use samples::{check_npy_shape, npz_member};
 
 use crate::onnx::proto::ModelProto;
 

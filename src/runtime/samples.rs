@@ -2,7 +2,7 @@
 //! batch so `.npy` inputs never need to sit in memory whole.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::RunError;
@@ -130,7 +130,11 @@ fn open_array(path: &Path) -> Result<npyz::NpyFile<Box<dyn Read>>, String> {
     let is_npz = member.is_some() || file.extension().is_some_and(|e| e == "npz");
     if !is_npz {
         let f = File::open(&file).map_err(|e| e.to_string())?;
-        let reader: Box<dyn Read> = Box::new(BufReader::new(f));
+        // Large enough for any version-1 header, so the shape is checked
+        // from the buffer before npyz reads it.
+        let mut reader = BufReader::with_capacity(1 << 17, f);
+        check_npy_shape(reader.fill_buf().map_err(|e| e.to_string())?)?;
+        let reader: Box<dyn Read> = Box::new(reader);
         return npyz::NpyFile::new(reader).map_err(|e| format!("not a .npy file: {e}"));
     }
     let mut archive = npyz::npz::NpzArchive::open(&file).map_err(|e| format!("not an .npz file: {e}"))?;
@@ -155,12 +159,50 @@ fn open_array(path: &Path) -> Result<npyz::NpyFile<Box<dyn Read>>, String> {
         }
     };
     let bytes = npz_member(&mut archive, &name)?;
+    check_npy_shape(&bytes).map_err(|e| format!("'{name}': {e}"))?;
     let reader: Box<dyn Read> = Box::new(std::io::Cursor::new(bytes));
     npyz::NpyFile::new(reader).map_err(|e| format!("'{name}' is not an array: {e}"))
 }
 
+/// Refuses a `.npy` header (at the start of `prefix`) whose shape has more
+/// elements than 64 bits hold: npyz multiplies the dims unchecked, which
+/// panics in a debug build and wraps in a release one. Anything else wrong
+/// with the header is left for npyz to report.
+pub(crate) fn check_npy_shape(prefix: &[u8]) -> Result<(), String> {
+    let (len, start) = match (prefix.get(..6), prefix.get(6)) {
+        (Some(b"\x93NUMPY"), Some(1)) => (prefix.get(8..10).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize), 10),
+        (Some(b"\x93NUMPY"), Some(_)) => (
+            prefix
+                .get(8..12)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+            12,
+        ),
+        _ => return Ok(()),
+    };
+    let Some(header) = len.and_then(|len| prefix.get(start..usize::checked_add(start, len)?)) else {
+        return Err("the .npy header is cut short, or longer than 128 KiB".to_string());
+    };
+    let text = String::from_utf8_lossy(header);
+    let Some(shape) = text
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('('))
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(dims, _)| dims)
+    else {
+        return Ok(());
+    };
+    let mut elements: u64 = 16; // the widest element, in bytes
+    for dim in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let Ok(d) = dim.parse::<u64>() else { return Ok(()) };
+        elements = elements
+            .checked_mul(d)
+            .ok_or_else(|| format!("its shape ({}) has more elements than 64 bits can count", shape.trim()))?;
+    }
+    Ok(())
+}
+
 /// The bytes of array `name` of an `.npz` (its `.npy` member), decompressed.
-pub(super) fn npz_member<R: Read + std::io::Seek>(
+pub(crate) fn npz_member<R: Read + std::io::Seek>(
     archive: &mut npyz::npz::NpzArchive<R>,
     name: &str,
 ) -> Result<Vec<u8>, String> {

@@ -298,6 +298,7 @@ impl Shard {
                 }
                 let bytes =
                     super::samples::npz_member(archive, name).map_err(|e| bad(format!("array '{name}': {e}")))?;
+                super::samples::check_npy_shape(&bytes).map_err(|e| bad(format!("array '{name}': {e}")))?;
                 let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("array '{name}': {e}")))?;
                 // Each element takes at least 4 bytes: a header that claims
                 // more than the member holds is refused before anything is
