@@ -260,19 +260,13 @@ fn edit_graph(u: &mut Unstructured, kind: u8, g: &mut GraphProto) -> ArbResult<(
         1 => {
             let name = some_name(u, g)?;
             if let Some(n) = g.node.get_mut(ni) {
-                match n.input.len() {
-                    0 => n.input.push(name),
-                    len => n.input[u.choose_index(len)?] = name,
-                }
+                set_one(u, &mut n.input, name)?;
             }
         }
         2 => {
             let name = some_name(u, g)?;
             if let Some(n) = g.node.get_mut(ni) {
-                match n.output.len() {
-                    0 => n.output.push(name),
-                    len => n.output[u.choose_index(len)?] = name,
-                }
+                set_one(u, &mut n.output, name)?;
             }
         }
         3 => {
@@ -447,6 +441,15 @@ fn edit_graph(u: &mut Unstructured, kind: u8, g: &mut GraphProto) -> ArbResult<(
                 g.input.push(i);
             }
         }
+    }
+    Ok(())
+}
+
+/// One of `names` (picked by `u`) becomes `name`; an empty list gets it.
+fn set_one(u: &mut Unstructured, names: &mut Vec<String>, name: String) -> ArbResult<()> {
+    match names.len() {
+        0 => names.push(name),
+        len => names[u.choose_index(len)?] = name,
     }
     Ok(())
 }
