@@ -132,3 +132,22 @@ fn refused_compact(model: &Path, exits: &[&str]) -> String {
     args.extend_from_slice(exits);
     insert_exits_refused(model, &args)
 }
+
+/// In compact mode a later exit's head reads the rows `Compress` kept: their
+/// count is a symbol (`nonzero(mask)`), so the head is costed per kept row
+/// instead of as zero (issue 13: exits 2 and 3 of ResNet-50 read 0 MACs).
+#[test]
+fn heads_on_kept_rows_are_costed() {
+    let model = modern_models().join("resnet_op17.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("compact.onnx");
+    let report = insert_exits(&model, &out, &["--at", &at("resnet_op17.onnx"), "--mode", "compact"]);
+    let fusion = report.split("Fusion of each exit's head").nth(1).expect(&report);
+    let head_macs: Vec<&str> = fusion
+        .lines()
+        .filter(|l| l.starts_with("exit "))
+        .map(|l| l.split_whitespace().nth(4).unwrap())
+        .collect();
+    assert_eq!(head_macs.len(), 3, "{fusion}");
+    assert!(head_macs.iter().all(|m| *m != "0"), "a head costed as zero: {fusion}");
+}

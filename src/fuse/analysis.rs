@@ -354,6 +354,8 @@ pub fn infer_node(op: &str, attrs: &Attrs, inputs: &[&Facts], opset: i64) -> Nod
         opset,
         inputs: types,
         folded,
+        // E-classes have no value names: a data-dependent size stays unknown.
+        names: Vec::new(),
     };
     match infer_op(&ctx) {
         Ok(mut outs) if !outs.is_empty() => {

@@ -23,6 +23,8 @@ pub struct OpContext<'a> {
     pub inputs: Vec<Option<&'a TensorType>>,
     /// Input contents, where known at compile time.
     pub folded: Vec<Option<&'a Folded>>,
+    /// Input value names, for the symbols a data-dependent size is named by.
+    pub names: Vec<Option<&'a str>>,
 }
 
 impl<'a> OpContext<'a> {
@@ -41,6 +43,10 @@ impl<'a> OpContext<'a> {
     /// Concrete integer contents of input `i` (e.g. a Reshape target).
     pub fn known_ints(&self, i: usize) -> Option<Vec<i64>> {
         self.folded(i).and_then(Folded::known_ints)
+    }
+
+    pub fn input_name(&self, i: usize) -> Option<&'a str> {
+        self.names.get(i).copied().flatten()
     }
 
     pub fn has_input(&self, i: usize) -> bool {
@@ -209,6 +215,11 @@ fn infer_node(
             .inputs
             .iter()
             .map(|i| i.and_then(|v| graph.value(v).folded.as_ref()))
+            .collect(),
+        names: node
+            .inputs
+            .iter()
+            .map(|i| i.map(|v| graph.value(v).name.as_str()))
             .collect(),
     };
     match infer_op(&ctx) {

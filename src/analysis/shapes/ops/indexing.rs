@@ -293,13 +293,25 @@ pub(super) fn gather_nd(ctx: &OpContext) -> Rule {
     Ok(vec![result(t.elem, lead.iter().chain(&s[from..]).cloned().collect())])
 }
 
-/// Number of true entries of folded input `i` among the first `limit`.
+/// Number of true (non-zero) entries of input `i` among the first `limit`:
+/// counted where the input folds, else a fresh symbol `nonzero(NAME)` named
+/// by the input, so that what reads the kept rows is still costed (per kept
+/// row, as every symbol is per sample) and two ops that keep rows by the
+/// same mask agree on their count.
 fn count_true(ctx: &OpContext, i: usize, limit: Option<i64>) -> Dim {
-    let Some(v) = ctx.folded(i).and_then(Folded::floats) else {
-        return Dim::Unknown;
+    if let Some(v) = ctx.folded(i).and_then(Folded::floats) {
+        let take = limit.map_or(v.len(), |l| usize::try_from(l).unwrap_or(0).min(v.len()));
+        return Dim::Known(v[..take].iter().filter(|&&x| x != 0.0).count() as i64);
+    }
+    // A mask longer than the axis counts only its head: not the mask's count.
+    let longer = match (limit, ctx.input(i).and_then(TensorType::num_elements)) {
+        (Some(l), Some(n)) => u64::try_from(l).map_or(true, |l| n > l),
+        _ => false,
     };
-    let take = limit.map_or(v.len(), |l| usize::try_from(l).unwrap_or(0).min(v.len()));
-    Dim::Known(v[..take].iter().filter(|&&x| x != 0.0).count() as i64)
+    match ctx.input_name(i) {
+        Some(name) if !longer => Dim::Sym(format!("nonzero({name})")),
+        _ => Dim::Unknown,
+    }
 }
 
 /// Compress: a 1-D result without `axis`, else the axis shrinks to the
@@ -625,7 +637,7 @@ mod tests {
 
     #[test]
     fn data_dependent_sizes() {
-        assert_eq!(Case::new("NonZero").input("float[N,3]").ty(), "int64[2,?]");
+        assert_eq!(Case::new("NonZero").input("float[N,3]").ty(), "int64[2,nonzero(x0)]");
         assert_eq!(
             Case::new("NonZero").folded("int64[3]", ints(&[1, 0, 2])).ty(),
             "int64[1,2]"
@@ -637,8 +649,20 @@ mod tests {
         assert_eq!(c.ty(), "float[N,2]");
         assert_eq!(
             Case::new("Compress").input("float[N,4]").input("bool[3]").ty(),
-            "float[?]"
+            "float[nonzero(x1)]"
         );
+        // Rows kept by a mask: the same symbol as the mask's NonZero.
+        let rows = Case::new("Compress")
+            .int("axis", 0)
+            .input("float[N,8,3,3]")
+            .input("bool[N]");
+        assert_eq!(rows.ty(), "float[nonzero(x1),8,3,3]");
+        // A mask longer than the axis: only its head counts, no symbol.
+        let longer = Case::new("Compress")
+            .int("axis", 1)
+            .input("float[N,4]")
+            .input("bool[6]");
+        assert_eq!(longer.ty(), "float[N,?]");
     }
 
     #[test]

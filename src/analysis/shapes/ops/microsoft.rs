@@ -82,6 +82,7 @@ fn view(ctx: &OpContext, op: &str, picked: &[usize]) -> Rule {
         opset: VIEW_OPSET,
         inputs: picked.iter().map(|&i| ctx.input(i)).collect(),
         folded: picked.iter().map(|&i| ctx.folded(i)).collect(),
+        names: picked.iter().map(|&i| ctx.input_name(i)).collect(),
     };
     super::rule(&view)
 }

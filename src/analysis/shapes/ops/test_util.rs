@@ -179,11 +179,13 @@ impl Case {
     }
 
     pub fn run(&self) -> Result<Vec<Inferred>, RuleError> {
+        let names: Vec<String> = (0..self.types.len()).map(|i| format!("x{i}")).collect();
         let ctx = OpContext {
             node: &self.node,
             opset: self.opset,
             inputs: self.types.iter().map(Option::as_ref).collect(),
             folded: self.folded.iter().map(Option::as_ref).collect(),
+            names: names.iter().map(|n| Some(n.as_str())).collect(),
         };
         super::infer_op(&ctx)
     }
