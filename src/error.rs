@@ -15,4 +15,10 @@ pub enum Error {
         #[source]
         source: Box<IrError>,
     },
+    #[error("{path}: {source}")]
+    Dims {
+        path: PathBuf,
+        #[source]
+        source: crate::ir::DimError,
+    },
 }

@@ -11,7 +11,7 @@ use eexc::report::inspect::inspect;
 #[test]
 fn macs_equal_the_independent_reference_count() {
     for m in zoo_models() {
-        let report = inspect(&m).unwrap();
+        let report = inspect(&m, &[]).unwrap();
         assert!(
             report.uncosted_ops.is_empty(),
             "{}: uncosted {:?}",
@@ -45,7 +45,7 @@ const PUBLISHED: &[(&str, f64, &str)] = &[
 #[test]
 fn macs_are_within_two_percent_of_published_figures() {
     for &(name, published, source) in PUBLISHED {
-        let report = inspect(&testdata(&format!("models/{name}.onnx"))).unwrap();
+        let report = inspect(&testdata(&format!("models/{name}.onnx")), &[]).unwrap();
         let deviation = (report.totals.macs as f64 - published).abs() / published;
         assert!(
             deviation <= 0.02,
@@ -58,7 +58,7 @@ fn macs_are_within_two_percent_of_published_figures() {
 
 #[test]
 fn flops_follow_the_two_per_mac_convention() {
-    let report = inspect(&testdata("models/vgg19.onnx")).unwrap();
+    let report = inspect(&testdata("models/vgg19.onnx"), &[]).unwrap();
     for n in &report.nodes {
         if n.op_type == "Conv" || n.op_type == "Gemm" {
             // 2 per MAC plus one bias add per output element.

@@ -99,6 +99,51 @@ fn repeated_layers_inside_the_modern_models_are_found() {
     }
 }
 
+/// Weights as torch.onnx.export writes them (a Transpose of a stored Linear
+/// weight, a Reshape of a bias, a Cast from float16, Identity aliases of an
+/// equal weight) are evaluated and stacked: one Loop, equal to the original
+/// when nothing exits and to the if model for any thresholds (ONNX Runtime),
+/// and the load-time nodes and stored weights the stack replaced are gone.
+/// A weight computed by another op is refused, naming the node.
+#[test]
+fn weights_behind_exporter_ops_are_stacked() {
+    let dir = tempfile::tempdir().unwrap();
+    py("make_exported_layers_models.py", &[dir.path()]);
+    let model = dir.path().join("exported_layers.onnx");
+    let (iff, lp) = (dir.path().join("if.onnx"), dir.path().join("loop.onnx"));
+    let report = insert(&model, &lp, &["--mode", "loop", "--seed", "4"]);
+    let exits = ["layer1_out", "layer2_out", "layer3_out"];
+    assert_eq!(reported_exits(&report), exits, "{report}");
+    insert(&model, &iff, &["--at", &exits.join(","), "--seed", "4"]);
+    let s = |x: &str| PathBuf::from(x);
+    let out = py(
+        "check_loop.py",
+        &[&s("--original"), &model, &s("--if"), &iff, &s("--loop"), &lp],
+    );
+    assert!(out.contains("0 failed"), "{out}");
+    let printed = eexc(&["print", "--elide-data-over", "16", lp.to_str().unwrap()]);
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    for gone in [
+        "layer2_w1_stored",
+        "layer3_b1_stored",
+        "layer4_w2_stored",
+        "bias_shape",
+        "Transpose",
+        "Cast",
+    ] {
+        assert!(!printed.contains(gone), "{gone} is still in the loop model:\n{printed}");
+    }
+    // The aliased LayerNorm weight is equal in every layer: read, not stacked.
+    assert!(printed.contains("layer1_gamma"), "{printed}");
+    assert!(!printed.contains("layer1_gamma_stacked"), "{printed}");
+
+    let err = refused_loop(&dir.path().join("scaled_layers.onnx"), &[]);
+    assert!(
+        err.contains("layer constant 'layer1_w1': 'layer1_w1' is computed by 'layer1_w1' (Mul), which eexc does not evaluate at load time"),
+        "{err}"
+    );
+}
+
 #[test]
 fn loop_mode_refuses_what_it_cannot_fold() {
     // Residual blocks of growing width: nothing repeats.

@@ -58,7 +58,7 @@ fn tensor_at_or_after_the_logits() {
     let m = testdata("models/resnet50.onnx");
     refused(&m, &["--at", "gpu_0/softmax_1"], &["at or after the logits"]);
     // The logits themselves (the Gemm output before Softmax).
-    let report = eexc::report::inspect::inspect(&m).unwrap();
+    let report = eexc::report::inspect::inspect(&m, &[]).unwrap();
     let gemm = report.nodes.iter().find(|n| n.op_type == "Gemm").unwrap();
     let loaded = eexc::onnx::load_model(&m).unwrap();
     let logits = loaded

@@ -34,7 +34,7 @@ fn inspect_json_snapshot() {
 
 #[test]
 fn resnet50_exit_candidates_are_the_block_outputs() {
-    let report = eexc::report::inspect::inspect(&testdata("models/resnet50.onnx")).unwrap();
+    let report = eexc::report::inspect::inspect(&testdata("models/resnet50.onnx"), &[]).unwrap();
     // Narrow cuts inside ResNet-50: the 16 bottleneck outputs (after the
     // residual Sum + Relu) and the stem, plus the linear tail.
     let after_sum: Vec<_> = report.exit_candidates.iter().filter(|c| c.op_type == "Relu").collect();
@@ -62,7 +62,7 @@ fn inspect_never_touches_the_input() {
 #[test]
 fn shapes_are_fully_inferred_on_the_zoo_models() {
     for m in common::zoo_models() {
-        let r = eexc::report::inspect::inspect(&m).unwrap();
+        let r = eexc::report::inspect::inspect(&m, &[]).unwrap();
         let issues = &r.shape_issues;
         assert!(
             issues.unsupported_ops.is_empty(),
@@ -155,29 +155,34 @@ fn symbolic_batch_survives_exporter_shape_arithmetic() {
     m.graph = Some(g).into();
     let path = dir.path().join("flatten.onnx");
     eexc::onnx::save_model(&m, &path, None).unwrap();
-    let r = eexc::report::inspect::inspect(&path).unwrap();
+    let r = eexc::report::inspect::inspect(&path, &[]).unwrap();
     assert_eq!(r.outputs[0].ty.as_ref().unwrap().to_string(), "float[batch,60]");
 }
 
 /// Attention as exporters write it: a Reshape to `[batch*seq, d]` computed
 /// from the input's Shape, then a Gemm. The product of the two dims is kept,
 /// so the Gemm is costed (it was "not costed", 8% of ViT-B/16, issue 13),
-/// per sample: symbols at 1, the fixed sequence length counted.
+/// per sample: the batch at 1, the sequence length at its value (fixed,
+/// `--dim`, or declared by the model) in every model.
 #[test]
 fn rows_of_tokens_side_by_side_are_costed() {
     let dir = tempfile::tempdir().unwrap();
     common::py("make_token_rows_models.py", &[dir.path()]);
-    // (model, MACs per sample, the Gemm's input rows)
-    for (name, macs, rows) in [
-        ("rows_fixed_seq", 16 * 32 * 32 + 32 * 10, "16*batch"),
-        ("rows_sym_seq", 32 * 32 + 32 * 10, "batch*seq"),
+    let per_sample = 16 * 32 * 32 + 32 * 10;
+    // (model, --dim arguments, the Gemm's input rows)
+    for (name, dims, rows) in [
+        ("rows_fixed_seq", &[][..], "16*batch"),
+        ("rows_sym_seq", &["--dim", "seq=16"][..], "batch*seq"),
+        ("rows_declared_seq", &[][..], "batch*seq"),
     ] {
         let model = dir.path().join(format!("{name}.onnx"));
-        let out = eexc(&["inspect", "--json", model.to_str().unwrap()]);
+        let mut args = vec!["inspect", "--json", model.to_str().unwrap()];
+        args.extend(dims);
+        let out = eexc(&args);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["uncosted_ops"], serde_json::json!({}), "{name}");
-        assert_eq!(json["totals"]["macs"], macs, "{name}");
+        assert_eq!(json["totals"]["macs"], per_sample, "{name}");
         let proj = json["nodes"]
             .as_array()
             .unwrap()
@@ -187,4 +192,90 @@ fn rows_of_tokens_side_by_side_are_costed() {
         assert_eq!(proj["status"], "counted", "{name}");
         assert_eq!(proj["output"]["shape"], serde_json::json!([rows, 32]), "{name}");
     }
+    // A longer sequence costs in proportion.
+    let sym = dir.path().join("rows_sym_seq.onnx");
+    let out = eexc(&["inspect", "--json", sym.to_str().unwrap(), "--dim", "seq=64"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["totals"]["macs"], 64 * 32 * 32 + 32 * 10);
+}
+
+/// A symbol the model gives no number for is an error that names it,
+/// never a silent 1; `--dim` refuses a name the model lacks and the batch.
+#[test]
+fn named_dimensions_without_a_value_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    common::py("make_token_rows_models.py", &[dir.path()]);
+    let sym = dir.path().join("rows_sym_seq.onnx");
+    let sym = sym.to_str().unwrap();
+    let out_path = dir.path().join("out.onnx");
+    let out_arg = out_path.to_str().unwrap();
+    for (args, expected) in [
+        (
+            &[][..],
+            "dimension 'seq' (of 'x', type float[batch,seq,32]) has no value: costs depend on it; give --dim seq=VALUE",
+        ),
+        (
+            &["--dim", "sq=16"][..],
+            "--dim sq: the model has no dimension named 'sq' (its named dimensions: batch, seq)",
+        ),
+        (
+            &["--dim", "batch=8"][..],
+            "--dim batch: 'batch' is the batch dimension (leading dim of input 'x'); costs are per sample",
+        ),
+        (&["--dim", "seq=16", "--dim", "seq=32"][..], "--dim seq is given twice"),
+        (
+            &["--dim", "seq=0"][..],
+            "--dim seq=0: expected NAME=VALUE with VALUE a positive integer",
+        ),
+    ] {
+        for command in ["inspect", "insert-exits"] {
+            let mut full = vec![command, sym];
+            full.extend(args);
+            if command == "insert-exits" {
+                full.extend(["--at", "tokens", "-o", out_arg]);
+            }
+            let out = eexc(&full);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {args:?}: {stderr}");
+            assert!(stderr.contains(expected), "{command} {args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    assert!(!out_path.exists());
+}
+
+/// insert-exits costs at the `--dim` value too: the original network's MACs
+/// and a token-mean head's FLOPs (it pools the sequence) grow with it.
+#[test]
+fn insert_exits_costs_at_the_given_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    common::py("make_token_rows_models.py", &[dir.path()]);
+    let model = dir.path().join("rows_sym_seq.onnx");
+    let cost_at = |seq: u64| {
+        let out = dir.path().join(format!("ee_{seq}.onnx"));
+        let report = dir.path().join(format!("report_{seq}.json"));
+        let dim = format!("seq={seq}");
+        common::insert_exits(
+            &model,
+            &out,
+            &[
+                "--at",
+                "tokens:token-mean",
+                "--dim",
+                &dim,
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        );
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let macs = |w: &serde_json::Value| w["macs"].as_f64().unwrap();
+        // The head's pooling adds, no multiplies: its FLOPs grow with seq.
+        let head_flops = json["cost"]["exits"][0]["head"]["flops"].as_f64().unwrap();
+        (macs(&json["cost"]["original"]), head_flops)
+    };
+    let (original_16, head_16) = cost_at(16);
+    let (original_64, head_64) = cost_at(64);
+    assert_eq!(original_16, f64::from(16 * 32 * 32 + 32 * 10));
+    assert_eq!(original_64, f64::from(64 * 32 * 32 + 32 * 10));
+    assert!(head_64 > head_16, "{head_16} -> {head_64}");
 }

@@ -1,13 +1,13 @@
 //! Cost model: per node MACs, FLOPs, parameters, weight bytes read and
-//! activation bytes written, for one sample (symbolic dims such as `batch`
-//! count as 1). The convention for every op is in docs/cost-model.md; keep the
+//! activation bytes written, for one sample (the batch counts 1, other
+//! symbols their [`DimValues`]). The convention for every op is in docs/cost-model.md; keep the
 //! two in step.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::ir::{Graph, Node, NodeId, TensorType, ValueId};
+use crate::ir::{DimValues, Graph, Node, NodeId, TensorType, ValueId};
 
 /// How a node's numbers were obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,6 +62,8 @@ pub struct GraphCost {
     pub unique_params: u64,
     /// Op type → number of nodes that could not be costed.
     pub uncosted: BTreeMap<String, usize>,
+    /// The symbol values the graph was counted at.
+    pub dims: DimValues,
 }
 
 impl GraphCost {
@@ -70,15 +72,16 @@ impl GraphCost {
     }
 }
 
-/// Costs every node of `graph` (shapes must have been inferred).
-pub fn graph_cost(graph: &Graph) -> GraphCost {
+/// Costs every node of `graph` (shapes must have been inferred) for one
+/// sample, symbols at `dims`.
+pub fn graph_cost(graph: &Graph, dims: &DimValues) -> GraphCost {
     let mut nodes = Vec::with_capacity(graph.nodes.len());
     let mut total = Cost::default();
     let mut uncosted = BTreeMap::new();
     let mut weights_seen: HashSet<ValueId> = HashSet::new();
     let mut unique_params = 0u64;
     for (i, node) in graph.nodes.iter().enumerate() {
-        let nc = node_cost(graph, node);
+        let nc = node_cost_with(node, &|v| value_facts(graph, v), dims);
         if matches!(nc.status, CostStatus::NoRule | CostStatus::UnknownShape) {
             *uncosted.entry(node.op_type.clone()).or_insert(0) += 1;
         }
@@ -98,6 +101,7 @@ pub fn graph_cost(graph: &Graph) -> GraphCost {
         total,
         unique_params,
         uncosted,
+        dims: dims.clone(),
     }
 }
 
@@ -208,13 +212,9 @@ fn weights<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>) -> Vec<(V
     }
 }
 
-fn node_cost(graph: &Graph, node: &Node) -> NodeCost {
-    node_cost_with(node, &|v| value_facts(graph, v))
-}
-
 /// Cost of one node whose values are described by `value` (the e-graph
 /// fusion costs candidate nodes that are in no graph yet).
-pub fn node_cost_with<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>) -> NodeCost {
+pub fn node_cost_with<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>, dims: &DimValues) -> NodeCost {
     let ty = |v: Option<&Option<ValueId>>| v.copied().flatten().and_then(|id| value(id).ty);
     let outputs_const = node.outputs.iter().flatten().all(|&o| value(o).is_constant);
     if outputs_const && !node.outputs.is_empty() {
@@ -230,11 +230,11 @@ pub fn node_cost_with<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>
         cost.weight_bytes = cost.weight_bytes.saturating_add(t.elem.bytes_for(n).unwrap_or(0));
     }
     for &o in node.outputs.iter().flatten() {
-        let bytes = value(o).ty.and_then(TensorType::bytes_per_sample).unwrap_or(0);
+        let bytes = value(o).ty.and_then(|t| dims.bytes(t)).unwrap_or(0);
         cost.activation_bytes = cost.activation_bytes.saturating_add(bytes);
     }
-    let out_elems = ty(node.outputs.first()).and_then(TensorType::num_elements_per_sample);
-    let in_elems = ty(node.inputs.first()).and_then(TensorType::num_elements_per_sample);
+    let out_elems = ty(node.outputs.first()).and_then(|t| dims.elements(t));
+    let in_elems = ty(node.inputs.first()).and_then(|t| dims.elements(t));
     let shape_of = |i: usize| {
         node.inputs
             .get(i)
@@ -243,7 +243,7 @@ pub fn node_cost_with<'a>(node: &Node, value: &dyn Fn(ValueId) -> ValueFacts<'a>
             .and_then(|v| value(v).ty)
             .and_then(|t| t.shape.as_deref())
     };
-    let status = match compute(node, &shape_of, out_elems, in_elems) {
+    let status = match compute(node, &shape_of, dims, out_elems, in_elems) {
         Ok((macs, flops)) => {
             cost.macs = macs;
             cost.flops = flops;
@@ -319,16 +319,11 @@ fn is_data_movement(op: &str) -> bool {
 fn compute<'a>(
     node: &Node,
     shape_of: &dyn Fn(usize) -> Option<&'a [crate::ir::Dim]>,
+    sizes: &DimValues,
     out_elems: Option<u64>,
     in_elems: Option<u64>,
 ) -> Result<(u64, u64), CostStatus> {
-    let per_sample = |d: &crate::ir::Dim| match d {
-        crate::ir::Dim::Known(v) => u64::try_from(*v).ok(),
-        crate::ir::Dim::Sym(_) => Some(1),
-        crate::ir::Dim::Product(p) => u64::try_from(p.coeff).ok(),
-        crate::ir::Dim::Unknown => None,
-    };
-    let dims = |i: usize| -> Option<Vec<u64>> { shape_of(i)?.iter().map(per_sample).collect() };
+    let dims = |i: usize| -> Option<Vec<u64>> { shape_of(i)?.iter().map(|d| sizes.size(d)).collect() };
     let unknown = CostStatus::UnknownShape;
     let op = match (node.domain.as_str(), node.op_type.as_str()) {
         (_, op) if node.is_onnx_domain() => op,

@@ -53,7 +53,7 @@ pub fn narrow_cuts(graph: &Graph, cost: &GraphCost) -> Vec<NarrowCut> {
                     node: node.name.clone(),
                     op_type: node.op_type.clone(),
                     shape: v.ty.clone(),
-                    bytes: v.ty.as_ref().and_then(TensorType::bytes_per_sample),
+                    bytes: v.ty.as_ref().and_then(|t| cost.dims.bytes(t)),
                     prefix_flops,
                     flop_share: prefix_flops as f64 / total_flops as f64,
                 });

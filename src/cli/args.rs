@@ -21,6 +21,8 @@ pub enum Command {
         /// Print the versioned JSON report (docs/inspect-json.md) instead of tables.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        dims: DimArgs,
     },
     /// Print the model in ONNX textual syntax (as onnx.printer.to_text).
     Print {
@@ -81,6 +83,21 @@ pub enum Command {
     },
 }
 
+/// Values of the model's named dimensions for the cost model (inspect,
+/// insert-exits, optimize, fit, compile).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DimArgs {
+    /// The value of a named dimension other than the batch, e.g. `--dim
+    /// seq=128` (repeatable). Costs are per sample: the batch counts 1.
+    /// Needed for every symbol the model does not give a number for.
+    #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
+    pub values: Vec<(String, u64)>,
+}
+
+fn parse_dim(arg: &str) -> Result<(String, u64), String> {
+    crate::ir::dims::parse_dim_arg(arg).map_err(|e| e.to_string())
+}
+
 /// Where the exits go and which head they get (insert-exits, fit, compile).
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("where").args(["at", "auto"])))]
@@ -108,6 +125,8 @@ impl ExitChoiceArgs {
 #[command(group(clap::ArgGroup::new("source").args(["weights", "weights_from"])))]
 pub struct InsertArgs {
     pub model: PathBuf,
+    #[command(flatten)]
+    pub dims: DimArgs,
     #[command(flatten)]
     pub exits: ExitChoiceArgs,
     #[arg(long, value_enum, default_value = "if")]
@@ -184,6 +203,7 @@ impl FuseLimitArgs {
             },
             freeze_knobs,
             families: self.fuse_rules.clone().unwrap_or(defaults.families),
+            dims: Vec::new(),
         }
     }
 }
@@ -191,6 +211,8 @@ impl FuseLimitArgs {
 #[derive(clap::Args)]
 pub struct OptimizeArgs {
     pub model: PathBuf,
+    #[command(flatten)]
+    pub dims: DimArgs,
     /// Output model (default: MODEL with .opt.onnx).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -211,6 +233,8 @@ pub struct OptimizeArgs {
 #[derive(clap::Args)]
 pub struct FitArgs {
     pub model: PathBuf,
+    #[command(flatten)]
+    pub dims: DimArgs,
     #[command(flatten)]
     pub rows: PassArgs,
     /// Class labels (int64 .npy, one per row, in row order); without them
@@ -433,6 +457,8 @@ pub struct EvalArgs {
 #[derive(clap::Args)]
 pub struct CompileArgs {
     pub model: PathBuf,
+    #[command(flatten)]
+    pub dims: DimArgs,
     /// Sample inputs (float32 .npy): split into a fit part and a calibration part.
     #[arg(long, value_name = "X.npy")]
     pub data: PathBuf,

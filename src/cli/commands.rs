@@ -12,7 +12,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<()> {
     let selection = a.exits.selection(None);
     if let Some(out) = &a.rows.pass_model {
         refuse_overwrite(&a.model, &[], &[Some(out)])?;
-        let pass = crate::fit::write_pass_model(&a.model, &selection, head, a.logits.as_deref(), out)?;
+        let pass = crate::fit::write_pass_model(&a.model, &selection, head, a.logits.as_deref(), &a.dims.values, out)?;
         print_pass_model(out, &pass);
         return Ok(());
     }
@@ -30,6 +30,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<()> {
         batch: a.batch_size,
         seed: a.seed,
         held_out: a.held_out,
+        dims: a.dims.values,
     };
     refuse_overwrite(
         &a.model,
@@ -212,6 +213,7 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         objective: a.objective,
         head_variants: a.head_variants,
         quantize_heads: a.quantize_heads,
+        dims: a.dims.values,
     };
     let work = tempfile::tempdir().context("creating a scratch folder")?;
     println!(
@@ -294,6 +296,7 @@ pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
         exit_distribution: a.exit_dist,
         fuse: (!a.no_fuse).then(|| a.limits.options(false)),
         quantize_heads: a.quantize_heads,
+        dims: a.dims.values,
     };
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
@@ -318,7 +321,10 @@ pub fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
     let loaded = crate::onnx::load_model_for_transform(&a.model)?;
     let mut model = loaded.proto;
-    let options = a.limits.options(a.freeze_knobs);
+    let options = crate::fuse::FuseOptions {
+        dims: a.dims.values,
+        ..a.limits.options(a.freeze_knobs)
+    };
     let knobs = crate::exits::knob_names(&model);
     if a.freeze_knobs && knobs.is_empty() {
         anyhow::bail!(
@@ -407,8 +413,8 @@ pub fn emit(report: &impl serde::Serialize, json: bool, text: String) -> anyhow:
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Inspect { model, json } => {
-            let report = crate::report::inspect::inspect(&model)?;
+        Command::Inspect { model, json, dims } => {
+            let report = crate::report::inspect::inspect(&model, &dims.values)?;
             emit(&report, json, report.to_text())?;
         }
         Command::InsertExits(args) => insert_exits(*args)?,

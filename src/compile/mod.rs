@@ -56,6 +56,8 @@ pub struct CompileOptions {
     /// With `--head auto`: the 4-D heads fitted beside gap-linear at every
     /// cut that took one (see `fit_variants`).
     pub head_variants: Vec<HeadKind>,
+    /// `--dim NAME=VALUE`: named dimensions' values for the cost model.
+    pub dims: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -210,6 +212,7 @@ pub fn compile(
         batch: options.batch,
         seed: options.seed,
         held_out: 0.2,
+        dims: options.dims.clone(),
     };
     let variants = fit_variants(model, options, &fit_options)?;
     let fit_report = variants[0].1.clone();
@@ -386,6 +389,7 @@ fn insert(
         exit_distribution: None,
         fuse: Some(crate::fuse::FuseOptions::default()),
         quantize_heads: options.quantize_heads,
+        dims: options.dims.clone(),
     };
     let (ee, inserted) = crate::exits::insert_exits(model, &exit_options)?;
     let ee_path = work.join("early_exit.onnx");

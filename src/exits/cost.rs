@@ -9,7 +9,6 @@ use super::emit::EmitContext;
 use super::time::{RuntimeProfile, TimeEstimate};
 use super::{ExitError, ExitOptions};
 use crate::analysis::cost::{CostStatus, graph_cost};
-use crate::analysis::shapes::infer_model;
 use crate::ir::Model;
 
 /// MACs, FLOPs and weight bytes of a part of the model, per sample.
@@ -68,7 +67,7 @@ pub struct CostTable {
 /// Measures the flat graph (original + heads + decisions) with the cost model.
 pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTable, ExitError> {
     let mut flat = source.emit_flat(options)?;
-    if let Some(fuse) = &options.fuse {
+    if let Some(fuse) = &options.fusion() {
         let knobs = (1..=source.plan.exits.len())
             .flat_map(|k| {
                 let kn = super::contract::knobs(k);
@@ -79,8 +78,8 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
     }
     let ranges = exit_nodes(&flat, source.plan.exits.len());
     let mut model = Model::from_proto(&flat)?;
-    let _ = infer_model(&mut model);
-    let cost = graph_cost(&model.graph);
+    let (_, dims) = crate::analysis::infer_for_costs(&mut model, &options.dims)?;
+    let cost = graph_cost(&model.graph, &dims);
     let sum = |ids: &mut dyn Iterator<Item = usize>| {
         ids.fold(Work::default(), |acc, i| {
             let c = cost.nodes[i].cost;
@@ -101,7 +100,7 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
     // emitted: an identity depthwise 1×1 Conv, one MAC per element.
     for (k, point) in (1..).zip(&source.plan.exits) {
         if let Some((_, channels)) = source.layout_anchor(k) {
-            let elements = per_sample_elements(&point.ty);
+            let elements = per_sample_elements(&point.ty, &dims);
             stage_work[k] = stage_work[k].add(Work {
                 macs: elements,
                 flops: 2.0 * elements,
@@ -120,7 +119,12 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
         .into_iter()
         .collect();
     let (stages, final_stage) = stage_work.split_at(stage_work.len() - 1);
-    let exit_elements = source.plan.exits.iter().map(|e| per_sample_elements(&e.ty)).collect();
+    let exit_elements = source
+        .plan
+        .exits
+        .iter()
+        .map(|e| per_sample_elements(&e.ty, &dims))
+        .collect();
     Ok(CostTable {
         original: sum(&mut (0..all_original_nodes)),
         stages: stages.to_vec(),
@@ -184,10 +188,10 @@ impl CostTable {
     }
 }
 
-/// Elements of a tensor for one sample, the cost model's convention
-/// (symbolic dimensions count as 1); 0 where a dimension is unknown.
-pub(super) fn per_sample_elements(ty: &crate::ir::TensorType) -> f64 {
-    ty.num_elements_per_sample().map_or(0.0, |n| n as f64)
+/// Elements of a tensor for one sample, symbols at `dims` (the cost
+/// model's convention); 0 where a dimension is unknown.
+pub(super) fn per_sample_elements(ty: &crate::ir::TensorType, dims: &crate::ir::DimValues) -> f64 {
+    dims.elements(ty).map_or(0.0, |n| n as f64)
 }
 
 /// Per exit, the flat graph's node indices of its head (the tagged nodes its

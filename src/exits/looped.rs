@@ -19,7 +19,8 @@ use super::emit::EmitContext;
 use super::head::{HeadWeights, build_head_from};
 use super::repeat::RepeatedRun;
 use super::{ExitError, ExitOptions};
-use crate::ir::{NodeId, TensorType, ValueId};
+use crate::ir::load_time::{self, StoredTensors};
+use crate::ir::{TensorType, ValueId};
 use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::{GraphProto, ModelProto, TensorProto};
 use crate::transform::builder::{GraphBuilder, attr_graph, attr_int};
@@ -290,6 +291,13 @@ impl EmitContext<'_> {
         let kept: std::collections::HashSet<String> = b.nodes.iter().flat_map(|n| n.output.iter().cloned()).collect();
         mg.value_info.retain(|v| kept.contains(v.name()));
         mg.node = b.nodes;
+        // The layers' weights now come from the stacked tensors: the
+        // load-time nodes that computed them for layers 2..L go.
+        let load_time: std::collections::HashSet<&str> = constant_nodes
+            .iter()
+            .flat_map(|&c| self.original_node(c).output.iter().map(String::as_str))
+            .collect();
+        crate::transform::drop_unread_nodes(mg, |n| n.output.iter().all(|o| load_time.contains(o.as_str())));
         mg.input.extend(knob_inputs);
         mg.initializer.extend(knob_inits);
         mg.initializer.extend(new_inits);
@@ -306,7 +314,10 @@ impl EmitContext<'_> {
         data: &ConstantData,
     ) -> Result<Vec<(String, LayerConstant)>, ExitError> {
         let g = self.graph;
-        let stored: HashMap<&str, &TensorProto> = data.initializers.iter().map(|t| (t.name(), t)).collect();
+        let stored = StoredTensors {
+            initializers: data.initializers.iter().map(|t| (t.name(), t)).collect(),
+            base_dir: data.base_dir,
+        };
         let mut out: Vec<(String, LayerConstant)> = Vec::new();
         let first = &run.layers[0];
         for (pos, &n) in first.nodes.iter().enumerate() {
@@ -328,18 +339,26 @@ impl EmitContext<'_> {
                     out.push((name, LayerConstant::Shared(g.value(*v).name.clone())));
                     continue;
                 }
+                // Each layer's value as its readers see it: weights behind
+                // an exporter's Identity alias, Reshape or Transpose are
+                // evaluated, so the stack holds what the layer reads.
                 let tensors: Vec<TensorProto> = same_position
                     .iter()
-                    .map(|&x| self.constant_tensor(x, &stored))
-                    .collect::<Result<_, _>>()?;
-                let bytes: Vec<Vec<u8>> = tensors
-                    .iter()
-                    .map(|t| {
-                        crate::onnx::tensor_data::le_bytes(t, data.base_dir).map_err(|reason| {
-                            ExitError::BadOption(format!("--mode loop: cannot read layer constant: {reason}"))
+                    .map(|&x| {
+                        load_time::evaluate(g, x, &stored).map_err(|reason| {
+                            ExitError::BadOption(format!("--mode loop: layer constant '{}': {reason}", g.value(x).name))
                         })
                     })
                     .collect::<Result<_, _>>()?;
+                let bytes: Vec<&[u8]> = tensors.iter().map(|t| t.raw_data()).collect();
+                if tensors
+                    .iter()
+                    .any(|t| t.dims != tensors[0].dims || t.data_type() != tensors[0].data_type())
+                {
+                    return Err(ExitError::BadOption(format!(
+                        "--mode loop: layer constant '{name}' differs in type or shape between layers"
+                    )));
+                }
                 if bytes.iter().all(|x| *x == bytes[0]) {
                     out.push((name.clone(), LayerConstant::Shared(name)));
                     continue;
@@ -355,26 +374,6 @@ impl EmitContext<'_> {
             }
         }
         Ok(out)
-    }
-
-    /// The stored tensor behind a constant value: an initializer or the
-    /// `value` of a Constant node.
-    fn constant_tensor(&self, v: ValueId, stored: &HashMap<&str, &TensorProto>) -> Result<TensorProto, ExitError> {
-        let g = self.graph;
-        let name = &g.value(v).name;
-        if let Some(t) = stored.get(name.as_str()) {
-            return Ok((*t).clone());
-        }
-        if let Some(p) = g.producer(v)
-            && g.node(p).op_type == "Constant"
-            && let Some(t) = g.node(p).attr("value").and_then(|a| a.t.as_ref())
-        {
-            return Ok(t.clone());
-        }
-        let producer = g.producer(v).map(|p: NodeId| g.node_label(p)).unwrap_or_default();
-        Err(ExitError::BadOption(format!(
-            "--mode loop: layer constant '{name}' is computed ({producer}), not stored; only initializers and Constant values can be stacked"
-        )))
     }
 }
 

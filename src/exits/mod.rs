@@ -19,7 +19,6 @@ use serde::Serialize;
 
 use crate::analysis::classifier::{ClassifierError, find_classifier};
 use crate::analysis::cost::graph_cost;
-use crate::analysis::shapes::infer_model;
 use crate::ir::{IrError, Model};
 use crate::onnx::OnnxError;
 use crate::onnx::proto::ModelProto;
@@ -81,9 +80,19 @@ pub struct ExitOptions {
     pub fuse: Option<crate::fuse::FuseOptions>,
     /// int8 head weights and features on a quantized model (`--quantize-heads`).
     pub quantize_heads: bool,
+    /// `--dim NAME=VALUE`: values of the model's named dimensions for costs.
+    pub dims: Vec<(String, u64)>,
 }
 
 impl ExitOptions {
+    /// The fusion options, costing at the same dimension values.
+    pub fn fusion(&self) -> Option<crate::fuse::FuseOptions> {
+        self.fuse.clone().map(|f| crate::fuse::FuseOptions {
+            dims: self.dims.clone(),
+            ..f
+        })
+    }
+
     pub fn threshold(&self, k: usize) -> f32 {
         pick(&self.thresholds, k, 0.9)
     }
@@ -109,6 +118,8 @@ pub enum ExitError {
     Ir(#[from] IrError),
     #[error(transparent)]
     Classifier(#[from] ClassifierError),
+    #[error(transparent)]
+    Dims(#[from] crate::ir::DimError),
     #[error("fusion: {0}")]
     Fuse(#[from] crate::fuse::FuseError),
     #[error("tensor '{0}' is not in the graph (no tensor or node has that name)")]
@@ -216,10 +227,10 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
     // its bytes) are set aside and only put back into the final model.
     let mut proto = loaded.proto;
     let stored_weights = set_weights_aside(&mut proto);
-    let _ = infer_model(&mut model);
+    let (_, dims) = crate::analysis::infer_for_costs(&mut model, &options.dims)?;
     let graph = &model.graph;
     let classifier = find_classifier(graph, options.logits.as_deref())?;
-    let original_cost = graph_cost(graph);
+    let original_cost = graph_cost(graph, &dims);
     let mut run = None;
     let exits = match (&options.selection, options.mode) {
         (ExitSelection::At(names), Mode::Loop) if names.is_empty() => {
@@ -322,13 +333,13 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         calibration: None,
     };
     write_metadata(&mut out, &meta);
-    let fusion = match &options.fuse {
+    let fusion = match options.fusion() {
         Some(fuse) => {
             let knobs = knob_names(&out);
             Some(crate::fuse::fuse_model(
                 &mut out,
                 crate::fuse::Regions::Exits,
-                fuse,
+                &fuse,
                 &knobs,
             )?)
         }

@@ -413,8 +413,8 @@ const CHEAP_ENOUGH: f64 = 1.25;
 /// of and back into ONNX Runtime's NCHWc layout at the branch boundary. On
 /// EfficientNet-B0 this picks a 112-channel block output over the
 /// 672-channel expansion a few FLOP-percent earlier: a 6× smaller head.
-fn split_overhead(point: &ExitPoint, classes: i64) -> f64 {
-    let elements = super::cost::per_sample_elements(&point.ty);
+fn split_overhead(point: &ExitPoint, classes: i64, dims: &crate::ir::DimValues) -> f64 {
+    let elements = super::cost::per_sample_elements(&point.ty, dims);
     let reorders = if point.ty.rank() == Some(4) { 2.0 } else { 0.0 };
     elements * (1.0 + reorders) + (classes * point.features) as f64
 }
@@ -491,7 +491,7 @@ pub fn choose_auto(
         .filter(|c| (AUTO_MIN_SHARE..=AUTO_MAX_SHARE).contains(&c.flop_share))
         .filter(|c| match exit_point(graph, classifier, c.value, head, String::new()) {
             Ok(point) => {
-                overhead.insert(c.value, split_overhead(&point, classifier.classes));
+                overhead.insert(c.value, split_overhead(&point, classifier.classes, &cost.dims));
                 true
             }
             Err(_) => false,

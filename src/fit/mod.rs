@@ -19,7 +19,7 @@ use crate::analysis::shapes::infer_model;
 use crate::exits::head::HeadWeights;
 use crate::exits::plan::{self, ExitPoint, HeadKind};
 use crate::exits::{ExitError, ExitSelection};
-use crate::ir::{Dim, Model};
+use crate::ir::{Dim, DimValues, Model};
 use crate::runtime::RunError;
 use crate::runtime::pass::{PassInput, PassModel, PassRun, PassSource};
 
@@ -55,6 +55,8 @@ pub struct FitOptions {
     pub seed: u64,
     /// Share of rows held out to choose the L2 strength.
     pub held_out: f64,
+    /// `--dim NAME=VALUE`: named dimensions' values for `--auto`'s costs.
+    pub dims: Vec<(String, u64)>,
 }
 
 /// One fitted exit, as reported.
@@ -161,10 +163,11 @@ fn prepare(
     selection: &ExitSelection,
     head: HeadKind,
     logits: Option<&str>,
+    dims: &[(String, u64)],
 ) -> Result<Prepared, FitError> {
     let loaded = crate::onnx::load_model_for_transform(model_path).map_err(ExitError::from)?;
     let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
-    let _ = infer_model(&mut model);
+    let shapes = infer_model(&mut model);
     let graph = &model.graph;
     let classifier = find_classifier(graph, logits).map_err(ExitError::from)?;
     let exits: Vec<ExitPoint> = match selection {
@@ -174,7 +177,11 @@ fn prepare(
             ));
         }
         ExitSelection::At(names) => plan::resolve_at(graph, &classifier, names, head)?,
-        ExitSelection::Auto(k) => plan::choose_auto(graph, &graph_cost(graph), &classifier, *k, head)?,
+        ExitSelection::Auto(k) => {
+            // Only `--auto` costs the model: `--at` needs no dimension values.
+            let dims = DimValues::bind(graph, dims, &shapes.declared_dims).map_err(ExitError::from)?;
+            plan::choose_auto(graph, &graph_cost(graph, &dims), &classifier, *k, head)?
+        }
     };
     Ok(Prepared {
         loaded,
@@ -204,9 +211,10 @@ pub fn write_pass_model(
     selection: &ExitSelection,
     head: HeadKind,
     logits: Option<&str>,
+    dims: &[(String, u64)],
     out: &Path,
 ) -> Result<PassModel, FitError> {
-    let prepared = prepare(model_path, selection, head, logits)?;
+    let prepared = prepare(model_path, selection, head, logits, dims)?;
     let pass = prepared.pass_model()?;
     pass.save(out, Some(&prepared.loaded.base_dir))?;
     Ok(pass)
@@ -223,7 +231,13 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
     if !(0.05..=0.5).contains(&options.held_out) {
         return Err(FitError::BadOption("--held-out must be in [0.05, 0.5]".into()));
     }
-    let prepared = prepare(model_path, &options.selection, options.head, options.logits.as_deref())?;
+    let prepared = prepare(
+        model_path,
+        &options.selection,
+        options.head,
+        options.logits.as_deref(),
+        &options.dims,
+    )?;
     let (graph, classifier, exits) = (&prepared.model.graph, &prepared.classifier, &prepared.exits);
     let input = options.source.open()?;
     if let PassInput::Rows(samples) = &input {

@@ -12,7 +12,7 @@ use egg::{Analysis, DidMerge, EGraph, Id};
 use super::forms::onnx_form;
 use super::lang::{AttrValue, Attrs, Kind, Literal, Term};
 use crate::analysis::shapes::{OpContext, infer_op};
-use crate::ir::{Dim, Folded, Node, TensorType, ValueId};
+use crate::ir::{Dim, DimValues, Folded, Node, TensorType, ValueId};
 use crate::onnx::dtype::ElemType;
 
 /// Folding never produces more elements than this, nor more than its
@@ -164,12 +164,15 @@ pub struct FuseAnalysis {
     pub leaves: HashMap<String, Facts>,
     /// `#name`s made by folding (written back as new initializers).
     pub folded_count: usize,
+    /// Symbol values e-nodes are costed at.
+    pub dims: DimValues,
 }
 
 impl FuseAnalysis {
-    pub fn new(opset: i64) -> Self {
+    pub fn new(opset: i64, dims: DimValues) -> Self {
         FuseAnalysis {
             opset,
+            dims,
             ..Default::default()
         }
     }

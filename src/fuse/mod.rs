@@ -23,8 +23,7 @@ use serde::Serialize;
 
 use self::analysis::Facts;
 use self::region::{Lift, constant_facts, fuse_region, liftable};
-use crate::analysis::shapes::infer_model;
-use crate::ir::{Graph, IrError, Model, NameGenerator};
+use crate::ir::{DimValues, Graph, IrError, Model, NameGenerator};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::transform::builder::{type_proto, value_info};
 
@@ -57,6 +56,8 @@ pub struct FuseOptions {
     pub freeze_knobs: bool,
     /// Rule families (`passes/<family>.rules`) to run, or `all`.
     pub families: Vec<String>,
+    /// `--dim NAME=VALUE`: symbol values the forms are costed at.
+    pub dims: Vec<(String, u64)>,
 }
 
 impl Default for FuseOptions {
@@ -65,6 +66,7 @@ impl Default for FuseOptions {
             limits: Limits::default(),
             freeze_knobs: false,
             families: rules::DEFAULT_FAMILIES.iter().map(|f| f.to_string()).collect(),
+            dims: Vec::new(),
         }
     }
 }
@@ -121,6 +123,8 @@ pub enum FuseError {
     Ir(#[from] IrError),
     #[error("rule set: {0}")]
     Rules(#[from] rules::RuleError),
+    #[error(transparent)]
+    Dims(#[from] crate::ir::DimError),
     #[error("graph '{graph}': the fused nodes form a cycle (a bug: please report it with the model)")]
     Cycle { graph: String },
 }
@@ -147,7 +151,7 @@ pub fn fuse_model(
 ) -> Result<FuseReport, FuseError> {
     let rewrites: Vec<_> = rules::load(&options.families)?.into_iter().map(|r| r.rewrite).collect();
     let mut ir = Model::from_proto(model)?;
-    let _ = infer_model(&mut ir);
+    let (_, dims) = crate::analysis::infer_for_costs(&mut ir, &options.dims)?;
     let opset = ir.onnx_opset();
     let modern_ir = model.ir_version() >= 4;
     let graph = model.graph.as_mut().expect("a loaded model has a graph");
@@ -178,6 +182,7 @@ pub fn fuse_model(
         rules: &rewrites,
         limits: options.limits,
         opset,
+        dims,
         live,
         names: NameGenerator::for_graph(&ir.graph),
         initializers: Vec::new(),
@@ -219,6 +224,7 @@ struct Context<'r> {
     rules: &'r [egg::Rewrite<lang::Term, analysis::FuseAnalysis>],
     limits: Limits,
     opset: i64,
+    dims: DimValues,
     /// Initializers a caller may feed: never folded.
     live: HashSet<String>,
     names: NameGenerator,
@@ -350,6 +356,7 @@ fn fuse_one(
         facts,
         outputs,
         opset: ctx.opset,
+        dims: &ctx.dims,
     };
     let prefix = match label.strip_prefix("exit ") {
         Some("loop") => "eexc_loop".to_string(),

@@ -13,7 +13,7 @@ use super::forms::{canonical, onnx_form};
 use super::lang::{Kind, Literal, Term};
 use super::{Limits, Tally};
 use crate::analysis::cost::{CostStatus, ValueFacts, node_cost_with};
-use crate::ir::{NameGenerator, TensorType, ValueId};
+use crate::ir::{DimValues, NameGenerator, TensorType, ValueId};
 use crate::onnx::proto::{NodeProto, TensorProto};
 use crate::transform::builder::{tensor_f32, tensor_i64, tensor_raw};
 
@@ -83,6 +83,8 @@ pub struct Lift<'a> {
     /// Tensors produced by the region that something outside it reads.
     pub outputs: Vec<String>,
     pub opset: i64,
+    /// Symbol values the candidate forms are costed at.
+    pub dims: &'a DimValues,
 }
 
 /// The region rewritten: new nodes (in dependency order), initializers they
@@ -141,7 +143,7 @@ struct Lifted {
 }
 
 fn lift(region: &Lift) -> Option<Lifted> {
-    let mut egraph = FuseGraph::new(FuseAnalysis::new(region.opset));
+    let mut egraph = FuseGraph::new(FuseAnalysis::new(region.opset, region.dims.clone()));
     let mut ids: HashMap<String, Id> = HashMap::new();
     let mut originals = Vec::new();
     let mut names = Vec::new();
@@ -459,7 +461,7 @@ fn node_cost(egraph: &FuseGraph, class: Id, enode: &Term) -> ExtractionCost {
             },
         }
     };
-    let c = node_cost_with(&node, &value);
+    let c = node_cost_with(&node, &value, &egraph.analysis.dims);
     match c.status {
         CostStatus::Counted => ExtractionCost {
             macs: c.cost.macs,

@@ -93,23 +93,6 @@ impl TensorType {
         })
     }
 
-    /// Element count with symbols taken as 1 (a batch of one; a product
-    /// counts its number):
-    /// the convention the cost model reports per sample.
-    pub fn num_elements_per_sample(&self) -> Option<u64> {
-        let shape = self.shape.as_ref()?;
-        shape.iter().try_fold(1u64, |acc, d| match d {
-            Dim::Known(v) => u64::try_from(*v).ok().map(|v| acc.saturating_mul(v)),
-            Dim::Sym(_) => Some(acc),
-            Dim::Product(p) => u64::try_from(p.coeff).ok().map(|c| acc.saturating_mul(c)),
-            Dim::Unknown => None,
-        })
-    }
-
-    pub fn bytes_per_sample(&self) -> Option<u64> {
-        self.elem.bytes_for(self.num_elements_per_sample()?)
-    }
-
     /// Reads a `TypeProto`; `None` for non-tensor types (sequence, map, ...).
     pub fn from_proto(t: &TypeProto) -> Option<TensorType> {
         let tensor = match t.value.as_ref()? {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::table::{bytes, render, si};
 use crate::analysis::cost::{Cost, CostStatus, graph_cost};
 use crate::analysis::cuts::{NarrowCut, narrow_cuts};
-use crate::analysis::shapes::{ShapeReport, infer_model};
+use crate::analysis::shapes::ShapeReport;
 use crate::error::Error;
 use crate::ir::{Graph, Model, TensorType};
 use crate::onnx::load_model;
@@ -26,6 +26,9 @@ pub struct InspectReport {
     /// Op type → node count, subgraphs included.
     pub ops: BTreeMap<String, usize>,
     pub totals: Totals,
+    /// The named dimensions (other than the batch) the costs are counted
+    /// at: from `--dim` or the model's declarations.
+    pub dims: BTreeMap<String, u64>,
     pub nodes: Vec<NodeRow>,
     /// Op type → nodes whose cost is unknown (no rule or unknown shape).
     pub uncosted_ops: BTreeMap<String, usize>,
@@ -82,15 +85,19 @@ pub struct ShapeIssues {
 }
 
 /// Loads, analyses and reports on the model at `path`.
-pub fn inspect(path: &Path) -> Result<InspectReport, Error> {
+/// `dims`: values of the model's named dimensions (`--dim`).
+pub fn inspect(path: &Path, dims: &[(String, u64)]) -> Result<InspectReport, Error> {
     let loaded = load_model(path)?;
     let mut model = Model::from_proto(&loaded.proto).map_err(|source| Error::Ir {
         path: path.to_path_buf(),
         source: Box::new(source),
     })?;
-    let shapes = infer_model(&mut model);
+    let (shapes, dims) = crate::analysis::infer_for_costs(&mut model, dims).map_err(|source| Error::Dims {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let graph = &model.graph;
-    let cost = graph_cost(graph);
+    let cost = graph_cost(graph, &dims);
     let cuts = narrow_cuts(graph, &cost);
 
     let io = |ids: &[crate::ir::ValueId]| -> Vec<Io> {
@@ -152,6 +159,7 @@ pub fn inspect(path: &Path) -> Result<InspectReport, Error> {
             activation_bytes_written: cost.total.activation_bytes,
             constant_nodes,
         },
+        dims: dims.bound().map(|(k, v)| (k.to_string(), v)).collect(),
         nodes,
         uncosted_ops: cost.uncosted.clone(),
         shape_issues: shape_issues(&shapes),
@@ -214,8 +222,9 @@ impl InspectReport {
             out += "\n";
         }
         let t = &self.totals;
+        let at: String = self.dims.iter().map(|(k, v)| format!(", {k}={v}")).collect();
         out += &format!(
-            "totals (per sample)\n  nodes        {} ({} constant, computed once at load)\n  parameters   {}\n  MACs         {} ({})\n  FLOPs        {} ({})\n  weights read {}\n  activations  {}\n\n",
+            "totals (per sample{at})\n  nodes        {} ({} constant, computed once at load)\n  parameters   {}\n  MACs         {} ({})\n  FLOPs        {} ({})\n  weights read {}\n  activations  {}\n\n",
             t.nodes,
             t.constant_nodes,
             si(t.params),

@@ -9,7 +9,7 @@ pub mod placement;
 
 use std::collections::HashSet;
 
-use crate::onnx::proto::GraphProto;
+use crate::onnx::proto::{GraphProto, NodeProto};
 
 /// Removes the initializers of `graph` (and their graph-input entries) that
 /// nothing reads — no node, no subgraph, no graph output — and that
@@ -28,4 +28,24 @@ pub fn drop_unread_initializers(graph: &mut GraphProto, may_drop: impl Fn(&str) 
         .collect();
     graph.initializer.retain(|t| !dropped.contains(t.name()));
     graph.input.retain(|i| !dropped.contains(i.name()));
+}
+
+/// Removes the nodes of `graph` that `may_drop` allows and whose outputs
+/// nothing reads (no node, subgraph or graph output), until none is left:
+/// loop mode drops the load-time computations (an exporter's `Identity` or
+/// `Reshape` of a layer weight) that the stacked tensors replaced.
+pub fn drop_unread_nodes(graph: &mut GraphProto, may_drop: impl Fn(&NodeProto) -> bool) {
+    loop {
+        let mut read: HashSet<String> = graph.output.iter().map(|o| o.name().to_string()).collect();
+        for n in &graph.node {
+            crate::onnx::names_read(n, &mut read);
+        }
+        let before = graph.node.len();
+        graph
+            .node
+            .retain(|n| !may_drop(n) || n.output.iter().any(|o| !o.is_empty() && read.contains(o)));
+        if graph.node.len() == before {
+            return;
+        }
+    }
 }

@@ -8,8 +8,10 @@ Usage:
 
 Files (deterministic: seeded numpy; weights are initializers; opset 17, IR 8):
 
-  rows_fixed_seq.onnx  x float [batch,16,32] -> logits [batch,10]   (seq fixed, as ViT's 197)
-  rows_sym_seq.onnx    x float [batch,seq,32] -> logits [batch,10]  (seq symbolic too)
+  rows_fixed_seq.onnx     x float [batch,16,32] -> logits [batch,10]   (seq fixed, as ViT's 197)
+  rows_sym_seq.onnx       x float [batch,seq,32] -> logits [batch,10]  (seq symbolic too)
+  rows_declared_seq.onnx  as rows_sym_seq, with a value_info that declares "tokens" as
+                          [batch,16,32]: the model itself says what seq is
 
   Both: rows = Mul(Gather(Shape(x), 0), Gather(Shape(x), 1)); Reshape(x, Concat(rows, 32));
   Gemm(W1 [32,32], transB=1) + Relu; Reshape(., Concat(batch, seq, 32)); ReduceMean over
@@ -27,7 +29,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 
-def build(seq):
+def build(seq, declare_tokens=False):
     rng = np.random.default_rng(7)
     w1 = (rng.standard_normal((32, 32)) / np.sqrt(32)).astype(np.float32)
     w2 = (rng.standard_normal((10, 32)) / np.sqrt(32)).astype(np.float32)
@@ -66,6 +68,8 @@ def build(seq):
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
         inits,
     )
+    if declare_tokens:
+        graph.value_info.append(helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", 16, 32]))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="eexc-tests")
     model.ir_version = 8
     return model
@@ -74,8 +78,12 @@ def build(seq):
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    for name, seq in [("rows_fixed_seq", 16), ("rows_sym_seq", "seq")]:
-        model = build(seq)
+    for name, seq, declare in [
+        ("rows_fixed_seq", 16, False),
+        ("rows_sym_seq", "seq", False),
+        ("rows_declared_seq", "seq", True),
+    ]:
+        model = build(seq, declare)
         onnx.checker.check_model(model, full_check=True)
         path = out / f"{name}.onnx"
         onnx.save(model, path)

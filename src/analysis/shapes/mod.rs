@@ -8,7 +8,7 @@
 
 mod ops;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ir::{Dim, Folded, Graph, Model, Node, NodeId, TensorType, ValueId};
 
@@ -101,6 +101,10 @@ pub struct ShapeReport {
     pub mismatches: Vec<Mismatch>,
     /// Values left without a shape after inference.
     pub values_without_shape: usize,
+    /// Symbols the model's declared types give a number for (a declared
+    /// `64` where inference has `seq`): the default value of each symbol,
+    /// the first declaration in graph order winning.
+    pub declared_dims: BTreeMap<String, i64>,
 }
 
 /// Infers types for every value of the model, subgraphs included.
@@ -145,6 +149,7 @@ fn apply(graph: &mut Graph, id: ValueId, inferred: Inferred, report: &mut ShapeR
                 });
                 Some(inf)
             } else {
+                note_declared_dims(&inf, &decl, &mut report.declared_dims);
                 Some(refine(inf, &decl))
             }
         }
@@ -168,6 +173,18 @@ fn contradicts(a: &TensorType, b: &TensorType) -> bool {
                     .any(|(p, q)| matches!((p, q), (Dim::Known(m), Dim::Known(n)) if m != n))
         }
         _ => false,
+    }
+}
+
+/// Where inference has a lone symbol and the declaration a number, the
+/// number is what the model says the symbol is.
+fn note_declared_dims(inferred: &TensorType, declared: &TensorType, out: &mut BTreeMap<String, i64>) {
+    if let (Some(x), Some(y)) = (&inferred.shape, &declared.shape) {
+        for (p, q) in x.iter().zip(y) {
+            if let (Dim::Sym(s), Dim::Known(n)) = (p, q) {
+                out.entry(s.clone()).or_insert(*n);
+            }
+        }
     }
 }
 

@@ -309,7 +309,7 @@ fn count_true(ctx: &OpContext, i: usize, limit: Option<i64>) -> Dim {
         _ => false,
     };
     match ctx.input_name(i) {
-        Some(name) if !longer => Dim::Sym(format!("nonzero({name})")),
+        Some(name) if !longer => crate::ir::dims::data_dependent_count(name),
         _ => Dim::Unknown,
     }
 }
