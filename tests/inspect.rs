@@ -163,17 +163,26 @@ fn symbolic_batch_survives_exporter_shape_arithmetic() {
 /// from the input's Shape, then a Gemm. The product of the two dims is kept,
 /// so the Gemm is costed (it was "not costed", 8% of ViT-B/16, issue 13),
 /// per sample: the batch at 1, the sequence length at its value (fixed,
-/// `--dim`, or declared by the model) in every model.
+/// `--dim`, or declared by the model) in every model. After a class token
+/// is concatenated the rows are `batch*seq+batch`, and the Slice that drops
+/// it gives `seq` back.
 #[test]
 fn rows_of_tokens_side_by_side_are_costed() {
     let dir = tempfile::tempdir().unwrap();
     common::py("make_token_rows_models.py", &[dir.path()]);
     let per_sample = 16 * 32 * 32 + 32 * 10;
-    // (model, --dim arguments, the Gemm's input rows)
-    for (name, dims, rows) in [
-        ("rows_fixed_seq", &[][..], "16*batch"),
-        ("rows_sym_seq", &["--dim", "seq=16"][..], "batch*seq"),
-        ("rows_declared_seq", &[][..], "batch*seq"),
+    // (model, --dim arguments, MACs, the Gemm's input rows)
+    for (name, dims, macs, rows) in [
+        ("rows_fixed_seq", &[][..], per_sample, "16*batch"),
+        ("rows_sym_seq", &["--dim", "seq=16"][..], per_sample, "batch*seq"),
+        ("rows_declared_seq", &[][..], per_sample, "batch*seq"),
+        // A class token in front: seq+1 rows per sample, a sum of symbols.
+        (
+            "class_token_seq",
+            &["--dim", "seq=16"][..],
+            17 * 32 * 32 + 32 * 10,
+            "batch*seq+batch",
+        ),
     ] {
         let model = dir.path().join(format!("{name}.onnx"));
         let mut args = vec!["inspect", "--json", model.to_str().unwrap()];
@@ -182,7 +191,7 @@ fn rows_of_tokens_side_by_side_are_costed() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["uncosted_ops"], serde_json::json!({}), "{name}");
-        assert_eq!(json["totals"]["macs"], per_sample, "{name}");
+        assert_eq!(json["totals"]["macs"], macs, "{name}");
         let proj = json["nodes"]
             .as_array()
             .unwrap()

@@ -88,14 +88,9 @@ impl DimValues {
         for value in &graph.values {
             let Some(ty) = value.ty.as_ref() else { continue };
             for d in ty.shape.iter().flatten() {
-                let names: &[String] = match d {
-                    Dim::Sym(s) => std::slice::from_ref(s),
-                    Dim::Product(p) => &p.syms,
-                    Dim::Known(_) | Dim::Unknown => &[],
-                };
-                for s in names {
+                for s in d.symbols() {
                     symbols
-                        .entry(s.clone())
+                        .entry(s.to_string())
                         .or_insert_with(|| (value.name.clone(), ty.to_string()));
                 }
             }
@@ -156,9 +151,18 @@ impl DimValues {
         match d {
             Dim::Known(v) => u64::try_from(*v).ok(),
             Dim::Sym(s) => Some(self.symbol(s)),
-            Dim::Product(p) => p.syms.iter().try_fold(u64::try_from(p.coeff).ok()?, |acc, s| {
-                Some(acc.saturating_mul(self.symbol(s)))
-            }),
+            // Each term at the symbols' values; a negative total (a slice
+            // longer than the symbol's value) is not a size.
+            Dim::Expr(e) => {
+                let total = e.terms.iter().try_fold(0i128, |acc, t| {
+                    let term = t
+                        .syms
+                        .iter()
+                        .try_fold(i128::from(t.coeff), |p, s| p.checked_mul(i128::from(self.symbol(s))))?;
+                    acc.checked_add(term)
+                })?;
+                u64::try_from(total).ok()
+            }
             Dim::Unknown => None,
         }
     }
@@ -180,7 +184,7 @@ impl DimValues {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::DimProduct;
+    use crate::ir::DimExpr;
 
     fn sym(s: &str) -> Dim {
         Dim::Sym(s.into())
@@ -194,8 +198,11 @@ mod tests {
         assert_eq!(dims.size(&sym("batch")), Some(1));
         assert_eq!(dims.size(&data_dependent_count("mask")), Some(1));
         assert_eq!(dims.size(&sym("seq")), Some(128));
-        let rows = DimProduct::dim(3, vec!["seq".into(), "batch".into()]);
+        let rows = DimExpr::product(3, vec!["seq".into(), "batch".into()]);
         assert_eq!(dims.size(&rows), Some(384));
+        let with_class_token = Dim::Sym("seq".into()).plus(&Dim::Known(1));
+        assert_eq!(dims.size(&with_class_token), Some(129));
+        assert_eq!(dims.size(&Dim::Known(100).minus(&Dim::Sym("seq".into()))), None);
         assert_eq!(dims.size(&Dim::Unknown), None);
         let ty = TensorType::new(
             crate::onnx::dtype::ElemType::FLOAT,

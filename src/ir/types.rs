@@ -3,36 +3,88 @@
 use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::{TypeProto, tensor_shape_proto, type_proto};
 
-/// One dimension: a number, a named symbol such as `batch`, a product of
-/// symbols and a number such as `197*batch`, or unknown.
+/// One dimension: a number, a named symbol such as `batch`, an expression
+/// of symbols such as `197*batch` or `seq+1`, or unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dim {
     Known(i64),
     Sym(String),
-    /// What exporters write for attention: a Reshape to `[batch*seq, d]`
-    /// from `Shape`, `Gather` and `Mul` of the input's dims.
-    Product(DimProduct),
+    /// What exporters compute from `Shape`: a Reshape to `[batch*seq, d]`
+    /// (Gather and Mul of the input's dims), a class token concatenated to
+    /// `seq` patches (`seq+1`), a slice that drops it again.
+    Expr(DimExpr),
     Unknown,
 }
 
-/// `coeff` times the symbols, e.g. `197*batch` or `batch*seq`. Kept in one
-/// form: symbols sorted, at least one of them, a coefficient that is
-/// neither 0 nor, with a lone symbol, 1 (those are `Known(0)` and `Sym`).
+/// A sum of terms, each an integer times a product of symbols, e.g.
+/// `197*batch`, `batch*seq` or `2*seq+1`. Kept in one form: terms sorted by
+/// degree (highest first), then by their (sorted) symbols, the constant last, no zero coefficient, no two
+/// terms with the same symbols, and at least one symbol, not a lone symbol
+/// times 1 (those are `Known` and `Sym`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DimProduct {
+pub struct DimExpr {
+    pub terms: Vec<DimTerm>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DimTerm {
     pub coeff: i64,
+    /// Sorted, with repeats; empty for the constant.
     pub syms: Vec<String>,
 }
 
-impl DimProduct {
+impl DimExpr {
     /// `coeff` times `syms` as one dimension, in the one form.
-    pub fn dim(coeff: i64, mut syms: Vec<String>) -> Dim {
-        syms.sort();
-        match (coeff, syms.as_slice()) {
-            (0, _) | (_, []) => Dim::Known(coeff),
-            (1, [s]) => Dim::Sym(s.clone()),
-            _ => Dim::Product(DimProduct { coeff, syms }),
+    pub fn product(coeff: i64, syms: Vec<String>) -> Dim {
+        DimExpr::sum(vec![DimTerm { coeff, syms }]).unwrap_or(Dim::Unknown)
+    }
+
+    /// The terms' sum as one dimension, in the one form; `None` when a
+    /// coefficient overflows.
+    pub fn sum(terms: Vec<DimTerm>) -> Option<Dim> {
+        let mut merged: std::collections::BTreeMap<Vec<String>, i64> = std::collections::BTreeMap::new();
+        for mut t in terms {
+            t.syms.sort();
+            let c = merged.entry(t.syms).or_insert(0);
+            *c = c.checked_add(t.coeff)?;
         }
+        let constant = merged.remove(&Vec::new()).unwrap_or(0);
+        let mut terms: Vec<DimTerm> = merged
+            .into_iter()
+            .filter(|(_, c)| *c != 0)
+            .map(|(syms, coeff)| DimTerm { coeff, syms })
+            .collect();
+        // Highest degree first, as people write polynomials: `b*s+b`.
+        terms.sort_by(|a, b| b.syms.len().cmp(&a.syms.len()).then_with(|| a.syms.cmp(&b.syms)));
+        Some(match (terms.as_slice(), constant) {
+            ([], c) => Dim::Known(c),
+            ([t], 0) if t.coeff == 1 && t.syms.len() == 1 => Dim::Sym(t.syms[0].clone()),
+            _ => {
+                if constant != 0 {
+                    terms.push(DimTerm {
+                        coeff: constant,
+                        syms: Vec::new(),
+                    });
+                }
+                Dim::Expr(DimExpr { terms })
+            }
+        })
+    }
+
+    /// `d`'s terms; `None` for an unknown dimension.
+    pub fn terms_of(d: &Dim) -> Option<Vec<DimTerm>> {
+        Some(match d {
+            Dim::Known(v) => vec![DimTerm {
+                coeff: *v,
+                syms: Vec::new(),
+            }],
+            Dim::Sym(s) => vec![DimTerm {
+                coeff: 1,
+                syms: vec![s.clone()],
+            }],
+            Dim::Expr(e) => e.terms.clone(),
+            Dim::Unknown => return None,
+        })
     }
 }
 
@@ -43,6 +95,86 @@ impl Dim {
             _ => None,
         }
     }
+
+    /// `a + b`; unknown when either is, or on overflow.
+    pub fn plus(&self, other: &Dim) -> Dim {
+        let (Some(mut a), Some(b)) = (DimExpr::terms_of(self), DimExpr::terms_of(other)) else {
+            return Dim::Unknown;
+        };
+        a.extend(b);
+        DimExpr::sum(a).unwrap_or(Dim::Unknown)
+    }
+
+    /// `a * b`, expanded; unknown when either is, or on overflow.
+    pub fn times(&self, other: &Dim) -> Dim {
+        let (Some(a), Some(b)) = (DimExpr::terms_of(self), DimExpr::terms_of(other)) else {
+            return Dim::Unknown;
+        };
+        let mut terms = Vec::with_capacity(a.len() * b.len());
+        for x in &a {
+            for y in &b {
+                let Some(coeff) = x.coeff.checked_mul(y.coeff) else {
+                    return Dim::Unknown;
+                };
+                terms.push(DimTerm {
+                    coeff,
+                    syms: x.syms.iter().chain(&y.syms).cloned().collect(),
+                });
+            }
+        }
+        DimExpr::sum(terms).unwrap_or(Dim::Unknown)
+    }
+
+    /// `a - b`.
+    pub fn minus(&self, other: &Dim) -> Dim {
+        self.plus(&other.times(&Dim::Known(-1)))
+    }
+
+    /// The product of `dims` (1 for none); unknown when one is.
+    pub fn product_of(dims: &[Dim]) -> Dim {
+        dims.iter().fold(Dim::Known(1), |acc, d| acc.times(d))
+    }
+
+    /// `self / divisor` when the quotient is exact as an expression: the
+    /// divisor is a single term (`768`, `batch`, `32*batch`) that divides
+    /// every term of `self`, e.g. `(batch*seq+batch)*32 / (32*batch)` is
+    /// `seq+1`. `None` otherwise (a remainder, a missing symbol, a sum as
+    /// divisor, a zero divisor).
+    pub fn exact_div(&self, divisor: &Dim) -> Option<Dim> {
+        if *self == Dim::Known(0) && !matches!(divisor, Dim::Known(0) | Dim::Unknown) {
+            return Some(Dim::Known(0));
+        }
+        let terms = DimExpr::terms_of(self)?;
+        let [d] = DimExpr::terms_of(divisor)?.try_into().ok()?;
+        if d.coeff == 0 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(terms.len());
+        for t in terms {
+            if t.coeff % d.coeff != 0 {
+                return None;
+            }
+            let mut syms = t.syms;
+            for s in &d.syms {
+                let at = syms.iter().position(|x| x == s)?;
+                syms.remove(at);
+            }
+            out.push(DimTerm {
+                coeff: t.coeff.checked_div(d.coeff)?,
+                syms,
+            });
+        }
+        DimExpr::sum(out)
+    }
+
+    /// The symbols the dimension depends on, with repeats.
+    pub fn symbols(&self) -> Vec<&str> {
+        match self {
+            Dim::Sym(s) => vec![s.as_str()],
+            Dim::Expr(e) => e.terms.iter().flat_map(|t| t.syms.iter().map(String::as_str)).collect(),
+            Dim::Known(_) | Dim::Unknown => Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Display for Dim {
@@ -50,10 +182,24 @@ impl std::fmt::Display for Dim {
         match self {
             Dim::Known(v) => write!(f, "{v}"),
             Dim::Sym(s) => f.write_str(s),
-            Dim::Product(p) => {
-                let mut parts: Vec<String> = (p.coeff != 1).then(|| p.coeff.to_string()).into_iter().collect();
-                parts.extend(p.syms.iter().cloned());
-                f.write_str(&parts.join("*"))
+            Dim::Expr(e) => {
+                for (i, t) in e.terms.iter().enumerate() {
+                    let sign = if t.coeff < 0 {
+                        "-"
+                    } else if i > 0 {
+                        "+"
+                    } else {
+                        ""
+                    };
+                    let magnitude = t.coeff.unsigned_abs();
+                    let mut factors: Vec<String> = (magnitude != 1 || t.syms.is_empty())
+                        .then(|| magnitude.to_string())
+                        .into_iter()
+                        .collect();
+                    factors.extend(t.syms.iter().cloned());
+                    write!(f, "{sign}{}", factors.join("*"))?;
+                }
+                Ok(())
             }
             Dim::Unknown => f.write_str("?"),
         }
@@ -135,7 +281,7 @@ impl serde::Serialize for Dim {
         match self {
             Dim::Known(v) => s.serialize_i64(*v),
             Dim::Sym(name) => s.serialize_str(name),
-            Dim::Product(_) => s.serialize_str(&self.to_string()),
+            Dim::Expr(_) => s.serialize_str(&self.to_string()),
             Dim::Unknown => s.serialize_none(),
         }
     }

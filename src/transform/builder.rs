@@ -264,7 +264,7 @@ pub fn type_proto(t: &TensorType) -> TypeProto {
                 Dim::Sym(p) => dim.set_dim_param(p.clone()),
                 // Not written as a name: a runtime would take `197*batch`
                 // for a symbol of its own, unrelated to `batch`.
-                Dim::Product(_) | Dim::Unknown => {}
+                Dim::Expr(_) | Dim::Unknown => {}
             }
             s.dim.push(dim);
         }

@@ -1,6 +1,6 @@
 //! Arithmetic on dimensions that may be symbolic: broadcasting, unification,
-//! and products of sizes (`2048*batch`, `batch*seq`) that Reshape, Flatten
-//! and exporters' Shape arithmetic need.
+//! sums and products of sizes (`2048*batch`, `batch*seq`, `seq+1`) that
+//! Reshape, Flatten, Concat and exporters' Shape arithmetic need.
 
 use crate::ir::Dim;
 
@@ -43,7 +43,7 @@ pub(super) fn broadcast(shapes: &[&[Dim]]) -> Result<Vec<Dim>, String> {
 pub(super) fn unify(a: &Dim, b: &Dim) -> Option<Dim> {
     match (a, b) {
         (Dim::Known(x), Dim::Known(y)) => (x == y).then(|| a.clone()),
-        (Dim::Known(_), _) | (Dim::Sym(_) | Dim::Product(_), Dim::Unknown) => Some(a.clone()),
+        (Dim::Known(_), _) | (Dim::Sym(_) | Dim::Expr(_), Dim::Unknown) => Some(a.clone()),
         _ if *b == Dim::Unknown => Some(a.clone()),
         _ => Some(b.clone()),
     }
@@ -54,111 +54,30 @@ pub(super) fn fmt_shape(dims: &[Dim]) -> String {
     format!("[{}]", parts.join(","))
 }
 
-/// `d * scale + offset`, symbolic only in the identity case.
+/// `d * scale + offset` (`2*H-1`, `seq+1`); unknown on overflow.
 pub(super) fn affine(d: &Dim, scale: i64, offset: i64) -> Dim {
-    match d {
-        Dim::Known(v) => v
-            .checked_mul(scale)
-            .and_then(|x| x.checked_add(offset))
-            .map_or(Dim::Unknown, Dim::Known),
-        Dim::Sym(_) | Dim::Product(_) if scale == 1 && offset == 0 => d.clone(),
-        _ => Dim::Unknown,
-    }
+    d.times(&Dim::Known(scale)).plus(&Dim::Known(offset))
 }
 
 pub(super) fn add(a: &Dim, b: &Dim) -> Dim {
-    match (a, b) {
-        (Dim::Known(x), Dim::Known(y)) => x.checked_add(*y).map_or(Dim::Unknown, Dim::Known),
-        (d, Dim::Known(0)) | (Dim::Known(0), d) => d.clone(),
-        _ => Dim::Unknown,
-    }
+    a.plus(b)
 }
 
 pub(super) fn sub(a: &Dim, b: &Dim) -> Dim {
-    match (a, b) {
-        (Dim::Known(x), Dim::Known(y)) => x.checked_sub(*y).map_or(Dim::Unknown, Dim::Known),
-        (d, Dim::Known(0)) => d.clone(),
-        (x, y) if x == y && *x != Dim::Unknown => Dim::Known(0),
-        _ => Dim::Unknown,
-    }
+    a.minus(b)
 }
 
 pub(super) fn mul(a: &Dim, b: &Dim) -> Dim {
-    Product::of(&[a.clone(), b.clone()]).map_or(Dim::Unknown, |p| p.to_dim())
+    a.times(b)
 }
 
 /// Integer division truncating toward zero (ONNX `Div` on integers); exact
-/// symbolic quotients such as `batch*4 / 4` are kept.
+/// symbolic quotients such as `batch*4 / 4`, `(2*seq+2) / 2` or
+/// `batch*seq / seq` are kept, others are unknown.
 pub(super) fn div(a: &Dim, b: &Dim) -> Dim {
     match (a, b) {
         (Dim::Known(x), Dim::Known(y)) => x.checked_div(*y).map_or(Dim::Unknown, Dim::Known),
-        _ => match (
-            Product::of(std::slice::from_ref(a)),
-            Product::of(std::slice::from_ref(b)),
-        ) {
-            (Some(p), Some(q)) => p.div(&q).map_or(Dim::Unknown, |r| r.to_dim()),
-            _ => Dim::Unknown,
-        },
-    }
-}
-
-/// A product of sizes: a known factor times symbols, e.g. `2048·batch`.
-/// Lets Reshape solve `-1` and Flatten multiply when some sizes are symbolic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Product {
-    coeff: i64,
-    /// Sorted, with repeats.
-    syms: Vec<String>,
-}
-
-impl Product {
-    pub(super) const ONE: Product = Product {
-        coeff: 1,
-        syms: Vec::new(),
-    };
-
-    /// `None` when a dimension is unknown or the factor overflows.
-    pub(super) fn of(dims: &[Dim]) -> Option<Product> {
-        let mut p = Product::ONE;
-        for d in dims {
-            match d {
-                Dim::Known(v) => p.coeff = p.coeff.checked_mul(*v)?,
-                Dim::Sym(s) => p.syms.push(s.clone()),
-                Dim::Product(q) => {
-                    p.coeff = p.coeff.checked_mul(q.coeff)?;
-                    p.syms.extend(q.syms.iter().cloned());
-                }
-                Dim::Unknown => return None,
-            }
-        }
-        p.syms.sort();
-        Some(p)
-    }
-
-    pub(super) fn known(&self) -> Option<i64> {
-        self.syms.is_empty().then_some(self.coeff)
-    }
-
-    /// Exact quotient `self / other`; `None` when it is not a product of the
-    /// same form (a symbol of `other` missing from `self`, or a remainder).
-    pub(super) fn div(&self, other: &Product) -> Option<Product> {
-        if other.coeff == 0 || self.coeff % other.coeff != 0 {
-            return None;
-        }
-        let mut syms = self.syms.clone();
-        for s in &other.syms {
-            let at = syms.iter().position(|x| x == s)?;
-            syms.remove(at);
-        }
-        Some(Product {
-            coeff: self.coeff / other.coeff,
-            syms,
-        })
-    }
-
-    /// As a single dimension: a number, a lone symbol, or a product.
-    pub(super) fn to_dim(&self) -> Dim {
-        crate::ir::DimProduct::dim(self.coeff, self.syms.clone())
+        _ => a.exact_div(b).unwrap_or(Dim::Unknown),
     }
 }
 
@@ -182,21 +101,43 @@ mod tests {
     }
 
     #[test]
-    fn products_divide_symbolically() {
-        let whole = Product::of(&dims("batch,2048,1,1")).unwrap();
-        let part = Product::of(&dims("batch")).unwrap();
-        assert_eq!(whole.div(&part).unwrap().to_dim(), Dim::Known(2048));
-        let rest = whole.div(&Product::of(&dims("2048")).unwrap()).unwrap();
-        assert_eq!(rest.to_dim(), Dim::Sym("batch".into()));
-        assert_eq!(part.div(&Product::of(&dims("3")).unwrap()), None);
-        assert_eq!(Product::of(&dims("N,M")).unwrap().to_dim().to_string(), "M*N");
-        let tokens = Product::of(&dims("batch,197,768")).unwrap();
-        let rows = tokens.div(&Product::of(&dims("768")).unwrap()).unwrap().to_dim();
+    fn products_and_sums_divide_exactly() {
+        let whole = Dim::product_of(&dims("batch,2048,1,1"));
+        assert_eq!(whole.exact_div(&dims("batch")[0]), Some(Dim::Known(2048)));
+        assert_eq!(whole.exact_div(&Dim::Known(2048)), Some(Dim::Sym("batch".into())));
+        assert_eq!(dims("batch")[0].exact_div(&Dim::Known(3)), None);
+        assert_eq!(Dim::product_of(&dims("N,M")).to_string(), "M*N");
+        let tokens = Dim::product_of(&dims("batch,197,768"));
+        let rows = tokens.exact_div(&Dim::Known(768)).unwrap();
         assert_eq!(
             (rows.to_string(), rows == dims("197*batch")[0]),
             ("197*batch".into(), true)
         );
-        assert_eq!(Product::of(&dims("?")), None);
+        assert_eq!(Dim::product_of(&dims("?,3")), Dim::Unknown);
+        // A class token in front: (seq+1) tokens per row.
+        let with_class = Dim::product_of(&dims("batch,seq+1,32"));
+        assert_eq!(with_class.to_string(), "32*batch*seq+32*batch");
+        assert_eq!(
+            with_class.exact_div(&dims("32*batch")[0]),
+            Some(dims("seq+1")[0].clone())
+        );
+        assert_eq!(dims("seq+1")[0].exact_div(&dims("seq")[0]), None);
+        assert_eq!(Dim::Known(12).exact_div(&dims("seq+1")[0]), None);
+        assert_eq!(Dim::Known(0).exact_div(&dims("seq")[0]), Some(Dim::Known(0)));
+        assert_eq!(dims("seq")[0].exact_div(&Dim::Known(0)), None);
+    }
+
+    #[test]
+    fn sums_keep_one_form() {
+        let s = Dim::Sym("s".into());
+        assert_eq!(add(&s, &Dim::Known(1)).to_string(), "s+1");
+        assert_eq!(sub(&add(&s, &Dim::Known(1)), &Dim::Known(1)), s);
+        assert_eq!(affine(&s, 2, -1).to_string(), "2*s-1");
+        assert_eq!(sub(&Dim::Known(1), &s).to_string(), "-s+1");
+        assert_eq!(mul(&add(&s, &Dim::Known(1)), &dims("b")[0]).to_string(), "b*s+b");
+        assert_eq!(div(&affine(&s, 2, 2), &Dim::Known(2)), add(&s, &Dim::Known(1)));
+        assert_eq!(div(&affine(&s, 2, 1), &Dim::Known(2)), Dim::Unknown);
+        assert_eq!(add(&s, &Dim::Unknown), Dim::Unknown);
     }
 
     #[test]
@@ -208,7 +149,8 @@ mod tests {
         assert_eq!(div(&Dim::Known(-7), &Dim::Known(2)), Dim::Known(-3));
         assert_eq!(sub(&Dim::Sym("s".into()), &Dim::Sym("s".into())), Dim::Known(0));
         assert_eq!(affine(&Dim::Sym("s".into()), 1, 0), Dim::Sym("s".into()));
-        assert_eq!(affine(&Dim::Sym("s".into()), 2, 0), Dim::Unknown);
+        assert_eq!(affine(&Dim::Sym("s".into()), 2, 0), dims("2*s")[0]);
+        assert_eq!(affine(&Dim::Known(i64::MAX), 2, 0), Dim::Unknown);
         let rows = mul(&Dim::Sym("batch".into()), &Dim::Known(197));
         assert_eq!(rows, dims("197*batch")[0]);
         assert_eq!(div(&rows, &Dim::Known(197)), Dim::Sym("batch".into()));

@@ -244,7 +244,7 @@ pub(super) fn cast(ctx: &OpContext) -> Rule {
 fn cast_scalar(x: &Scalar, to: ElemType) -> Option<Scalar> {
     if to == ElemType::BOOL {
         return match x {
-            Scalar::Int(Dim::Sym(_) | Dim::Product(_)) => Some(Scalar::Int(Dim::Unknown)),
+            Scalar::Int(Dim::Sym(_) | Dim::Expr(_)) => Some(Scalar::Int(Dim::Unknown)),
             _ => bool_of(x).map(|b| Scalar::Int(Dim::Known(b as i64))),
         };
     }

@@ -154,11 +154,19 @@ fn slice_indices(dim: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
     (0..count).map(|k| first + k * step).collect()
 }
 
-/// Size of a sliced axis; symbolic only when the slice keeps everything.
+/// Size of a sliced axis. On a symbolic axis, a unit-step slice from a
+/// start `s >= 0` to the end is `d-s`, and to `-e` it is `d-e-s` (the
+/// class token a ViT drops, the last token a decoder drops): sizes assume
+/// the axis is at least that long, as a model that runs needs.
 fn slice_dim(d: &Dim, start: i64, end: i64, step: i64) -> Dim {
+    let to_end = end >= i64::from(i32::MAX);
     match d {
         Dim::Known(v) => Dim::Known(slice_range(*v, start, end, step).1),
-        _ if start == 0 && step == 1 && end >= i64::from(i32::MAX) => d.clone(),
+        Dim::Unknown => Dim::Unknown,
+        _ if step == 1 && start >= 0 && to_end => d.minus(&Dim::Known(start)),
+        _ if step == 1 && start >= 0 && end < 0 && end > -i64::from(i32::MAX) => {
+            d.plus(&Dim::Known(end)).minus(&Dim::Known(start))
+        }
         _ => Dim::Unknown,
     }
 }
@@ -389,7 +397,7 @@ mod tests {
             .int("axis", -1)
             .input("float[2,N]")
             .input("float[?,3]");
-        assert_eq!(neg.ty(), "float[2,?]");
+        assert_eq!(neg.ty(), "float[2,N+3]");
         let rank = Case::new("Concat")
             .int("axis", 0)
             .input("float[2,3]")
@@ -538,7 +546,21 @@ mod tests {
             .input("float[S]")
             .ints("starts", &[1])
             .ints("ends", &[i64::MAX]);
-        assert_eq!(sym.ty(), "float[?]");
+        assert_eq!(sym.ty(), "float[S-1]");
+        // Dropping the last token, and a stepped slice (unknown).
+        let trimmed = Case::new("Slice")
+            .opset(9)
+            .input("float[S]")
+            .ints("starts", &[0])
+            .ints("ends", &[-1]);
+        assert_eq!(trimmed.ty(), "float[S-1]");
+        let strided = Case::new("Slice")
+            .input("float[S]")
+            .folded("int64[1]", ints(&[0]))
+            .folded("int64[1]", ints(&[i64::MAX]))
+            .absent()
+            .folded("int64[1]", ints(&[2]));
+        assert_eq!(strided.ty(), "float[?]");
         let zero = Case::new("Slice")
             .input("float[4]")
             .folded("int64[1]", ints(&[0]))

@@ -2,7 +2,7 @@
 //! Reshape, Flatten, Squeeze, Unsqueeze (contents fold through unchanged),
 //! Transpose, Expand, Tile, Pad, DepthToSpace, SpaceToDepth.
 
-use super::dims::{self, Product, affine, broadcast, fmt_shape};
+use super::dims::{self, affine, broadcast, fmt_shape};
 use super::fold;
 use super::util::{
     Ints, Rule, axes, folded_result, input, int_attr, ints_param, invalid, result, shape, shape_length, unknown_dims,
@@ -105,9 +105,13 @@ fn solve_reshape(
             .map(|(_, d)| d.clone())
             .collect()
     };
-    let (Some(total), Some(rest)) = (Product::of(&kept(input, None)), Product::of(&kept(out, infer_at))) else {
+    let (total, rest) = (
+        Dim::product_of(&kept(input, None)),
+        Dim::product_of(&kept(out, infer_at)),
+    );
+    if total == Dim::Unknown || rest == Dim::Unknown {
         return Ok(());
-    };
+    }
     let mismatch = || {
         invalid(format!(
             "cannot reshape {} into {}",
@@ -118,8 +122,8 @@ fn solve_reshape(
     match infer_at {
         // A zero-sized rest leaves -1 undetermined.
         Some(_) if rest.known() == Some(0) => {}
-        Some(k) => match total.div(&rest) {
-            Some(q) => out[k] = q.to_dim(),
+        Some(k) => match total.exact_div(&rest) {
+            Some(q) => out[k] = q,
             None if total.known().is_some() && rest.known().is_some() => return Err(mismatch()),
             None => {}
         },
@@ -144,8 +148,7 @@ pub(super) fn flatten(ctx: &OpContext) -> Rule {
         return Err(invalid(format!("axis {a} is out of range for rank {r}")));
     }
     let (head, tail) = s.split_at(at as usize);
-    let product = |d: &[Dim]| Product::of(d).map_or(Dim::Unknown, |p| p.to_dim());
-    relabel(ctx, vec![product(head), product(tail)])
+    relabel(ctx, vec![Dim::product_of(head), Dim::product_of(tail)])
 }
 
 /// Squeeze: drops the listed axes (attribute before 13, input from 13), or
@@ -670,7 +673,7 @@ mod tests {
                 .contains("missing")
         );
         let sym = Case::new("Pad").opset(2).input("float[N]").ints("pads", &[1, 0]);
-        assert_eq!(sym.ty(), "float[?]");
+        assert_eq!(sym.ty(), "float[N+1]");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! Constant, ConstantOfShape, Shape, Size, Range, EyeLike and the random
 //! generators. Shape and Size are where symbolic shape arithmetic starts.
 
-use super::dims::Product;
 use super::fold;
 use super::util::{Rule, folded_result, input, int_attr, invalid, result, shape_length, unknown_dims, unranked};
 use crate::analysis::shapes::{Inferred, OpContext, RuleError};
@@ -96,10 +95,7 @@ pub(super) fn shape_op(ctx: &OpContext) -> Rule {
 /// Size: int64 scalar, folded to the element count where it is one dim.
 pub(super) fn size(ctx: &OpContext) -> Rule {
     let t = input(ctx, 0)?;
-    let count = t
-        .shape
-        .as_deref()
-        .map_or(Dim::Unknown, |s| Product::of(s).map_or(Dim::Unknown, |p| p.to_dim()));
+    let count = t.shape.as_deref().map_or(Dim::Unknown, Dim::product_of);
     Ok(vec![folded_result(
         ElemType::INT64,
         Vec::new(),

@@ -7,23 +7,26 @@ use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::attribute_proto::AttributeType;
 use crate::onnx::proto::{AttributeProto, TensorProto};
 
-/// `"N,3,?,224,197*N"` → dimensions (`?` unknown, names symbolic, `*` a
-/// product).
+/// `"N,3,?,224,197*N,seq+1"` → dimensions (`?` unknown, names symbolic,
+/// `*` a product, `+` a sum of products).
 pub fn dims(s: &str) -> Vec<Dim> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| match p {
             "?" => Dim::Unknown,
-            _ if p.contains('*') => {
-                let (mut coeff, mut syms) = (1, Vec::new());
-                for f in p.split('*') {
-                    match f.parse::<i64>() {
-                        Ok(v) => coeff *= v,
-                        Err(_) => syms.push(f.to_string()),
+            _ if p.contains('*') || p.contains('+') => {
+                let terms = p.split('+').map(|term| {
+                    let (mut coeff, mut syms) = (1, Vec::new());
+                    for f in term.split('*') {
+                        match f.parse::<i64>() {
+                            Ok(v) => coeff *= v,
+                            Err(_) => syms.push(f.to_string()),
+                        }
                     }
-                }
-                crate::ir::DimProduct::dim(coeff, syms)
+                    crate::ir::DimTerm { coeff, syms }
+                });
+                crate::ir::DimExpr::sum(terms.collect()).unwrap()
             }
             _ => p.parse().map_or_else(|_| Dim::Sym(p.to_string()), Dim::Known),
         })
