@@ -144,6 +144,37 @@ fn weights_behind_exporter_ops_are_stacked() {
     );
 }
 
+/// PyTorch exports (testdata/transformers): torchvision's ViT and an
+/// nn.TransformerEncoder classifier, whose attention blocks compute their
+/// reshape targets from per-layer `Constant`s (`Mod`, `Div`, `Concat`).
+#[test]
+fn real_transformer_exports_fold_into_one_loop() {
+    let vit = [
+        "/encoder/layers/encoder_layer_0/Add_1_output_0",
+        "/encoder/layers/encoder_layer_1/Add_1_output_0",
+        "/encoder/layers/encoder_layer_2/Add_1_output_0",
+    ];
+    // Layer 0 defines the Constants later layers read, so the run is 1..3.
+    let encoder = [
+        "/encoder/layers.1/norm2/LayerNormalization_output_0",
+        "/encoder/layers.2/norm2/LayerNormalization_output_0",
+    ];
+    for (file, exits) in [("vit_tiny_ts.onnx", &vit[..]), ("encoder_ts.onnx", &encoder[..])] {
+        let model = testdata(&format!("transformers/{file}"));
+        let dir = tempfile::tempdir().unwrap();
+        let (iff, lp) = (dir.path().join("if.onnx"), dir.path().join("loop.onnx"));
+        let report = insert(&model, &lp, &["--mode", "loop", "--seed", "4"]);
+        assert_eq!(reported_exits(&report), exits, "{file}: {report}");
+        insert(&model, &iff, &["--at", &exits.join(","), "--seed", "4"]);
+        let s = |x: &str| PathBuf::from(x);
+        let out = py(
+            "check_loop.py",
+            &[&s("--original"), &model, &s("--if"), &iff, &s("--loop"), &lp],
+        );
+        assert!(out.contains("0 failed"), "{file}: {out}");
+    }
+}
+
 #[test]
 fn loop_mode_refuses_what_it_cannot_fold() {
     // Residual blocks of growing width: nothing repeats.

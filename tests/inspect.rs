@@ -208,6 +208,35 @@ fn rows_of_tokens_side_by_side_are_costed() {
     assert_eq!(json["totals"]["macs"], 64 * 32 * 32 + 32 * 10);
 }
 
+/// PyTorch exports (testdata/transformers, made by its script): every node
+/// with a shape rule is costed, and the totals equal the MACs the script
+/// counted from the modules' own sizes (referee.json) to within 2%.
+#[test]
+fn transformer_exports_match_their_referee() {
+    let dir = testdata("transformers");
+    let referee: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("referee.json")).unwrap()).unwrap();
+    let files = referee.as_object().unwrap();
+    assert_eq!(files.len(), 4);
+    for (file, want) in files {
+        let model = dir.join(file);
+        let mut args = vec!["inspect".to_string(), "--json".into(), model.to_str().unwrap().into()];
+        for (name, value) in want["dims"].as_object().unwrap() {
+            args.extend(["--dim".to_string(), format!("{name}={value}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = eexc(&args);
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["uncosted_ops"], serde_json::json!({}), "{file}");
+        let no_issues = serde_json::json!({"unsupported_ops": [], "invalid_nodes": [],
+            "declared_type_mismatches": [], "values_without_shape": 0});
+        assert_eq!(json["shape_issues"], no_issues, "{file}");
+        let (got, want) = (json["totals"]["macs"].as_f64().unwrap(), want["macs"].as_f64().unwrap());
+        assert!((got - want).abs() <= 0.02 * want, "{file}: {got} MACs, referee {want}");
+    }
+}
+
 /// A symbol the model gives no number for is an error that names it,
 /// never a silent 1; `--dim` refuses a name the model lacks and the batch.
 #[test]

@@ -2,7 +2,7 @@
 //! exporters put between a weight and its reader: `Identity` (the alias
 //! torch.onnx writes for weights equal to an earlier one), `Reshape`,
 //! `Squeeze`, `Unsqueeze`, `Flatten`, `Transpose` and `Cast` between float
-//! types. Unlike [`super::constant`], which decodes small tensors for the
+//! types, and integer tensors that shape inference folded. Unlike [`super::constant`], which decodes small tensors for the
 //! analyses, this reads weights at full size, so it runs only where an
 //! emitter needs the bytes (`--mode loop` stacking each layer's weights).
 
@@ -44,6 +44,9 @@ fn eval(graph: &Graph, v: ValueId, stored: &StoredTensors) -> Result<Raw, String
     if let Some(t) = stored.initializers.get(name.as_str()) {
         return raw(t);
     }
+    if let Some(known) = folded_ints(graph, v) {
+        return Ok(known);
+    }
     let Some(p) = graph.producer(v) else {
         return Err(format!("'{name}' is neither stored nor computed"));
     };
@@ -55,7 +58,7 @@ fn eval(graph: &Graph, v: ValueId, stored: &StoredTensors) -> Result<Raw, String
     };
     let not_evaluated = || {
         format!(
-            "'{name}' is computed by {}, which eexc does not evaluate at load time (it does Identity, Reshape, Squeeze, Unsqueeze, Flatten, Transpose and float Casts of stored tensors)",
+            "'{name}' is computed by {}, which eexc does not evaluate at load time (it does Identity, Reshape, Squeeze, Unsqueeze, Flatten, Transpose and float Casts of stored tensors, and integer shape arithmetic that folds)",
             graph.node_label(p)
         )
     };
@@ -108,6 +111,34 @@ fn eval(graph: &Graph, v: ValueId, stored: &StoredTensors) -> Result<Raw, String
         }
         _ => Err(not_evaluated()),
     }
+}
+
+/// An integer tensor whose every element shape inference folded (exporters'
+/// shape arithmetic: `Mod`, `Div`, `Concat` of `Constant`s in each layer of
+/// an attention block), encoded as its type says.
+fn folded_ints(graph: &Graph, v: ValueId) -> Option<Raw> {
+    let value = graph.value(v);
+    let ints = value.folded.as_ref()?.known_ints()?;
+    let ty = value.ty.as_ref()?;
+    let dims: Vec<i64> = ty
+        .shape
+        .as_ref()?
+        .iter()
+        .map(super::Dim::known)
+        .collect::<Option<_>>()?;
+    if dims.iter().product::<i64>() != i64::try_from(ints.len()).ok()? {
+        return None;
+    }
+    let bytes = match ty.elem {
+        ElemType::INT64 => ints.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ElemType::INT32 => ints
+            .iter()
+            .map(|&x| i32::try_from(x).ok().map(i32::to_le_bytes))
+            .collect::<Option<Vec<_>>>()?
+            .concat(),
+        _ => return None,
+    };
+    Some((ty.elem, dims, bytes))
 }
 
 /// Row-major `bytes` of shape `dims`, axes reordered so output axis i is
