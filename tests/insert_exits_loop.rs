@@ -144,28 +144,48 @@ fn weights_behind_exporter_ops_are_stacked() {
     );
 }
 
-/// PyTorch exports (testdata/transformers): torchvision's ViT and an
-/// nn.TransformerEncoder classifier, whose attention blocks compute their
-/// reshape targets from per-layer `Constant`s (`Mod`, `Div`, `Concat`).
+/// PyTorch exports (testdata/transformers): every layer of each goes into
+/// the one Loop. The attention blocks compute their reshape targets from
+/// per-layer `Constant`s (`Mod`, `Div`, `Concat`); the encoders' first layer
+/// reads the graph input itself; BERT's layers all read the mask's bias and
+/// the torch.export-based file's a batch size, context that stays outside.
 #[test]
 fn real_transformer_exports_fold_into_one_loop() {
-    let vit = [
-        "/encoder/layers/encoder_layer_0/Add_1_output_0",
-        "/encoder/layers/encoder_layer_1/Add_1_output_0",
-        "/encoder/layers/encoder_layer_2/Add_1_output_0",
-    ];
-    // Layer 0 defines the Constants later layers read, so the run is 1..3.
-    let encoder = [
-        "/encoder/layers.1/norm2/LayerNormalization_output_0",
-        "/encoder/layers.2/norm2/LayerNormalization_output_0",
-    ];
-    for (file, exits) in [("vit_tiny_ts.onnx", &vit[..]), ("encoder_ts.onnx", &encoder[..])] {
+    let layer_outputs =
+        |pattern: &str| -> Vec<String> { (0..3).map(|i| pattern.replace('#', &i.to_string())).collect() };
+    for (file, exits, dims) in [
+        (
+            "vit_tiny_ts.onnx",
+            layer_outputs("/encoder/layers/encoder_layer_#/Add_1_output_0"),
+            &[][..],
+        ),
+        (
+            "encoder_ts.onnx",
+            layer_outputs("/encoder/layers.#/norm2/LayerNormalization_output_0"),
+            &[],
+        ),
+        (
+            "encoder_dynamo.onnx",
+            vec!["layer_norm_1".into(), "layer_norm_3".into(), "layer_norm_5".into()],
+            &[],
+        ),
+        (
+            "bert_tiny_ts.onnx",
+            layer_outputs("/layers.#/output_norm/LayerNormalization_output_0"),
+            &["--dim", "seq=32"],
+        ),
+    ] {
         let model = testdata(&format!("transformers/{file}"));
         let dir = tempfile::tempdir().unwrap();
         let (iff, lp) = (dir.path().join("if.onnx"), dir.path().join("loop.onnx"));
-        let report = insert(&model, &lp, &["--mode", "loop", "--seed", "4"]);
+        let mut args = vec!["--mode", "loop", "--seed", "4"];
+        args.extend(dims);
+        let report = insert(&model, &lp, &args);
         assert_eq!(reported_exits(&report), exits, "{file}: {report}");
-        insert(&model, &iff, &["--at", &exits.join(","), "--seed", "4"]);
+        let at = exits.join(",");
+        let mut args = vec!["--at", &at, "--seed", "4"];
+        args.extend(dims);
+        insert(&model, &iff, &args);
         let s = |x: &str| PathBuf::from(x);
         let out = py(
             "check_loop.py",

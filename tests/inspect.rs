@@ -237,6 +237,35 @@ fn transformer_exports_match_their_referee() {
     }
 }
 
+/// An attention mask's bias crosses every layer boundary of a BERT-style
+/// encoder; as context it leaves the layer outputs narrow cuts, while the
+/// embedding's output, which the projections read, keeps the inside of a
+/// layer from being one.
+#[test]
+fn layer_outputs_are_cuts_beside_the_attention_mask() {
+    let model = testdata("transformers/bert_tiny_ts.onnx");
+    let out = eexc(&["inspect", "--json", model.to_str().unwrap(), "--dim", "seq=32"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cuts = json["exit_candidates"].as_array().unwrap();
+    let find = |t: &str| cuts.iter().find(|c| c["tensor"] == t);
+    for layer in 0..3 {
+        let cut = find(&format!("/layers.{layer}/output_norm/LayerNormalization_output_0"));
+        let cut = cut.unwrap_or_else(|| panic!("layer {layer} output is not a cut: {cuts:?}"));
+        assert_eq!(cut["context"], serde_json::json!(["/Mul_output_0"]));
+    }
+    // After the last layer nothing reads the mask: no context.
+    let last = find("/layers.3/output_norm/LayerNormalization_output_0").unwrap();
+    assert!(last.get("context").is_none(), "{last}");
+    for inside in [
+        "/layers.0/query/Add_output_0",
+        "/layers.0/MatMul_output_0",
+        "/layers.0/Softmax_output_0",
+    ] {
+        assert!(find(inside).is_none(), "{inside} is inside a layer");
+    }
+}
+
 /// A symbol the model gives no number for is an error that names it,
 /// never a silent 1; `--dim` refuses a name the model lacks and the batch.
 #[test]

@@ -20,7 +20,7 @@ use super::head::{HeadWeights, build_head_from};
 use super::repeat::RepeatedRun;
 use super::{ExitError, ExitOptions};
 use crate::ir::load_time::{self, StoredTensors};
-use crate::ir::{TensorType, ValueId};
+use crate::ir::{NodeId, TensorType, ValueId};
 use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::{GraphProto, ModelProto, TensorProto};
 use crate::transform::builder::{GraphBuilder, attr_graph, attr_int};
@@ -82,6 +82,19 @@ impl EmitContext<'_> {
             b.nodes.push(self.original_node(c).clone());
         }
         for &n in &parts[0] {
+            b.nodes.push(self.original_node(n).clone());
+        }
+        // Context the layers read (a mask's bias, a batch size) but first
+        // needed inside the run: computed once, before the loop. Layers
+        // 2..L's own copies are dropped below unless the rest reads them.
+        let in_layers: std::collections::HashSet<_> = run.layers.iter().flat_map(|l| l.nodes.iter().copied()).collect();
+        let hoisted: Vec<NodeId> = parts[1..=layers]
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|n| !in_layers.contains(n))
+            .collect();
+        for &n in &hoisted {
             b.nodes.push(self.original_node(n).clone());
         }
 
@@ -288,16 +301,18 @@ impl EmitContext<'_> {
         let (knob_inits, knob_inputs) = self.knob_initializers(options);
         let new_inits = b.take_initializers();
         let mg = model.graph.as_mut().expect("model has a graph");
-        let kept: std::collections::HashSet<String> = b.nodes.iter().flat_map(|n| n.output.iter().cloned()).collect();
-        mg.value_info.retain(|v| kept.contains(v.name()));
         mg.node = b.nodes;
-        // The layers' weights now come from the stacked tensors: the
-        // load-time nodes that computed them for layers 2..L go.
+        // The layers' weights now come from the stacked tensors, and the
+        // body reads layer 1's context: the load-time nodes that computed
+        // weights for layers 2..L, and their context copies, go.
         let load_time: std::collections::HashSet<&str> = constant_nodes
             .iter()
+            .chain(&hoisted)
             .flat_map(|&c| self.original_node(c).output.iter().map(String::as_str))
             .collect();
         crate::transform::drop_unread_nodes(mg, |n| n.output.iter().all(|o| load_time.contains(o.as_str())));
+        let kept: std::collections::HashSet<String> = mg.node.iter().flat_map(|n| n.output.iter().cloned()).collect();
+        mg.value_info.retain(|v| kept.contains(v.name()));
         mg.input.extend(knob_inputs);
         mg.initializer.extend(knob_inits);
         mg.initializer.extend(new_inits);
@@ -320,7 +335,7 @@ impl EmitContext<'_> {
         };
         let mut out: Vec<(String, LayerConstant)> = Vec::new();
         let first = &run.layers[0];
-        for (pos, &n) in first.nodes.iter().enumerate() {
+        for (pos, &n) in first.compared.iter().enumerate() {
             for (slot, input) in g.node(n).inputs.iter().enumerate() {
                 let Some(v) = input else { continue };
                 if !g.value(*v).is_constant {
@@ -333,7 +348,7 @@ impl EmitContext<'_> {
                 let same_position: Vec<ValueId> = run
                     .layers
                     .iter()
-                    .map(|l| g.node(l.nodes[pos]).inputs[slot].expect("same structure"))
+                    .map(|l| g.node(l.compared[pos]).inputs[slot].expect("same structure"))
                     .collect();
                 if same_position.iter().all(|&x| x == *v) {
                     out.push((name, LayerConstant::Shared(g.value(*v).name.clone())));
