@@ -3,7 +3,10 @@ original, `if` and `loop` forms of a repeated-layer model, by exit layer.
 
 Usage:
     python bench/loop/latency.py --original O.onnx --if I.onnx --loop L.onnx
-        [--batch 1] [--runs 200] [--int-high 100] [--seed 0]
+        [--batch 1] [--runs 200] [--int-high 100] [--seq 32] [--seed 0]
+
+Integer inputs get random ids below --int-high, except an input whose name has "mask"
+in it, which gets ones (every token attended).
 
 The heads are untrained; the exit layer is forced with the thresholds (0 at the
 wanted exit, 1.5 before it), which both early-exit forms read the same way. Latency
@@ -38,6 +41,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--int-high", type=int, default=100)
+    ap.add_argument("--seq", type=int, default=32, help="value of a symbolic dimension other than the batch")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     opts = ort.SessionOptions()
@@ -46,18 +50,22 @@ def main():
          for k in ("original", "if", "loop")}
     models = {k: onnx.load(getattr(a, k)) for k in ("original", "if", "loop")}
     exits = json.loads({p.key: p.value for p in models["loop"].metadata_props}["eexc.exits"])["exits"]
-    inp = s["original"].get_inputs()[0]
     rng = np.random.default_rng(a.seed)
-    shape = [a.batch if not isinstance(d, int) else d for d in inp.shape]
-    if "int" in inp.type:
-        x = rng.integers(0, a.int_high, size=shape).astype(np.int64)
-    else:
-        x = rng.normal(size=shape).astype(np.float32)
+    inputs = {}
+    for inp in s["original"].get_inputs():
+        # The leading symbolic dimension is the batch, any other is --seq.
+        shape = [d if isinstance(d, int) else (a.batch if i == 0 else a.seq) for i, d in enumerate(inp.shape)]
+        if "mask" in inp.name:
+            inputs[inp.name] = np.ones(shape, dtype=np.int64)
+        elif "int" in inp.type:
+            inputs[inp.name] = rng.integers(0, a.int_high, size=shape).astype(np.int64)
+        else:
+            inputs[inp.name] = rng.normal(size=shape).astype(np.float32)
 
     def latency(model, knobs):
         sess = s[model]
         wanted = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
-        feed = {k: v for k, v in {inp.name: x, **knobs}.items() if k in wanted}
+        feed = {k: v for k, v in {**inputs, **knobs}.items() if k in wanted}
         for _ in range(10):
             sess.run(None, feed)
         times = []
@@ -87,7 +95,7 @@ def main():
         for form in ("if", "loop"):
             sess = s[form]
             wanted = {i.name for i in sess.get_inputs() + sess.get_overridable_initializers()}
-            got = sess.run(["exit_index"], {k: v for k, v in {inp.name: x, **knobs}.items() if k in wanted})[0]
+            got = sess.run(["exit_index"], {k: v for k, v in {**inputs, **knobs}.items() if k in wanted})[0]
             assert set(got.tolist()) == {k}, f"{form}: exit indices {set(got.tolist())}, wanted {k}"
         t_if, t_loop = latency("if", knobs), latency("loop", knobs)
         label = f"{k}" if k <= k_count else f"{k} (final)"

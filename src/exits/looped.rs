@@ -165,6 +165,19 @@ impl EmitContext<'_> {
         }
         let first = &run.layers[0];
         for &n in &first.nodes {
+            // Shape arithmetic that comes out as fixed numbers (the layer's
+            // width, its head count): constants, which ONNX Runtime folds in
+            // a main graph but would compute again in every iteration.
+            let outputs: Vec<ValueId> = g.node(n).outputs.iter().flatten().copied().collect();
+            let numbers: Option<Vec<TensorProto>> = outputs.iter().map(|&o| load_time::folded_tensor(g, o)).collect();
+            if let Some(numbers) = numbers.filter(|t| !t.is_empty()) {
+                for (&o, t) in outputs.iter().zip(numbers) {
+                    let name = &g.value(o).name;
+                    let c = body.constant(t, &format!("eexc_loop_{name}"));
+                    rename.insert(name.clone(), c);
+                }
+                continue;
+            }
             let mut node = self.original_node(n).clone();
             for i in node.input.iter_mut() {
                 if let Some(r) = rename.get(i) {
@@ -224,6 +237,8 @@ impl EmitContext<'_> {
             value_info(&z, self.logits_type()),
             value_info(&ok_out, type_proto(&TensorType::known_dims(ElemType::BOOL, &[]))),
         ];
+        // The Shapes whose every reader became a constant above.
+        crate::transform::drop_unread_nodes(&mut body_g, |_| true);
 
         let trips = b.const_i64("eexc_loop_layers", &[], &[layers as i64]);
         let go = b.constant(bool_tensor(true), "eexc_loop_start");

@@ -113,6 +113,19 @@ fn eval(graph: &Graph, v: ValueId, stored: &StoredTensors) -> Result<Raw, String
     }
 }
 
+/// `v` as a tensor when shape inference folded every element of it to a
+/// number: a size the model fixes (its hidden width, a head count) however
+/// the model computes it, from constants or from a `Shape`.
+pub fn folded_tensor(graph: &Graph, v: ValueId) -> Option<TensorProto> {
+    let (elem, dims, bytes) = folded_ints(graph, v)?;
+    let mut t = TensorProto::new();
+    t.set_name(graph.value(v).name.clone());
+    t.set_data_type(elem.0);
+    t.dims = dims;
+    t.set_raw_data(bytes.into());
+    Some(t)
+}
+
 /// An integer tensor whose every element shape inference folded (exporters'
 /// shape arithmetic: `Mod`, `Div`, `Concat` of `Constant`s in each layer of
 /// an attention block), encoded as its type says.

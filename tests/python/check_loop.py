@@ -14,7 +14,8 @@ and exit index L.
 Checks, each printed as `ok: NAME: detail` or `FAIL: NAME: reason`:
   checker+ort     onnx.checker full_check on LOOP; ORT loads it
   structure       one Loop in the main graph; inputs and outputs named as IF's; every
-                  initializer is read (the layers' own weights left with the stacking)
+                  initializer (of any graph) is read (the layers' own weights left with
+                  the stacking), and some output of every node
   above-one       thresholds 1.5: the original's outputs, exit index L
   zero            thresholds 0: IF's outputs (exit 1)
   random          --trials runs with thresholds ~ U[0, 1] per exit (temperatures
@@ -81,18 +82,22 @@ class Referee(eexc_ort.Referee):
         same_io = ([i.name for i in g.input] == [i.name for i in self.models["if_"].graph.input]
                    and [o.name for o in g.output] == [o.name for o in self.models["if_"].graph.output])
         read = set()
+        graphs = []
 
         def reads(graph):
+            graphs.append(graph)
+            read.update(o.name for o in graph.output)
             for n in graph.node:
                 read.update(n.input)
                 for a in n.attribute:
                     for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                         reads(sub)
         reads(g)
-        unread = [t.name for t in g.initializer if t.name not in read]
-        self.report("structure", len(loops) == 1 and same_io and not unread,
+        unread = [t.name for sub in graphs for t in sub.initializer if t.name not in read]
+        dead = [n.name or n.op_type for sub in graphs for n in sub.node if not any(o in read for o in n.output)]
+        self.report("structure", len(loops) == 1 and same_io and not unread and not dead,
                     f"{len(loops)} Loop node(s) in the main graph, interface as IF: {same_io}, "
-                    f"initializers nothing reads: {unread[:5]}")
+                    f"initializers nothing reads: {unread[:5]}, nodes nothing reads: {dead[:5]}")
         k = len(self.exits)
         feeds = self.feeds()
         res = self.compare("above-one", feeds, self.knobs([ABOVE] * k), against="original", want_index=k + 1)
