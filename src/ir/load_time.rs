@@ -25,13 +25,17 @@ pub struct StoredTensors<'a> {
 /// Evaluates `v` to a tensor (little-endian raw data, named as the value),
 /// or says which node keeps it from being known at load time.
 pub fn evaluate(graph: &Graph, v: ValueId, stored: &StoredTensors) -> Result<TensorProto, String> {
-    let (elem, dims, bytes) = eval(graph, v, stored)?;
+    Ok(named_tensor(graph, v, eval(graph, v, stored)?))
+}
+
+/// `raw` as a tensor named as `v`.
+fn named_tensor(graph: &Graph, v: ValueId, (elem, dims, bytes): Raw) -> TensorProto {
     let mut t = TensorProto::new();
     t.set_name(graph.value(v).name.clone());
     t.set_data_type(elem.0);
     t.dims = dims;
     t.set_raw_data(bytes.into());
-    Ok(t)
+    t
 }
 
 type Raw = (ElemType, Vec<i64>, Vec<u8>);
@@ -117,13 +121,7 @@ fn eval(graph: &Graph, v: ValueId, stored: &StoredTensors) -> Result<Raw, String
 /// number: a size the model fixes (its hidden width, a head count) however
 /// the model computes it, from constants or from a `Shape`.
 pub fn folded_tensor(graph: &Graph, v: ValueId) -> Option<TensorProto> {
-    let (elem, dims, bytes) = folded_ints(graph, v)?;
-    let mut t = TensorProto::new();
-    t.set_name(graph.value(v).name.clone());
-    t.set_data_type(elem.0);
-    t.dims = dims;
-    t.set_raw_data(bytes.into());
-    Some(t)
+    Some(named_tensor(graph, v, folded_ints(graph, v)?))
 }
 
 /// An integer tensor whose every element shape inference folded (exporters'
