@@ -206,6 +206,18 @@ fn real_transformer_exports_fold_into_one_loop() {
                 printed.contains(&body_node("Gather_1")),
                 "the batch size is not read:\n{printed}"
             );
+            // The if form's copies of the same chains are constants too.
+            let printed = eexc(&["print", "--elide-data-over", "16", iff.to_str().unwrap()]);
+            let printed = String::from_utf8(printed.stdout).unwrap();
+            let node = |n: &str| format!("[\"/encoder/layers.1/self_attn/{n}\"]");
+            assert!(
+                !printed.contains(&node("Gather_2")),
+                "the width (64) is computed:\n{printed}"
+            );
+            assert!(
+                printed.contains(&node("Gather_1")),
+                "the batch size is not read:\n{printed}"
+            );
         }
     }
 }

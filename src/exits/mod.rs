@@ -13,15 +13,16 @@ pub mod repeat;
 pub mod time;
 pub mod weights;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::analysis::classifier::{ClassifierError, find_classifier};
 use crate::analysis::cost::graph_cost;
-use crate::ir::{IrError, Model};
+use crate::ir::{Graph, IrError, Model};
 use crate::onnx::OnnxError;
-use crate::onnx::proto::ModelProto;
+use crate::onnx::proto::{ModelProto, TensorProto};
 pub use contract::{
     EXIT_INDEX, ExitMeta, ExitsMetadata, METADATA_KEY, exit_output_name, knob_names, metadata_of, read_metadata,
     write_metadata,
@@ -345,6 +346,19 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         }
         None => None,
     };
+    if let Some(g) = out.graph.as_mut() {
+        crate::transform::replace_known_values(g, &known_values(graph));
+        // What computed them and nothing else reads: their Constants and Shapes.
+        let shape_arithmetic: std::collections::HashSet<&str> = graph
+            .value_ids()
+            .map(|v| graph.value(v))
+            .filter(|v| v.is_constant || v.folded.is_some())
+            .map(|v| v.name.as_str())
+            .collect();
+        crate::transform::drop_unread_nodes_everywhere(g, &|n| {
+            n.output.iter().all(|o| shape_arithmetic.contains(o.as_str()))
+        });
+    }
     // Last, so that the heads' and fusion's new constants move too.
     crate::transform::placement::place_constants(&mut out);
     let mut warnings = Vec::new();
@@ -491,4 +505,19 @@ fn put_weights_back(model: &mut ModelProto, originals: Vec<crate::onnx::proto::T
     debug_assert!(g.initializer.len() >= n);
     debug_assert!(g.initializer.iter().zip(&originals).all(|(a, b)| a.name == b.name));
     g.initializer.splice(0..n.min(g.initializer.len()), originals);
+}
+
+/// The values of the original graph that are computed at run time but whose
+/// contents shape inference knows as numbers (integer shape arithmetic).
+fn known_values(graph: &Graph) -> HashMap<String, TensorProto> {
+    graph
+        .value_ids()
+        .filter(|&v| !graph.value(v).is_constant && graph.producer(v).is_some())
+        .filter_map(|v| {
+            Some((
+                graph.value(v).name.clone(),
+                crate::ir::load_time::folded_tensor(graph, v)?,
+            ))
+        })
+        .collect()
 }
