@@ -34,12 +34,16 @@ pub struct NarrowCut {
 /// All narrow cuts of `graph`, in topological order. Graph outputs are not
 /// candidates (nothing is left to skip after them).
 pub fn narrow_cuts(graph: &Graph, cost: &GraphCost) -> Vec<NarrowCut> {
+    narrow_cuts_beside(graph, cost, &context_values(graph, cost))
+}
+
+/// [`narrow_cuts`] for a caller that has [`context_values`] already.
+pub fn narrow_cuts_beside(graph: &Graph, cost: &GraphCost, context: &[bool]) -> Vec<NarrowCut> {
     let total_flops = cost.total.flops.max(1);
     let mut is_output = vec![false; graph.values.len()];
     for o in &graph.outputs {
         is_output[o.0] = true;
     }
-    let context = context_values(graph, cost);
     let mut in_prefix = vec![false; graph.nodes.len()];
     let mut stack = Vec::new();
     let mut cuts = Vec::new();
@@ -50,7 +54,7 @@ pub fn narrow_cuts(graph: &Graph, cost: &GraphCost) -> Vec<NarrowCut> {
                 continue;
             }
             mark_ancestors(graph, producer, &mut in_prefix, &mut stack);
-            if let Some(context) = crossing_context(graph, &in_prefix, &is_output, value, &context) {
+            if let Some(context) = crossing_context(graph, &in_prefix, &is_output, value, context) {
                 let prefix_flops = (0..graph.nodes.len())
                     .filter(|&i| in_prefix[i])
                     .fold(0u64, |acc, i| acc.saturating_add(cost.nodes[i].cost.flops));

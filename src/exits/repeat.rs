@@ -15,7 +15,7 @@ use protobuf::Message;
 
 use super::plan::split_at;
 use crate::analysis::cost::GraphCost;
-use crate::analysis::cuts::{context_values, narrow_cuts};
+use crate::analysis::cuts::{context_values, narrow_cuts_beside};
 use crate::ir::{Graph, NodeId, ValueId};
 
 /// One repeated layer: its nodes (topological order, context excluded) and
@@ -59,7 +59,7 @@ pub fn find_repeated_run(graph: &Graph, cost: &GraphCost) -> Option<RepeatedRun>
     // A cut that is itself context (the mask's own chain) is a side
     // branch, not a place on the trunk where a layer starts.
     cuts.extend(
-        narrow_cuts(graph, cost)
+        narrow_cuts_beside(graph, cost, &context)
             .iter()
             .map(|c| c.value)
             .filter(|v| !context[v.0]),

@@ -137,7 +137,8 @@ fn folded_ints(graph: &Graph, v: ValueId) -> Option<Raw> {
         .iter()
         .map(super::Dim::known)
         .collect::<Option<_>>()?;
-    if dims.iter().product::<i64>() != i64::try_from(ints.len()).ok()? {
+    // A declared size can be anything a file says: count without overflow.
+    if dims.iter().try_fold(1i64, |n, &d| n.checked_mul(d))? != i64::try_from(ints.len()).ok()? {
         return None;
     }
     let bytes = match ty.elem {
