@@ -246,7 +246,7 @@ fn exits_metadata_that_disagrees_with_the_graph() {
         list.truncate(1);
     }
     meta.cost.exit_elements.truncate(1);
-    eexc::exits::write_metadata(&mut model, &meta);
+    eexc::exits::write_metadata(&mut model, &meta).expect("metadata written");
     let bad = write(dir.path(), "one_exit_listed.onnx", &model.write_to_bytes().unwrap());
     let b = bad.to_str().unwrap();
     let calib = testdata("digits/calib_x.npy");

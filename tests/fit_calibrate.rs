@@ -710,8 +710,9 @@ fn calibration_respects_its_target_in_repeated_random_splits() {
     let dir = tempfile::tempdir().unwrap();
     let ee = early_exit_model(dir.path());
     let rows_of = |file: &str| eexc::runtime::pass::PassSource::Rows(digits(file));
-    let a = run_exits(&ee, &rows_of("calib_x.npy"), None, 64, None).unwrap();
-    let b = run_exits(&ee, &rows_of("test_x.npy"), None, 64, None).unwrap();
+    let model = || eexc::onnx::load_model_for_transform(&ee).unwrap();
+    let a = run_exits(model(), &rows_of("calib_x.npy"), None, 64, None).unwrap();
+    let b = run_exits(model(), &rows_of("test_x.npy"), None, 64, None).unwrap();
     let rows = a.full_pred.len() + b.full_pred.len();
     let logits: Vec<Vec<f32>> = a
         .exit_logits

@@ -4,18 +4,16 @@
 //! each head runs on all rows. Compact models' row compaction becomes an
 //! identity; a multi-output model already is flat.
 
-use std::collections::HashSet;
-
 use crate::exits::{ExitsMetadata, Mode};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::transform::patch::ModelPatch;
 
 /// The flat model and its outputs: exit 1..K logits, then the full model's
 /// prediction.
 pub fn flat_model(model: &ModelProto, meta: &ExitsMetadata) -> Result<(ModelProto, Vec<String>), String> {
     let g = model.graph.as_ref().ok_or("the model has no graph")?;
     let mut outputs: Vec<String> = meta.exits.iter().map(|e| e.logits_output.clone()).collect();
-    let mut flat = model.clone();
-    let fg = flat.graph.as_mut().expect("checked above");
+    let mut patch = ModelPatch::new();
     match meta.mode {
         Mode::Multi => {
             let first = g.output.first().ok_or("the model has no outputs")?;
@@ -23,10 +21,15 @@ pub fn flat_model(model: &ModelProto, meta: &ExitsMetadata) -> Result<(ModelProt
         }
         Mode::If | Mode::Compact => {
             let mut nodes = Vec::new();
+            let mut initializers = Vec::new();
             let mut final_prediction = None;
-            unroll(&g.node, &mut nodes, &mut fg.initializer, &mut final_prediction);
+            unroll(&g.node, &mut nodes, &mut initializers, &mut final_prediction);
             outputs.push(final_prediction.ok_or("no eexc If found in the model")?);
-            fg.node = prune(nodes, &outputs);
+            patch.main.remove_all_nodes(g.node.len());
+            patch.main.append_nodes(nodes);
+            patch.main.add_initializers(initializers);
+            // Only what the outputs need: the `then` branches' tails go.
+            patch.main.remove_unread_nodes(|_| true);
         }
         Mode::Loop => {
             return Err(format!(
@@ -35,14 +38,18 @@ pub fn flat_model(model: &ModelProto, meta: &ExitsMetadata) -> Result<(ModelProt
             ));
         }
     }
-    fg.output = outputs
-        .iter()
-        .map(|o| {
-            let mut v = ValueInfoProto::new();
-            v.set_name(o.clone());
-            v
-        })
-        .collect();
+    patch.main.set_outputs(
+        outputs
+            .iter()
+            .map(|o| {
+                let mut v = ValueInfoProto::new();
+                v.set_name(o.clone());
+                v
+            })
+            .collect(),
+    );
+    let mut flat = model.clone();
+    patch.apply(&mut flat).map_err(|e| e.to_string())?;
     Ok((flat, outputs))
 }
 
@@ -105,22 +112,4 @@ fn unroll(
             out.push(n.clone());
         }
     }
-}
-
-/// Keeps the nodes the outputs need (reading subgraphs' outer names too).
-fn prune(nodes: Vec<NodeProto>, outputs: &[String]) -> Vec<NodeProto> {
-    let mut needed: HashSet<String> = outputs.iter().cloned().collect();
-    let mut keep = vec![false; nodes.len()];
-    for (i, n) in nodes.iter().enumerate().rev() {
-        if n.output.iter().any(|o| needed.contains(o)) {
-            keep[i] = true;
-            crate::onnx::names_read(n, &mut needed);
-        }
-    }
-    nodes
-        .into_iter()
-        .zip(keep)
-        .filter(|(_, k)| *k)
-        .map(|(n, _)| n)
-        .collect()
 }

@@ -49,6 +49,8 @@ pub enum CalibrateError {
     },
     #[error("{0}")]
     BadOption(String),
+    #[error(transparent)]
+    Patch(#[from] crate::transform::patch::PatchError),
 }
 
 #[derive(Debug, Clone)]
@@ -557,7 +559,7 @@ pub struct ExitChoice {
 /// (power.rs; in the cost model's time term or its FLOPs), the best move
 /// first.
 pub fn choose_exits(
-    variants: &[PathBuf],
+    variants: Vec<crate::onnx::LoadedModel>,
     options: &CalibrateOptions,
     objective: Objective,
     keep_all: bool,
@@ -571,8 +573,8 @@ pub fn choose_exits(
     check_procedure(procedure, options.has_labels()?)?;
     let bounds = bounds_for(procedure)?;
     let runs = variants
-        .iter()
-        .map(|p| run_exits(p, &options.source, options.labels.as_deref(), options.batch, None))
+        .into_iter()
+        .map(|m| run_exits(m, &options.source, options.labels.as_deref(), options.batch, None))
         .collect::<Result<Vec<_>, _>>()?;
     let first = &runs[0];
     if runs.iter().any(|r| {
@@ -761,12 +763,14 @@ pub struct RunOutputs {
     pub labels: Option<Vec<usize>>,
 }
 
-/// The early-exit model at `path`, its metadata, and its pass model: the
-/// flat form, in which every head runs on every row.
-fn exits_pass_model(path: &Path) -> Result<(crate::onnx::LoadedModel, ExitsMetadata, PassModel), CalibrateError> {
-    let (loaded, meta) = crate::runtime::load_exits_model(path)?;
+/// The early-exit model, its metadata, and its pass model: the flat form,
+/// in which every head runs on every row.
+fn exits_pass_model(
+    loaded: crate::onnx::LoadedModel,
+) -> Result<(crate::onnx::LoadedModel, ExitsMetadata, PassModel), CalibrateError> {
+    let (loaded, meta) = crate::runtime::exits_model(loaded)?;
     let (flat, outputs) = flatten::flat_model(&loaded.proto, &meta).map_err(|reason| RunError::Model {
-        path: path.to_path_buf(),
+        path: loaded.path.clone(),
         reason,
     })?;
     let pass = PassModel::new(flat, outputs, "calibrate")?;
@@ -776,24 +780,35 @@ fn exits_pass_model(path: &Path) -> Result<(crate::onnx::LoadedModel, ExitsMetad
 /// Writes the pass model of calibrating the early-exit model at `path` to
 /// `out`, for a runtime elsewhere to run over the rows.
 pub fn write_pass_model(path: &Path, out: &Path) -> Result<PassModel, CalibrateError> {
-    let (loaded, _, pass) = exits_pass_model(path)?;
+    let (loaded, _, pass) = exits_pass_model(load(path)?)?;
     pass.save(out, Some(&loaded.base_dir))?;
     Ok(pass)
 }
 
-/// Loads an eexc model and runs its flat form over the rows of `source`
-/// (or reads the shards of its outputs); `labels`: a file of the rows'
-/// labels, when the shards do not carry them.
+/// Loads the model at `path` as every command that reads one does.
+fn load(path: &Path) -> Result<crate::onnx::LoadedModel, CalibrateError> {
+    crate::onnx::load_model_for_transform(path).map_err(|e| {
+        CalibrateError::Run(RunError::Model {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Runs an eexc model's flat form over the rows of `source` (or reads the
+/// shards of its outputs); `labels`: a file of the rows' labels, when the
+/// shards do not carry them.
 pub fn run_exits(
-    path: &Path,
+    loaded: crate::onnx::LoadedModel,
     source: &PassSource,
     labels: Option<&Path>,
     batch: usize,
     save_outputs: Option<&Path>,
 ) -> Result<RunOutputs, CalibrateError> {
-    let (loaded, meta, pass) = exits_pass_model(path)?;
+    let (loaded, meta, pass) = exits_pass_model(loaded)?;
+    let path = loaded.path.clone();
     let bad = |reason: String| RunError::Model {
-        path: path.to_path_buf(),
+        path: path.clone(),
         reason,
     };
     let run = PassRun {
@@ -834,12 +849,21 @@ pub struct Calibrated {
 }
 
 pub fn calibrate(path: &Path, options: &CalibrateOptions) -> Result<Calibrated, CalibrateError> {
+    calibrate_model(load(path)?, options)
+}
+
+/// [`calibrate`] on a model already loaded: what compile chains in memory.
+pub fn calibrate_model(
+    loaded: crate::onnx::LoadedModel,
+    options: &CalibrateOptions,
+) -> Result<Calibrated, CalibrateError> {
     let procedure = &options.procedure;
     let epsilon = procedure.target.epsilon();
     // Checked here too, so that no model runs for nothing.
     check_procedure(procedure, options.has_labels()?)?;
+    let path = loaded.path.clone();
     let run = run_exits(
-        path,
+        loaded,
         &options.source,
         options.labels.as_deref(),
         options.batch,
@@ -936,14 +960,14 @@ fn write_knobs(
     report: &CalibrationReport,
 ) -> Result<(), CalibrateError> {
     let mut meta = meta.clone();
-    let g = model.graph.as_mut().expect("loaded models have a graph");
+    let mut patch = crate::transform::patch::ModelPatch::new();
     for (i, e) in meta.exits.iter_mut().enumerate() {
         e.threshold = outcome.chosen.thresholds[i] as f32;
         e.temperature = outcome.temperatures[i] as f32;
         for (name, value) in [(&e.threshold_input, e.threshold), (&e.temperature_input, e.temperature)] {
-            if let Some(t) = g.initializer.iter_mut().find(|t| t.name() == name.as_str()) {
-                *t = crate::transform::builder::tensor_f32(name, &[], &[value]);
-            }
+            patch
+                .main
+                .set_initializer(crate::transform::builder::tensor_f32(name, &[], &[value]));
         }
     }
     meta.calibration = Some(serde_json::json!({
@@ -958,7 +982,8 @@ fn write_knobs(
         "p_value": report.chosen.p_value,
         "guarantee": report.guarantee,
     }));
-    crate::exits::write_metadata(model, &meta);
+    crate::exits::contract::record_metadata(&mut patch, &meta);
+    patch.apply(model)?;
     Ok(())
 }
 

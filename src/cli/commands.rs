@@ -215,7 +215,6 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         quantize_heads: a.quantize_heads,
         dims: a.dims.values,
     };
-    let work = tempfile::tempdir().context("creating a scratch folder")?;
     println!(
         "a certificate at {}% with δ = {} needs at least {} calibration rows ({}% of them choose the candidates, the rest test them)",
         100.0 * options.procedure.target.epsilon(),
@@ -223,7 +222,7 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         options.procedure.rows_needed(),
         100.0 * options.procedure.split.choosing_share
     );
-    let (model, mut report) = crate::compile::compile(&a.model, &options, work.path())?;
+    let (model, mut report) = crate::compile::compile(&a.model, &options)?;
     let write_report = |report: &crate::compile::CompileReport| -> anyhow::Result<()> {
         if let Some(r) = &a.report {
             let json = serde_json::to_vec_pretty(report).context("encoding the report")?;
@@ -334,7 +333,6 @@ pub fn optimize(a: OptimizeArgs) -> anyhow::Result<()> {
     }
     let report = crate::fuse::fuse_model(&mut model, crate::fuse::Regions::Whole, &options, &knobs)
         .with_context(|| format!("{}", a.model.display()))?;
-    crate::transform::placement::place_constants(&mut model);
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
     crate::onnx::save_model(&model, &out, Some(&loaded.base_dir))?;
     if let Some(r) = &a.report {

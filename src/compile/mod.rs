@@ -172,34 +172,30 @@ impl CompileReport {
     }
 }
 
-/// Runs the pipeline; returns the calibrated model and the report. `work`
-/// is a scratch folder for the intermediate files.
-pub fn compile(
-    model: &Path,
-    options: &CompileOptions,
-    work: &Path,
-) -> Result<(ModelProto, CompileReport), CompileError> {
+/// Runs the pipeline, every stage on the previous one's values in memory;
+/// returns the calibrated model and the report.
+pub fn compile(model: &Path, options: &CompileOptions) -> Result<(ModelProto, CompileReport), CompileError> {
     if !(0.1..=0.9).contains(&options.fit_share) {
         return Err(CompileError::BadOption("--fit-share must be in [0.1, 0.9]".into()));
     }
     let needed = options.procedure.rows_needed();
     let split = match &options.calibration {
         Some((x, y)) => DataSplit {
-            fit_x: options.data.clone(),
-            fit_y: options.labels.clone(),
-            calib_x: x.clone(),
-            calib_y: y.clone(),
+            fit: PassSource::Rows(options.data.clone()),
+            fit_labels: options.labels.clone(),
+            calib: PassSource::Rows(x.clone()),
+            calib_labels: y.clone(),
             fit_rows: crate::runtime::Samples::open(&options.data)?.rows(),
             calib_rows: crate::runtime::Samples::open(x)?.rows(),
         },
-        None => split_rows(options, work, needed)?,
+        None => split_rows(options, needed)?,
     };
     // Refused before any head is fitted.
     options.procedure.check_rows(split.calib_rows)?;
     let fit_options = FitOptions {
-        source: PassSource::Rows(split.fit_x.clone()),
+        source: split.fit.clone(),
         save_outputs: None,
-        labels: split.fit_y.clone(),
+        labels: split.fit_labels.clone(),
         // Heads learn what the target measures them against: the labels
         // for the accuracy drop, the full model for the disagreement.
         label_weight: match options.procedure.target {
@@ -214,7 +210,9 @@ pub fn compile(
         held_out: 0.2,
         dims: options.dims.clone(),
     };
-    let variants = fit_variants(model, options, &fit_options)?;
+    // Loaded once; every stage below works on a copy, in memory.
+    let original = crate::fit::load(model)?;
+    let variants = fit_variants(&original, options, &fit_options)?;
     let fit_report = variants[0].1.clone();
     let other_fits: Vec<FitReport> = variants[1..].iter().map(|(_, r)| r.clone()).collect();
     // Which exits pay, and with which head, is decided on the calibration
@@ -226,16 +224,15 @@ pub fn compile(
     let choice = if variants.len() == 1 && (options.keep_exits || cuts <= 1) {
         None
     } else {
-        let paths = variants
+        let models = variants
             .iter()
-            .enumerate()
-            .map(|(v, (heads, report))| {
+            .map(|(heads, report)| {
                 let every: Vec<_> = heads.iter().cloned().zip(report.exits.iter().cloned()).collect();
-                insert(model, options, &work.join(format!("variant{v}")), &every, report).map(|(_, p)| p)
+                insert(&original, options, &every, report).map(|(_, m)| m)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Some(crate::calibrate::choose_exits(
-            &paths,
+            models,
             &calibrate_options(options, &split),
             options.objective,
             options.keep_exits,
@@ -247,14 +244,7 @@ pub fn compile(
         .into_iter()
         .map(|(j, v)| (variants[v].0[j].clone(), variants[v].1.exits[j].clone()))
         .collect();
-    let (model_out, calibrated, inserted) = insert_and_calibrate(model, options, work, &split, &kept, &fit_report)?;
-    // The heads came from a scratch file: the metadata says where they came
-    // from instead, so that the same inputs give the same bytes.
-    let mut model_out = model_out;
-    if let Some(Ok(mut meta)) = crate::exits::read_metadata(&model_out) {
-        meta.weights = format!("fit by eexc compile on {} rows", split.fit_rows);
-        crate::exits::write_metadata(&mut model_out, &meta);
-    }
+    let (model_out, calibrated, inserted) = insert_and_calibrate(&original, options, &split, &kept, &fit_report)?;
     let mut calibrated = calibrated;
     calibrated.model = model.display().to_string();
     let exits_tried = choice.map(|c| c.verdicts).unwrap_or_default();
@@ -285,7 +275,7 @@ pub fn compile(
 /// does not fit (no grid on a 1×1 map) keeps its global pool in that
 /// variant.
 fn fit_variants(
-    model: &Path,
+    model: &crate::onnx::LoadedModel,
     options: &CompileOptions,
     fit_options: &FitOptions,
 ) -> Result<Vec<(Vec<crate::exits::head::HeadWeights>, FitReport)>, CompileError> {
@@ -295,7 +285,7 @@ fn fit_variants(
             h.name()
         )));
     }
-    let (heads, report) = crate::fit::fit(model, fit_options)?;
+    let (heads, report) = crate::fit::fit_model(model.clone(), fit_options)?;
     let gap = HeadKind::GapLinear.name();
     if options.head != HeadKind::Auto || !report.exits.iter().any(|e| e.head == gap) {
         return Ok(vec![(heads, report)]);
@@ -327,7 +317,7 @@ fn fit_variants(
             selection: ExitSelection::At(names),
             ..fit_options.clone()
         };
-        variants.push(crate::fit::fit(model, &options)?);
+        variants.push(crate::fit::fit_model(model.clone(), &options)?);
     }
     Ok(variants)
 }
@@ -343,44 +333,32 @@ const FOUR_D_VARIANTS: [HeadKind; 4] = [
 /// What compile's calibration runs with.
 fn calibrate_options(options: &CompileOptions, split: &DataSplit) -> CalibrateOptions {
     CalibrateOptions {
-        source: PassSource::Rows(split.calib_x.clone()),
+        source: split.calib.clone(),
         save_outputs: None,
-        labels: split.calib_y.clone(),
+        labels: split.calib_labels.clone(),
         batch: options.batch,
         procedure: options.procedure,
     }
 }
 
-/// Inserts the exits `kept` (indices into the fitted heads) and writes the
-/// early-exit model to `work`; returns its summary and path.
+/// Inserts the fitted heads `exits` (exit k of the result is the k-th of
+/// them) into the original model; returns the summary and the early-exit
+/// model, in memory, its external data (if any) still beside the original.
 fn insert(
-    model: &Path,
+    original: &crate::onnx::LoadedModel,
     options: &CompileOptions,
-    work: &Path,
     exits: &[(crate::exits::head::HeadWeights, crate::fit::FittedExit)],
     fit_report: &FitReport,
-) -> Result<(crate::exits::ExitSummary, PathBuf), CompileError> {
-    std::fs::create_dir_all(work).map_err(|e| CompileError::Io(format!("{}: {e}", work.display())))?;
-    let heads_path = work.join("heads.safetensors");
-    let kept_heads: Vec<_> = exits.iter().map(|(h, _)| h.clone()).collect();
-    // Numbered 1..k again: the file's keys are the exits of the model
-    // inserted from it, whichever were dropped.
-    let kept_exits: Vec<_> = exits
-        .iter()
-        .enumerate()
-        .map(|(k, (_, e))| crate::fit::FittedExit {
-            index: k + 1,
-            ..e.clone()
-        })
-        .collect();
-    crate::fit::save_heads(&heads_path, &kept_heads, &kept_exits, fit_report)?;
-
+) -> Result<(crate::exits::ExitSummary, crate::onnx::LoadedModel), CompileError> {
     let exit_options = ExitOptions {
         // Each exit with the head it was fitted with.
-        selection: ExitSelection::At(kept_exits.iter().map(|e| format!("{}:{}", e.tensor, e.head)).collect()),
+        selection: ExitSelection::At(exits.iter().map(|(_, e)| format!("{}:{}", e.tensor, e.head)).collect()),
         mode: options.mode,
         head: options.head,
-        weights: WeightSource::File(heads_path),
+        weights: WeightSource::Fitted {
+            heads: exits.iter().map(|(h, _)| h.clone()).collect(),
+            origin: format!("fit by eexc compile on {} rows", fit_report.rows),
+        },
         confidence: options.confidence,
         thresholds: Vec::new(),
         temperatures: Vec::new(),
@@ -391,32 +369,36 @@ fn insert(
         quantize_heads: options.quantize_heads,
         dims: options.dims.clone(),
     };
-    let (ee, inserted) = crate::exits::insert_exits(model, &exit_options)?;
-    let ee_path = work.join("early_exit.onnx");
-    let source_dir = model.parent().unwrap_or(Path::new("."));
-    crate::onnx::save_model(&ee, &ee_path, Some(source_dir)).map_err(|e| CompileError::Io(e.to_string()))?;
-    Ok((inserted, ee_path))
+    let (proto, inserted) = crate::exits::insert_exits_into(original.clone(), &exit_options)?;
+    let early_exit = crate::onnx::LoadedModel {
+        proto,
+        // What messages about it name: the model it was made from.
+        path: original.path.clone(),
+        ..original.clone()
+    };
+    Ok((inserted, early_exit))
 }
 
 /// Inserts the exits `kept` and calibrates them.
 fn insert_and_calibrate(
-    model: &Path,
+    original: &crate::onnx::LoadedModel,
     options: &CompileOptions,
-    work: &Path,
     split: &DataSplit,
     exits: &[(crate::exits::head::HeadWeights, crate::fit::FittedExit)],
     fit_report: &FitReport,
 ) -> Result<(ModelProto, CalibrationReport, Option<crate::fuse::FuseReport>), CompileError> {
-    let (inserted, ee_path) = insert(model, options, work, exits, fit_report)?;
-    let calibrated = crate::calibrate::calibrate(&ee_path, &calibrate_options(options, split))?;
+    let (inserted, early_exit) = insert(original, options, exits, fit_report)?;
+    let calibrated = crate::calibrate::calibrate_model(early_exit, &calibrate_options(options, split))?;
     Ok((calibrated.model, calibrated.report, inserted.fusion))
 }
 
+/// The rows heads are fitted on and the rows calibration tests on.
 struct DataSplit {
-    fit_x: PathBuf,
-    fit_y: Option<PathBuf>,
-    calib_x: PathBuf,
-    calib_y: Option<PathBuf>,
+    fit: PassSource,
+    /// Label files; rows split in memory carry their own.
+    fit_labels: Option<PathBuf>,
+    calib: PassSource,
+    calib_labels: Option<PathBuf>,
     fit_rows: usize,
     calib_rows: usize,
 }
@@ -424,10 +406,10 @@ struct DataSplit {
 /// The fewest rows the heads are fitted on when compile splits --data.
 const MIN_FIT_ROWS: usize = 20;
 
-/// Writes the two parts of the data (and labels) as .npy files in `work`:
-/// the calibration part gets its share of the rows, and at least the
-/// `needed` rows a certificate needs; the heads are fitted on the rest.
-fn split_rows(options: &CompileOptions, work: &Path, needed: usize) -> Result<DataSplit, CompileError> {
+/// Splits the rows of --data (and their labels), in memory: the
+/// calibration part gets its share of the rows, and at least the `needed`
+/// rows a certificate needs; the heads are fitted on the rest.
+fn split_rows(options: &CompileOptions, needed: usize) -> Result<DataSplit, CompileError> {
     let mut samples = crate::runtime::Samples::open(&options.data)?;
     let rows = samples.rows();
     let all = samples.next_rows(0, rows)?;
@@ -448,29 +430,25 @@ fn split_rows(options: &CompileOptions, work: &Path, needed: usize) -> Result<Da
     }
     let order = crate::fit::seeded_permutation(rows, options.seed ^ 0x0C04_D11E);
     let (fit_idx, calib_idx) = order.split_at(fit_rows);
-    let write = |name: &str, idx: &[usize]| -> Result<PathBuf, CompileError> {
+    let part = |what: &str, idx: &[usize]| {
         let mut shape = samples.shape.clone();
         shape[0] = idx.len();
-        let data: Vec<f32> = idx
+        let values: Vec<f32> = idx
             .iter()
             .flat_map(|&r| all[r * row_len..(r + 1) * row_len].iter().copied())
             .collect();
-        let path = work.join(name);
-        crate::runtime::write_npy(&path, &shape, &data)?;
-        Ok(path)
-    };
-    let write_labels = |name: &str, idx: &[usize]| -> Result<Option<PathBuf>, CompileError> {
-        let Some(l) = &labels else { return Ok(None) };
-        let values: Vec<i64> = idx.iter().map(|&r| l[r] as i64).collect();
-        let path = work.join(name);
-        crate::runtime::write_npy(&path, &[values.len()], &values)?;
-        Ok(Some(path))
+        PassSource::Memory(std::sync::Arc::new(crate::runtime::MemoryRows {
+            name: PathBuf::from(format!("{} ({what} rows)", options.data.display())),
+            shape,
+            values,
+            labels: labels.as_ref().map(|l| idx.iter().map(|&r| l[r] as i64).collect()),
+        }))
     };
     Ok(DataSplit {
-        fit_x: write("fit_x.npy", fit_idx)?,
-        fit_y: write_labels("fit_y.npy", fit_idx)?,
-        calib_x: write("calib_x.npy", calib_idx)?,
-        calib_y: write_labels("calib_y.npy", calib_idx)?,
+        fit: part("fitting", fit_idx),
+        fit_labels: None,
+        calib: part("calibration", calib_idx),
+        calib_labels: None,
         fit_rows: fit_idx.len(),
         calib_rows: calib_idx.len(),
     })

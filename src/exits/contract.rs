@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::decision::{Confidence, Knobs};
 use super::{HeadKind, Mode, cost};
-use crate::onnx::proto::{ModelProto, StringStringEntryProto};
+use crate::onnx::proto::ModelProto;
+use crate::transform::patch::{ModelPatch, PatchError};
 
 /// Key of the model metadata entry describing the exits.
 pub const METADATA_KEY: &str = "eexc.exits";
@@ -93,18 +94,16 @@ pub struct ExitsMetadata {
     pub calibration: Option<serde_json::Value>,
 }
 
-/// Sets (or replaces) one metadata entry of the model.
-pub fn set_metadata(model: &mut ModelProto, key: &str, value: &str) {
-    model.metadata_props.retain(|kv| kv.key() != key);
-    let mut kv = StringStringEntryProto::new();
-    kv.set_key(key.into());
-    kv.set_value(value.into());
-    model.metadata_props.push(kv);
+/// Records the `eexc.exits` metadata in `patch` (replacing what the model has).
+pub fn record_metadata(patch: &mut ModelPatch, meta: &ExitsMetadata) {
+    patch.set_metadata(METADATA_KEY, serde_json::to_string(meta).unwrap_or_default());
 }
 
 /// Writes (or replaces) the `eexc.exits` metadata.
-pub fn write_metadata(model: &mut ModelProto, meta: &ExitsMetadata) {
-    set_metadata(model, METADATA_KEY, &serde_json::to_string(meta).unwrap_or_default());
+pub fn write_metadata(model: &mut ModelProto, meta: &ExitsMetadata) -> Result<(), PatchError> {
+    let mut patch = ModelPatch::new();
+    record_metadata(&mut patch, meta);
+    patch.apply(model)
 }
 
 /// The `eexc.exits` metadata, or why the model has none usable (also when

@@ -15,6 +15,7 @@ use crate::onnx::proto::{
     GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
 };
 use crate::transform::builder::{GraphBuilder, attr_graph, attr_int, attr_ints, tensor_f32, type_proto, value_info};
+use crate::transform::patch::ModelPatch;
 
 /// Everything emission needs about the source model.
 pub struct EmitContext<'a> {
@@ -127,7 +128,7 @@ impl EmitContext<'_> {
             };
             n.output = vec![output.clone()];
             n.set_name(b.fresh(&format!("eexc_exit{exit}_{}", orig.op_type())));
-            b.nodes.push(n);
+            b.add_node(n);
             current = output;
         }
     }
@@ -145,18 +146,17 @@ impl EmitContext<'_> {
         (inits, inputs)
     }
 
-    /// IR < 4 requires every initializer to be listed as a graph input.
-    fn list_initializers_as_inputs(&self, g: &mut GraphProto, inits: &[TensorProto]) {
-        if self.proto.ir_version() >= 4 {
-            return;
-        }
-        let listed: HashSet<String> = g.input.iter().map(|i| i.name().to_string()).collect();
-        for t in inits {
-            if !listed.contains(t.name()) {
-                let ty = TensorType::known_dims(crate::onnx::dtype::ElemType(t.data_type()), &t.dims);
-                g.input.push(value_info(t.name(), type_proto(&ty)));
-            }
-        }
+    /// Exit k's decision on its logits `z`, reading its own knobs.
+    fn decision(&self, b: &mut GraphBuilder, k: usize, z: &str, options: &ExitOptions) -> super::decision::Decision {
+        build_decision(
+            b,
+            &format!("eexc_exit{k}"),
+            z,
+            self.classifier.classes,
+            options.confidence,
+            &knobs(k),
+            &options.never_exit_classes,
+        )
     }
 
     /// Multi mode: the original graph untouched, plus each exit's head and
@@ -194,7 +194,7 @@ impl EmitContext<'_> {
             // multi model trains and calibrates them).
             let mut point = point.clone();
             self.hand_over_channels_last(&mut b, k, &mut point);
-            let tag_start = b.nodes.len();
+            let tag_start = b.node_count();
             let z = build_head(
                 &mut b,
                 k,
@@ -204,15 +204,7 @@ impl EmitContext<'_> {
                 self.quantize_heads,
             );
             if let Some(options) = decisions {
-                let d = build_decision(
-                    &mut b,
-                    &format!("eexc_exit{k}"),
-                    &z,
-                    self.classifier.classes,
-                    options.confidence,
-                    &knobs(k),
-                    &options.never_exit_classes,
-                );
+                let d = self.decision(&mut b, k, &z, options);
                 // Outputs here, so that nothing counts the decision as dead
                 // code (the If that reads it in the real model is not built).
                 let bool_of = |shape: Option<Vec<Dim>>| {
@@ -231,17 +223,16 @@ impl EmitContext<'_> {
             outputs.push(value_info(&z, self.logits_type()));
         }
         let mut model = self.proto.clone();
-        let inits = b.take_initializers();
-        let g = model.graph.as_mut().expect("model has a graph");
-        g.node.extend(b.nodes);
-        g.output.extend(outputs);
+        let mut patch = ModelPatch::new();
+        patch.main.add_initializers(b.take_initializers());
+        patch.main.append_nodes(b.into_nodes());
+        patch.main.add_outputs(outputs);
         if let Some(options) = decisions {
             let (knob_inits, knob_inputs) = self.knob_initializers(options);
-            g.input.extend(knob_inputs);
-            g.initializer.extend(knob_inits);
+            patch.main.add_inputs(knob_inputs);
+            patch.main.add_initializers(knob_inits);
         }
-        self.list_initializers_as_inputs(g, &inits);
-        g.initializer.extend(inits);
+        patch.apply(&mut model)?;
         Ok(model)
     }
 
@@ -275,7 +266,7 @@ impl EmitContext<'_> {
         let out_type = self.output_type()?;
         let mut b = GraphBuilder::new(names, self.opset);
         for &c in &self.plan.constant_nodes {
-            b.nodes.push(self.original_node(c).clone());
+            b.add_node(self.original_node(c).clone());
         }
         let level_outputs = vec![out_name.clone(), EXIT_INDEX.to_string()];
         let scope = NestingLevel {
@@ -284,33 +275,17 @@ impl EmitContext<'_> {
         };
         self.build_level(&mut b, 1, &level_outputs, None, options, &out_type, &scope)?;
 
-        let mut model = self.proto.clone();
         let (knob_inits, knob_inputs) = self.knob_initializers(options);
-        let new_inits = b.take_initializers();
-        let main_values: HashSet<&str> = b
-            .nodes
-            .iter()
-            .flat_map(|n| n.output.iter().map(String::as_str))
-            .collect::<HashSet<_>>();
-        let g = model.graph.as_mut().expect("model has a graph");
-        // Keep value_info only for tensors still computed in the main graph.
-        g.value_info.retain(|v| main_values.contains(v.name()));
-        g.node = b.nodes;
-        if self.proto.ir_version() < 4 {
-            // Before IR 4 every initializer had to be a graph input, and
-            // runtimes treat such inputs as constants: the threshold knobs
-            // could not be overridden. IR 4 lifts both rules, so the model
-            // moves to IR 4 and drops the weights from its input list (they
-            // stay constant, as they were); its real inputs are unchanged.
-            let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
-            g.input.retain(|i| !inits.contains(i.name()));
-            model.set_ir_version(4);
-        }
-        let g = model.graph.as_mut().expect("model has a graph");
-        g.input.extend(knob_inputs);
-        g.initializer.extend(knob_inits);
-        g.initializer.extend(new_inits);
-        g.output.push(value_info(EXIT_INDEX, self.exit_index_type()));
+        let mut model = self.proto.clone();
+        let mut patch = ModelPatch::new();
+        // The main graph is rebuilt: stage 1 and If_1 (which holds the rest).
+        patch.main.remove_all_nodes(self.main().node.len());
+        patch.main.add_initializers(knob_inits);
+        patch.main.add_initializers(b.take_initializers());
+        patch.main.append_nodes(b.into_nodes());
+        patch.main.add_inputs(knob_inputs);
+        patch.main.add_outputs([value_info(EXIT_INDEX, self.exit_index_type())]);
+        patch.apply(&mut model)?;
         Ok(model)
     }
 
@@ -328,12 +303,12 @@ impl EmitContext<'_> {
         scope: &NestingLevel,
     ) -> Result<(), ExitError> {
         for &n in &self.plan.stages[k - 1] {
-            b.nodes.push(scope.node(self.original_node(n)));
+            b.add_node(scope.node(self.original_node(n)));
         }
         let mut point = self.plan.exits[k - 1].clone();
         point.tensor = scope.name(&point.tensor).to_string();
         let channels_last = self.hand_over_channels_last(b, k, &mut point);
-        let tag_start = b.nodes.len();
+        let tag_start = b.node_count();
         let z = build_head(
             b,
             k,
@@ -342,15 +317,7 @@ impl EmitContext<'_> {
             &self.weights[k - 1],
             self.quantize_heads,
         );
-        let decision = build_decision(
-            b,
-            &format!("eexc_exit{k}"),
-            &z,
-            self.classifier.classes,
-            options.confidence,
-            &knobs(k),
-            &options.never_exit_classes,
-        );
+        let decision = self.decision(b, k, &z, options);
         b.tag_from(tag_start, &crate::fuse::exit_tag(k));
         // An int64 zero per row, from exit 1's logits, to build exit indices
         // (compact mode passes down the zeros of the rows that go on).
@@ -437,7 +404,7 @@ impl EmitContext<'_> {
                         *o = fresh;
                     }
                     node.set_name(else_b.fresh(&format!("{}__rows{k}", node.name())));
-                    else_b.nodes.push(node);
+                    else_b.add_node(node);
                 }
                 self.anchor_layout(&mut else_b, k, &mut inner);
                 let kept_zeros = else_b.op(
@@ -483,7 +450,7 @@ impl EmitContext<'_> {
         } else {
             "the rest of the network runs"
         };
-        if let Some(n) = b.nodes.last_mut() {
+        if let Some(n) = b.last_node_mut() {
             n.set_doc_string(format!(
                 "eexc exit {k} at '{}': every row confident, {} (then); else {otherwise} (else)",
                 self.plan.exits[k - 1].tensor,
@@ -532,7 +499,7 @@ impl EmitContext<'_> {
                     *name = renamed.clone();
                 }
             }
-            b.nodes.push(node);
+            b.add_node(node);
         }
         let idx = self.exit_index(b, zeros, index);
         [renamed, idx]
@@ -655,7 +622,7 @@ impl EmitContext<'_> {
     ) -> GraphProto {
         let mut g = GraphProto::new();
         g.set_name(name.into());
-        g.node = b.nodes;
+        g.node = b.into_nodes();
         let (mut out_ty, mut idx_ty) = (out_type.clone(), self.exit_index_type());
         if !row_dim_known {
             for ty in [&mut out_ty, &mut idx_ty] {

@@ -25,6 +25,7 @@ use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::{GraphProto, ModelProto, TensorProto};
 use crate::transform::builder::{GraphBuilder, attr_graph, attr_int};
 use crate::transform::builder::{type_proto, value_info};
+use crate::transform::patch::{GraphPatch, ModelPatch};
 
 /// Above every confidence (all are at most 1): the last iteration never exits.
 const NEVER: f32 = 2.0;
@@ -79,10 +80,10 @@ impl EmitContext<'_> {
         cut_points.extend(run.layers.iter().map(|l| l.output));
         let (parts, constant_nodes) = crate::exits::plan::split_at(g, &cut_points);
         for &c in &constant_nodes {
-            b.nodes.push(self.original_node(c).clone());
+            b.add_node(self.original_node(c).clone());
         }
         for &n in &parts[0] {
-            b.nodes.push(self.original_node(n).clone());
+            b.add_node(self.original_node(n).clone());
         }
         // Context the layers read (a mask's bias, a batch size) but first
         // needed inside the run: computed once, before the loop. Layers
@@ -95,7 +96,7 @@ impl EmitContext<'_> {
             .filter(|n| !in_layers.contains(n))
             .collect();
         for &n in &hoisted {
-            b.nodes.push(self.original_node(n).clone());
+            b.add_node(self.original_node(n).clone());
         }
 
         // Per-iteration knobs and heads, gathered by the iteration number.
@@ -190,7 +191,7 @@ impl EmitContext<'_> {
                 *o = fresh;
             }
             node.set_name(body.fresh(&format!("eexc_loop_{}", node.name())));
-            body.nodes.push(node);
+            body.add_node(node);
         }
         let h_out = rename[&g.value(first.output).name].clone();
         let w_i = gather(&mut body, &head_w);
@@ -198,7 +199,7 @@ impl EmitContext<'_> {
         let mut head_point = point.clone();
         head_point.tensor = h_out.clone();
         let z = body.fresh("eexc_loop_logits");
-        let tag_start = body.nodes.len();
+        let tag_start = body.node_count();
         build_head_from(&mut body, "eexc_loop_head", &head_point, &w_i, &b_i, &z);
         let loop_knobs = Knobs {
             threshold: gather(&mut body, &thresholds),
@@ -225,7 +226,7 @@ impl EmitContext<'_> {
         let bool_scalar = type_proto(&TensorType::known_dims(ElemType::BOOL, &[]));
         let mut body_g = GraphProto::new();
         body_g.set_name("eexc_loop_body".into());
-        body_g.node = std::mem::take(&mut body.nodes);
+        body_g.node = body.take_nodes();
         body_g.input = vec![
             value_info(&iter, type_proto(&TensorType::known_dims(ElemType::INT64, &[]))),
             value_info(&cond_in, bool_scalar.clone()),
@@ -238,7 +239,9 @@ impl EmitContext<'_> {
             value_info(&ok_out, type_proto(&TensorType::known_dims(ElemType::BOOL, &[]))),
         ];
         // The Shapes whose every reader became a constant above.
-        crate::transform::drop_unread_nodes(&mut body_g, |_| true);
+        let mut unread = GraphPatch::new();
+        unread.remove_unread_nodes(|_| true);
+        unread.apply(&mut body_g, &std::collections::HashSet::new())?;
 
         let trips = b.const_i64("eexc_loop_layers", &[], &[layers as i64]);
         let go = b.constant(bool_tensor(true), "eexc_loop_start");
@@ -282,7 +285,7 @@ impl EmitContext<'_> {
         let then_idx = then_b.op("Add", "eexc_loop_exit_index", &[&zeros, &done], vec![]);
         let mut then_g = GraphProto::new();
         then_g.set_name("eexc_loop_exit".into());
-        then_g.node = then_b.nodes;
+        then_g.node = then_b.into_nodes();
         then_g.output = vec![
             value_info(&then_out, out_type.clone()),
             value_info(&then_idx, self.exit_index_type()),
@@ -295,12 +298,12 @@ impl EmitContext<'_> {
             for o in node.output.iter_mut().filter(|o| **o == out_name) {
                 *o = final_out.clone();
             }
-            else_b.nodes.push(node);
+            else_b.add_node(node);
         }
         let final_idx = self.exit_index(&mut else_b, &zeros, layers);
         let mut else_g = GraphProto::new();
         else_g.set_name("eexc_loop_rest".into());
-        else_g.node = else_b.nodes;
+        else_g.node = else_b.into_nodes();
         else_g.output = vec![
             value_info(&final_out, out_type.clone()),
             value_info(&final_idx, self.exit_index_type()),
@@ -312,26 +315,27 @@ impl EmitContext<'_> {
             vec![attr_graph("then_branch", then_g), attr_graph("else_branch", else_g)],
         );
 
-        let mut model = self.proto.clone();
         let (knob_inits, knob_inputs) = self.knob_initializers(options);
-        let new_inits = b.take_initializers();
-        let mg = model.graph.as_mut().expect("model has a graph");
-        mg.node = b.nodes;
         // The layers' weights now come from the stacked tensors, and the
         // body reads layer 1's context: the load-time nodes that computed
         // weights for layers 2..L, and their context copies, go.
-        let load_time: std::collections::HashSet<&str> = constant_nodes
+        let load_time: std::collections::HashSet<String> = constant_nodes
             .iter()
             .chain(&hoisted)
-            .flat_map(|&c| self.original_node(c).output.iter().map(String::as_str))
+            .flat_map(|&c| self.original_node(c).output.iter().cloned())
             .collect();
-        crate::transform::drop_unread_nodes(mg, |n| n.output.iter().all(|o| load_time.contains(o.as_str())));
-        let kept: std::collections::HashSet<String> = mg.node.iter().flat_map(|n| n.output.iter().cloned()).collect();
-        mg.value_info.retain(|v| kept.contains(v.name()));
-        mg.input.extend(knob_inputs);
-        mg.initializer.extend(knob_inits);
-        mg.initializer.extend(new_inits);
-        mg.output.push(value_info(EXIT_INDEX, self.exit_index_type()));
+        let mut model = self.proto.clone();
+        let mut patch = ModelPatch::new();
+        patch.main.remove_all_nodes(self.main().node.len());
+        patch.main.append_nodes(b.take_nodes());
+        patch
+            .main
+            .remove_unread_nodes(move |n| n.output.iter().all(|o| load_time.contains(o.as_str())));
+        patch.main.add_inputs(knob_inputs);
+        patch.main.add_initializers(knob_inits);
+        patch.main.add_initializers(b.take_initializers());
+        patch.main.add_outputs([value_info(EXIT_INDEX, self.exit_index_type())]);
+        patch.apply(&mut model)?;
         Ok(model)
     }
 

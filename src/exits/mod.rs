@@ -13,7 +13,7 @@ pub mod repeat;
 pub mod time;
 pub mod weights;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -153,6 +153,8 @@ pub enum ExitError {
     Weights { path: PathBuf, key: String, reason: String },
     #[error("the model already has a tensor named '{0}', which the emitted model needs")]
     NameTaken(String),
+    #[error(transparent)]
+    Patch(#[from] crate::transform::patch::PatchError),
     #[error(
         "--mode compact: tensor '{tensor}' ({shape}) is read after exit {exit} but does not carry the batch on axis 0, so it cannot be split by row"
     )]
@@ -222,7 +224,15 @@ impl ExitSelection {
 /// Runs the whole insertion on `path`; returns the emitted model (not yet
 /// saved) and the summary.
 pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, ExitSummary), ExitError> {
-    let loaded = crate::onnx::load_model_for_transform(path)?;
+    insert_exits_into(crate::onnx::load_model_for_transform(path)?, options)
+}
+
+/// [`insert_exits`] on a model already loaded (and checked): what compile
+/// chains in memory. External data stays where `loaded.base_dir` finds it.
+pub fn insert_exits_into(
+    loaded: crate::onnx::LoadedModel,
+    options: &ExitOptions,
+) -> Result<(ModelProto, ExitSummary), ExitError> {
     let mut model = Model::from_proto(&loaded.proto)?;
     // Emission and the cost analysis each copy the model; the weights (most of
     // its bytes) are set aside and only put back into the final model.
@@ -294,12 +304,6 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         }
     };
     put_weights_back(&mut out, stored_weights);
-    if options.mode == Mode::Loop
-        && let Some(g) = out.graph.as_mut()
-    {
-        // The looped layers' own weights now live in the stacked tensors.
-        crate::transform::drop_unread_initializers(g, |_| true);
-    }
     let metas: Vec<ExitMeta> = plan
         .exits
         .iter()
@@ -333,7 +337,7 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         cost: table,
         calibration: None,
     };
-    write_metadata(&mut out, &meta);
+    write_metadata(&mut out, &meta)?;
     let fusion = match options.fusion() {
         Some(fuse) => {
             let knobs = knob_names(&out);
@@ -346,21 +350,16 @@ pub fn insert_exits(path: &Path, options: &ExitOptions) -> Result<(ModelProto, E
         }
         None => None,
     };
-    if let Some(g) = out.graph.as_mut() {
-        crate::transform::replace_known_values(g, &known_values(graph));
-        // What computed them and nothing else reads: their Constants and Shapes.
-        let shape_arithmetic: std::collections::HashSet<&str> = graph
-            .value_ids()
-            .map(|v| graph.value(v))
-            .filter(|v| v.is_constant || v.folded.is_some())
-            .map(|v| v.name.as_str())
-            .collect();
-        crate::transform::drop_unread_nodes_everywhere(g, &|n| {
-            n.output.iter().all(|o| shape_arithmetic.contains(o.as_str()))
-        });
-    }
-    // Last, so that the heads' and fusion's new constants move too.
-    crate::transform::placement::place_constants(&mut out);
+    // What computed the known sizes and nothing else reads goes with them:
+    // their Constants and Shapes. Applying places every constant, the
+    // heads' and fusion's new ones too, in the graph that reads it.
+    let shape_arithmetic: HashSet<String> = graph
+        .value_ids()
+        .map(|v| graph.value(v))
+        .filter(|v| v.is_constant || v.folded.is_some())
+        .map(|v| v.name.clone())
+        .collect();
+    crate::transform::fold_known_values(&mut out, &known_values(graph), shape_arithmetic)?;
     let mut warnings = Vec::new();
     let time = &report.time;
     for (j, rate) in time.break_even_rate.iter().enumerate() {
@@ -497,14 +496,29 @@ fn set_weights_aside(proto: &mut ModelProto) -> Vec<crate::onnx::proto::TensorPr
     originals
 }
 
-/// Emission keeps the original initializers first, in order: swap the real
-/// ones back in for their stand-ins.
+/// Swaps the real initializers back in for their stand-ins, in whichever
+/// graph emission placed them (the ones emission stopped reading are gone).
 fn put_weights_back(model: &mut ModelProto, originals: Vec<crate::onnx::proto::TensorProto>) {
-    let Some(g) = model.graph.as_mut() else { return };
-    let n = originals.len();
-    debug_assert!(g.initializer.len() >= n);
-    debug_assert!(g.initializer.iter().zip(&originals).all(|(a, b)| a.name == b.name));
-    g.initializer.splice(0..n.min(g.initializer.len()), originals);
+    let mut by_name: HashMap<String, crate::onnx::proto::TensorProto> =
+        originals.into_iter().map(|t| (t.name().to_string(), t)).collect();
+    if let Some(g) = model.graph.as_mut() {
+        swap_in(g, &mut by_name);
+    }
+}
+
+fn swap_in(g: &mut crate::onnx::proto::GraphProto, originals: &mut HashMap<String, crate::onnx::proto::TensorProto>) {
+    for t in &mut g.initializer {
+        if let Some(real) = originals.remove(t.name()) {
+            *t = real;
+        }
+    }
+    for n in &mut g.node {
+        for a in &mut n.attribute {
+            for sub in a.g.as_mut().into_iter().chain(a.graphs.iter_mut()) {
+                swap_in(sub, originals);
+            }
+        }
+    }
 }
 
 /// The values of the original graph that are computed at run time but whose

@@ -8,6 +8,7 @@
 //! `eexc_exit{k}_weight`, `eexc_exit{k}_bias`, `eexc_exit{k}_refine_weight`
 //! and `eexc_exit{k}_refine_bias`, which is what `--weights-from` reads back.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::ExitError;
@@ -15,11 +16,17 @@ use super::contract::{refine_names, weight_names};
 use super::head::{HeadWeights, RefineWeights, seeded_weights};
 use super::plan::{ExitPoint, REFINE_KERNEL};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WeightSource {
     Seeded(u64),
     File(PathBuf),
     FromModel(PathBuf),
+    /// Heads in memory (compile's fitted ones), exit k's at index k − 1;
+    /// `origin` is what the model's metadata records of them.
+    Fitted {
+        heads: Vec<HeadWeights>,
+        origin: String,
+    },
 }
 
 impl WeightSource {
@@ -29,6 +36,7 @@ impl WeightSource {
             WeightSource::Seeded(s) => format!("seeded:{s}"),
             WeightSource::File(p) => format!("file:{}", p.display()),
             WeightSource::FromModel(p) => format!("model:{}", p.display()),
+            WeightSource::Fitted { origin, .. } => origin.clone(),
         }
     }
 
@@ -38,9 +46,19 @@ impl WeightSource {
 }
 
 /// A named float32 tensor read from a weights file.
+#[derive(Clone)]
 struct Named {
     shape: Vec<usize>,
     data: Vec<f32>,
+}
+
+impl Named {
+    fn new(shape: Vec<usize>, data: &[f32]) -> Named {
+        Named {
+            shape,
+            data: data.to_vec(),
+        }
+    }
 }
 
 pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<Vec<HeadWeights>, ExitError> {
@@ -69,6 +87,36 @@ pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<
                         _ => rb,
                     }
                 },
+                &lookup,
+            )
+        }
+        WeightSource::Fitted { heads, origin } => {
+            // Checked as a file's would be: one head per exit, each its size.
+            let mut named: HashMap<String, Named> = HashMap::new();
+            for (i, h) in heads.iter().enumerate() {
+                let k = i + 1;
+                let classes = h.bias.len();
+                let features = h.weight.len() / classes.max(1);
+                named.insert(
+                    format!("exit{k}.weight"),
+                    Named::new(vec![classes, features], &h.weight),
+                );
+                named.insert(format!("exit{k}.bias"), Named::new(vec![classes], &h.bias));
+                if let Some(r) = &h.refine {
+                    let (c, kk) = (r.bias.len(), REFINE_KERNEL as usize);
+                    named.insert(
+                        format!("exit{k}.refine_weight"),
+                        Named::new(vec![c, c, kk, kk], &r.weight),
+                    );
+                    named.insert(format!("exit{k}.refine_bias"), Named::new(vec![c], &r.bias));
+                }
+            }
+            let lookup = |key: &str| named.get(key).map(|n| Ok(n.clone()));
+            collect(
+                Path::new(origin),
+                exits,
+                classes,
+                |k, part| format!("exit{k}.{part}"),
                 &lookup,
             )
         }
@@ -249,7 +297,51 @@ fn read_model_initializers(path: &Path) -> Result<Lookup, ExitError> {
 
 #[cfg(test)]
 mod tests {
-    use super::fortran_to_c;
+    use super::*;
+    use crate::exits::plan::HeadKind;
+
+    fn linear_exit(features: i64) -> ExitPoint {
+        ExitPoint {
+            value: crate::ir::ValueId(0),
+            tensor: "h".into(),
+            ty: crate::ir::TensorType::known_dims(crate::onnx::dtype::ElemType::FLOAT, &[1, features]),
+            head: HeadKind::Linear,
+            features,
+            reason: String::new(),
+            dequantize: None,
+            channels_last: false,
+        }
+    }
+
+    #[test]
+    fn fitted_heads_in_memory_are_checked_as_a_file_is() {
+        let head = HeadWeights {
+            weight: vec![0.5; 3 * 4],
+            bias: vec![0.0; 3],
+            refine: None,
+        };
+        let source = WeightSource::Fitted {
+            heads: vec![head.clone()],
+            origin: "fit by eexc compile on 40 rows".into(),
+        };
+        assert!(source.is_trained());
+        assert_eq!(source.describe(), "fit by eexc compile on 40 rows");
+        assert_eq!(load(&source, &[linear_exit(4)], 3).unwrap(), vec![head]);
+        // A head fitted for another width, or a missing one, is refused by name.
+        match load(&source, &[linear_exit(5)], 3) {
+            Err(ExitError::Weights { key, reason, .. }) => {
+                assert_eq!(key, "exit1.weight");
+                assert!(reason.contains("expected [3, 5]"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match load(&source, &[linear_exit(4), linear_exit(4)], 3) {
+            Err(ExitError::Weights { key, reason, .. }) => {
+                assert_eq!((key.as_str(), reason.as_str()), ("exit2.weight", "missing"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn column_major_arrays_come_back_row_major() {

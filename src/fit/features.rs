@@ -4,6 +4,7 @@
 
 use super::FitError;
 use crate::analysis::classifier::Classifier;
+use crate::exits::ExitError;
 use crate::exits::head::{build_head_input, build_pooling};
 use crate::exits::plan::ExitPoint;
 use crate::exits::plan::HeadKind;
@@ -11,6 +12,7 @@ use crate::ir::{Graph, NameGenerator};
 use crate::onnx::proto::{ModelProto, ValueInfoProto};
 use crate::runtime::pass::{PassInput, PassModel, PassRun};
 use crate::transform::builder::GraphBuilder;
+use crate::transform::patch::ModelPatch;
 
 /// Row-major matrices, one row per sample.
 pub struct Collected {
@@ -30,7 +32,7 @@ fn features_model(
     classifier: &Classifier,
     exits: &[ExitPoint],
     opset: i64,
-) -> (ModelProto, Vec<String>) {
+) -> Result<(ModelProto, Vec<String>), FitError> {
     let mut names = NameGenerator::for_graph(graph);
     let main = proto.graph.as_ref().expect("model has a graph");
     for n in &main.node {
@@ -50,19 +52,18 @@ fn features_model(
     let logits = graph.value(classifier.logits).name.clone();
     outputs.push(logits);
     let mut model = proto.clone();
-    let inits = b.take_initializers();
-    let g = model.graph.as_mut().expect("model has a graph");
-    g.node.extend(b.nodes);
-    g.initializer.extend(inits);
-    let declared: Vec<String> = g.output.iter().map(|o| o.name().to_string()).collect();
-    for o in &outputs {
-        if !declared.contains(o) {
-            let mut v = ValueInfoProto::new();
-            v.set_name(o.clone());
-            g.output.push(v);
-        }
-    }
-    (model, outputs)
+    let mut patch = ModelPatch::new();
+    patch.main.add_initializers(b.take_initializers());
+    patch.main.append_nodes(b.into_nodes());
+    // Declared without a type: the runtime infers it (a name the model
+    // already declares keeps its declaration).
+    patch.main.add_outputs(outputs.iter().map(|o| {
+        let mut v = ValueInfoProto::new();
+        v.set_name(o.clone());
+        v
+    }));
+    patch.apply(&mut model).map_err(ExitError::from)?;
+    Ok((model, outputs))
 }
 
 /// The features model as a pass model: what `fit --pass-model` writes and
@@ -74,7 +75,7 @@ pub fn pass_model(
     exits: &[ExitPoint],
     opset: i64,
 ) -> Result<PassModel, FitError> {
-    let (model, outputs) = features_model(proto, graph, classifier, exits, opset);
+    let (model, outputs) = features_model(proto, graph, classifier, exits, opset)?;
     Ok(PassModel::new(model, outputs, "fit")?)
 }
 

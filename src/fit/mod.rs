@@ -138,8 +138,11 @@ impl FitReport {
 
 /// Which of `names` (each `TENSOR[:HEAD]`, as `--at` takes them) name an
 /// exit that fits the model, one by one; the model is read once.
-pub fn exits_fit(model_path: &Path, names: &[String], logits: Option<&str>) -> Result<Vec<bool>, FitError> {
-    let loaded = crate::onnx::load_model_for_transform(model_path).map_err(ExitError::from)?;
+pub fn exits_fit(
+    loaded: &crate::onnx::LoadedModel,
+    names: &[String],
+    logits: Option<&str>,
+) -> Result<Vec<bool>, FitError> {
     let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
     let _ = infer_model(&mut model);
     let classifier = find_classifier(&model.graph, logits).map_err(ExitError::from)?;
@@ -159,13 +162,12 @@ struct Prepared {
 }
 
 fn prepare(
-    model_path: &Path,
+    loaded: crate::onnx::LoadedModel,
     selection: &ExitSelection,
     head: HeadKind,
     logits: Option<&str>,
     dims: &[(String, u64)],
 ) -> Result<Prepared, FitError> {
-    let loaded = crate::onnx::load_model_for_transform(model_path).map_err(ExitError::from)?;
     let mut model = Model::from_proto(&loaded.proto).map_err(ExitError::from)?;
     let shapes = infer_model(&mut model);
     let graph = &model.graph;
@@ -214,7 +216,7 @@ pub fn write_pass_model(
     dims: &[(String, u64)],
     out: &Path,
 ) -> Result<PassModel, FitError> {
-    let prepared = prepare(model_path, selection, head, logits, dims)?;
+    let prepared = prepare(load(model_path)?, selection, head, logits, dims)?;
     let pass = prepared.pass_model()?;
     pass.save(out, Some(&prepared.loaded.base_dir))?;
     Ok(pass)
@@ -222,6 +224,21 @@ pub fn write_pass_model(
 
 /// Fits every exit's head; returns the heads (per exit) and the report.
 pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>, FitReport), FitError> {
+    fit_model(load(model_path)?, options)
+}
+
+/// Loads the model at `path` as every command that reads one does.
+pub fn load(path: &Path) -> Result<crate::onnx::LoadedModel, FitError> {
+    Ok(crate::onnx::load_model_for_transform(path).map_err(ExitError::from)?)
+}
+
+/// [`fit`] on a model already loaded: what compile chains in memory.
+pub fn fit_model(
+    loaded: crate::onnx::LoadedModel,
+    options: &FitOptions,
+) -> Result<(Vec<HeadWeights>, FitReport), FitError> {
+    let model_path = loaded.path.clone();
+    let model_path = model_path.as_path();
     if options.batch == 0 {
         return Err(FitError::BadOption("--batch-size must be at least 1".into()));
     }
@@ -232,7 +249,7 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
         return Err(FitError::BadOption("--held-out must be in [0.05, 0.5]".into()));
     }
     let prepared = prepare(
-        model_path,
+        loaded,
         &options.selection,
         options.head,
         options.logits.as_deref(),
@@ -240,7 +257,7 @@ pub fn fit(model_path: &Path, options: &FitOptions) -> Result<(Vec<HeadWeights>,
     )?;
     let (graph, classifier, exits) = (&prepared.model.graph, &prepared.classifier, &prepared.exits);
     let input = options.source.open()?;
-    if let PassInput::Rows(samples) = &input {
+    if let PassInput::Rows(samples, _) = &input {
         check_input(graph, model_path, samples.path(), &samples.shape)?;
     }
     let rows = input.rows();

@@ -17,15 +17,15 @@ pub mod lang;
 mod region;
 pub mod rules;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
 use self::analysis::Facts;
 use self::region::{Lift, constant_facts, fuse_region, liftable};
 use crate::ir::{DimValues, Graph, IrError, Model, NameGenerator};
-use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
-use crate::transform::builder::{type_proto, value_info};
+use crate::onnx::proto::{GraphProto, ModelProto, TensorProto};
+use crate::transform::patch::{GraphPatch, ModelPatch};
 
 /// Saturation limits for one region. Iteration and node limits keep the
 /// result deterministic; the time limit is a guard against a rule set that
@@ -125,8 +125,8 @@ pub enum FuseError {
     Rules(#[from] rules::RuleError),
     #[error(transparent)]
     Dims(#[from] crate::ir::DimError),
-    #[error("graph '{graph}': the fused nodes form a cycle (a bug: please report it with the model)")]
-    Cycle { graph: String },
+    #[error(transparent)]
+    Patch(#[from] crate::transform::patch::PatchError),
 }
 
 /// The doc_string insert-exits puts on exit `k`'s head and decision nodes:
@@ -170,9 +170,6 @@ pub fn fuse_model(
         for k in knobs {
             live.remove(k);
         }
-        if modern_ir {
-            graph.input.retain(|i| !knobs.contains(i.name()));
-        }
     } else {
         live.extend(knobs.iter().cloned());
     }
@@ -205,17 +202,16 @@ pub fn fuse_model(
             r.label.clone(),
         )
     });
-    let g = model.graph.as_mut().expect("a loaded model has a graph");
-    if !modern_ir {
-        // Before IR 4 every initializer must also be a graph input.
-        for t in &initializers {
-            let ty = crate::ir::constant::tensor_type(t);
-            g.input.push(value_info(t.name(), type_proto(&ty)));
-        }
+    let mut patch = ModelPatch::new();
+    if options.freeze_knobs && modern_ir {
+        // Frozen knobs are constants: no longer inputs a caller feeds.
+        patch.main.remove_inputs(knobs.iter().cloned());
     }
-    g.initializer.extend(initializers);
-    let droppable: HashSet<String> = possibly_unused.difference(&live_after).cloned().collect();
-    crate::transform::drop_unread_initializers(g, |n| droppable.contains(n));
+    patch.main.add_initializers(initializers);
+    patch
+        .main
+        .drop_if_unread(possibly_unused.difference(&live_after).cloned());
+    patch.apply(model)?;
     Ok(report)
 }
 
@@ -278,12 +274,16 @@ fn walk(
             }
         }
     }
-    fuse_level(graph, &facts, path, ctx)
+    let outer_names: HashSet<String> = outer.keys().cloned().collect();
+    fuse_level(graph, &facts, &outer_names, path, ctx)
 }
 
+/// `outer_names`: what the enclosing scopes define (a name fusion adds must
+/// not shadow one).
 fn fuse_level(
     graph: &mut GraphProto,
     facts: &HashMap<String, Facts>,
+    outer_names: &HashSet<String>,
     path: &str,
     ctx: &mut Context,
 ) -> Result<(), FuseError> {
@@ -298,7 +298,7 @@ fn fuse_level(
             .collect();
         let mut members: Vec<usize> = outputs.iter().filter_map(|o| index.get(o.as_str()).copied()).collect();
         members.sort_unstable();
-        fuse_one(graph, facts, label, members, ctx)?;
+        fuse_one(graph, facts, outer_names, label, members, ctx)?;
     }
     Ok(())
 }
@@ -338,6 +338,7 @@ fn region_members(
 fn fuse_one(
     graph: &mut GraphProto,
     facts: &HashMap<String, Facts>,
+    outer_names: &HashSet<String>,
     label: String,
     members: Vec<usize>,
     ctx: &mut Context,
@@ -398,82 +399,16 @@ fn fuse_one(
     for n in &mut new_nodes {
         n.set_doc_string(tag.clone());
     }
-    replace_nodes(graph, &members, new_nodes)?;
+    let mut patch = GraphPatch::new();
+    for &i in &members {
+        patch.remove_node(i);
+    }
+    // The new nodes where the region began; the patch restores a dependency
+    // order, keeping the file order wherever dependencies allow.
+    patch.insert_before(members.first().copied().unwrap_or(0), new_nodes);
+    patch.apply(graph, outer_names)?;
     ctx.initializers.extend(lowered.initializers);
     Ok(())
-}
-
-/// Swaps `members` for `new_nodes` and restores a dependency order, keeping
-/// the file order wherever dependencies allow.
-fn replace_nodes(graph: &mut GraphProto, members: &[usize], new_nodes: Vec<NodeProto>) -> Result<(), FuseError> {
-    let member_set: HashSet<usize> = members.iter().copied().collect();
-    let produced_after: HashSet<String> = new_nodes.iter().flat_map(|n| n.output.iter().cloned()).collect();
-    let removed: HashSet<String> = members
-        .iter()
-        .flat_map(|&i| graph.node[i].output.iter().cloned())
-        .filter(|o| !produced_after.contains(o))
-        .collect();
-    let first = members.first().copied().unwrap_or(0);
-    let mut list = Vec::with_capacity(graph.node.len());
-    let mut new_nodes = Some(new_nodes);
-    for (i, n) in std::mem::take(&mut graph.node).into_iter().enumerate() {
-        if i == first {
-            list.extend(new_nodes.take().unwrap_or_default());
-        }
-        if !member_set.contains(&i) {
-            list.push(n);
-        }
-    }
-    list.extend(new_nodes.take().unwrap_or_default());
-    graph.node = stable_topological(list).map_err(|()| FuseError::Cycle {
-        graph: graph.name().to_string(),
-    })?;
-    graph.value_info.retain(|v| !removed.contains(v.name()));
-    Ok(())
-}
-
-/// Kahn's algorithm, always taking the earliest ready node in list order.
-fn stable_topological(nodes: Vec<NodeProto>) -> Result<Vec<NodeProto>, ()> {
-    let mut producer: HashMap<String, usize> = HashMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        for o in n.output.iter().filter(|o| !o.is_empty()) {
-            producer.insert(o.clone(), i);
-        }
-    }
-    let mut waiting_on = vec![0usize; nodes.len()];
-    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for (i, n) in nodes.iter().enumerate() {
-        let mut reads = BTreeSet::new();
-        crate::onnx::names_read(n, &mut reads);
-        let deps: BTreeSet<usize> = reads
-            .iter()
-            .filter_map(|r| producer.get(r).copied())
-            .filter(|&p| p != i)
-            .collect();
-        waiting_on[i] = deps.len();
-        for p in deps {
-            consumers[p].push(i);
-        }
-    }
-    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| waiting_on[i] == 0).collect();
-    let mut order = Vec::with_capacity(nodes.len());
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for &c in &consumers[i] {
-            waiting_on[c] -= 1;
-            if waiting_on[c] == 0 {
-                ready.insert(c);
-            }
-        }
-    }
-    if order.len() != nodes.len() {
-        return Err(());
-    }
-    let mut slots: Vec<Option<NodeProto>> = nodes.into_iter().map(Some).collect();
-    Ok(order
-        .into_iter()
-        .map(|i| slots[i].take().expect("each node once"))
-        .collect())
 }
 
 impl FuseReport {
@@ -555,7 +490,7 @@ mod tests {
             }),
         ));
         g.initializer = b.take_initializers();
-        g.node = b.nodes;
+        g.node = b.into_nodes();
         let mut m = ModelProto::new();
         m.set_ir_version(8);
         let mut op = crate::onnx::proto::OperatorSetIdProto::new();
@@ -726,30 +661,5 @@ mod tests {
         let report = fuse(&mut m, &["decision"]);
         assert!(report.regions[0].applied, "{report:?}");
         assert_eq!(ops(&m), ["Gemm", "ReduceMax", "ReduceLogSumExp", "Sub", "Exp"]);
-    }
-
-    #[test]
-    fn topological_order_keeps_file_order_where_it_can() {
-        let node = |name: &str, ins: &[&str], out: &str| {
-            let mut n = NodeProto::new();
-            n.set_name(name.into());
-            n.input = ins.iter().map(|s| s.to_string()).collect();
-            n.output = vec![out.to_string()];
-            n
-        };
-        // c reads b's output but comes first; a is independent.
-        let list = vec![
-            node("c", &["vb"], "vc"),
-            node("a", &["x"], "va"),
-            node("b", &["x"], "vb"),
-        ];
-        let order: Vec<String> = stable_topological(list)
-            .unwrap()
-            .iter()
-            .map(|n| n.name().to_string())
-            .collect();
-        assert_eq!(order, ["a", "b", "c"]);
-        let cycle = vec![node("p", &["vq"], "vp"), node("q", &["vp"], "vq")];
-        assert!(stable_topological(cycle).is_err());
     }
 }

@@ -452,41 +452,28 @@ impl Graph {
         }
     }
 
-    /// Kahn's algorithm preferring the earliest node in file order, so the
-    /// order is stable and matches the file whenever the file is sorted.
+    /// The nodes in a stable dependency order ([`stable_topological_order`]).
     /// On a cycle, returns a node that is on (or behind) it.
     fn topological_order(&self) -> Result<Vec<NodeId>, NodeId> {
-        let n = self.nodes.len();
-        let mut indegree: Vec<usize> = (0..n)
+        let deps: Vec<Vec<usize>> = (0..self.nodes.len())
             .map(|i| {
                 self.deps
                     .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
-                    .count()
+                    .map(|p| p.index())
+                    .collect()
             })
             .collect();
-        let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(Reverse(i)) = ready.pop() {
-            order.push(NodeId(i));
-            for s in self
-                .deps
-                .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
-            {
-                indegree[s.index()] -= 1;
-                if indegree[s.index()] == 0 {
-                    ready.push(Reverse(s.index()));
-                }
+        match stable_topological_order(&deps) {
+            Ok(order) => Ok(order.into_iter().map(NodeId).collect()),
+            Err(stuck) => {
+                // Name a node that truly lies on a cycle when petgraph can find one.
+                let on_cycle = match petgraph::algo::toposort(&self.deps, None) {
+                    Err(cycle) => cycle.node_id().index(),
+                    Ok(_) => stuck,
+                };
+                Err(NodeId(on_cycle))
             }
         }
-        if order.len() < n {
-            // Name a node that truly lies on a cycle when petgraph can find one.
-            let stuck = match petgraph::algo::toposort(&self.deps, None) {
-                Err(cycle) => cycle.node_id().index(),
-                Ok(_) => (0..n).find(|&i| indegree[i] > 0).unwrap_or(0),
-            };
-            return Err(NodeId(stuck));
-        }
-        Ok(order)
     }
 
     fn mark_constants(&mut self) {
@@ -546,25 +533,42 @@ impl Model {
     }
 }
 
+/// Kahn's algorithm over items `0..deps.len()`, where `deps[i]` lists what
+/// item `i` waits for, always taking the earliest ready item: a list that is
+/// already in order comes back unchanged, and any order is deterministic.
+/// The one topological sort of eexc (the IR's node order, and a patch's
+/// node list). On a cycle, returns an item that cannot be placed.
+pub fn stable_topological_order(deps: &[Vec<usize>]) -> Result<Vec<usize>, usize> {
+    let n = deps.len();
+    let mut waiting_on = vec![0usize; n];
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, d) in deps.iter().enumerate() {
+        for &p in d {
+            waiting_on[i] += 1;
+            consumers[p].push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| waiting_on[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &c in &consumers[i] {
+            waiting_on[c] -= 1;
+            if waiting_on[c] == 0 {
+                ready.push(Reverse(c));
+            }
+        }
+    }
+    if order.len() < n {
+        return Err((0..n).find(|&i| waiting_on[i] > 0).unwrap_or(0));
+    }
+    Ok(order)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::ValueInfoProto;
-
-    fn vi(name: &str) -> ValueInfoProto {
-        let mut v = ValueInfoProto::new();
-        v.set_name(name.into());
-        v
-    }
-
-    fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-        let mut n = NodeProto::new();
-        n.set_name(name.into());
-        n.set_op_type(op.into());
-        n.input = inputs.iter().map(|s| s.to_string()).collect();
-        n.output = outputs.iter().map(|s| s.to_string()).collect();
-        n
-    }
+    use crate::onnx::test_protos::{node, vi};
 
     fn graph(name: &str, inputs: &[&str], outputs: &[&str], nodes: Vec<NodeProto>) -> GraphProto {
         let mut g = GraphProto::new();

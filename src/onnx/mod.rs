@@ -33,3 +33,25 @@ pub fn names_read<E: Extend<String>>(node: &proto::NodeProto, into: &mut E) {
         }
     }
 }
+
+/// Hand-built messages for unit tests.
+#[cfg(test)]
+pub(crate) mod test_protos {
+    use super::proto::{NodeProto, ValueInfoProto};
+
+    /// A value declared by name only.
+    pub fn vi(name: &str) -> ValueInfoProto {
+        let mut v = ValueInfoProto::new();
+        v.set_name(name.into());
+        v
+    }
+
+    pub fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+        let mut n = NodeProto::new();
+        n.set_name(name.into());
+        n.set_op_type(op.into());
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = outputs.iter().map(|s| s.to_string()).collect();
+        n
+    }
+}

@@ -11,7 +11,7 @@ pub mod shards;
 use protobuf::Message;
 use tract_onnx::prelude::*;
 
-pub use samples::{Samples, read_labels, write_npy};
+pub use samples::{MemoryRows, Samples, read_labels, write_npy};
 pub(crate) use samples::{check_npy_shape, npz_member};
 
 use crate::onnx::proto::ModelProto;
@@ -49,13 +49,24 @@ pub fn data_input_name(model: &ModelProto) -> Option<String> {
 pub fn load_exits_model(
     path: &std::path::Path,
 ) -> Result<(crate::onnx::LoadedModel, crate::exits::ExitsMetadata), RunError> {
-    let bad = |reason: String| RunError::Model {
+    let loaded = crate::onnx::load_model_for_transform(path).map_err(|e| RunError::Model {
         path: path.to_path_buf(),
-        reason,
-    };
-    let loaded = crate::onnx::load_model_for_transform(path).map_err(|e| bad(e.to_string()))?;
-    let meta = crate::exits::metadata_of(&loaded.proto).map_err(bad)?;
-    Ok((loaded, meta))
+        reason: e.to_string(),
+    })?;
+    exits_model(loaded)
+}
+
+/// A loaded model with its `eexc.exits` metadata, checked against the graph.
+pub fn exits_model(
+    loaded: crate::onnx::LoadedModel,
+) -> Result<(crate::onnx::LoadedModel, crate::exits::ExitsMetadata), RunError> {
+    match crate::exits::metadata_of(&loaded.proto) {
+        Ok(meta) => Ok((loaded, meta)),
+        Err(reason) => Err(RunError::Model {
+            path: loaded.path.clone(),
+            reason,
+        }),
+    }
 }
 
 /// The progress bar of a long pass (drawn on stderr only when it is a

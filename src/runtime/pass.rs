@@ -13,7 +13,8 @@ use protobuf::Message;
 use sha2::Digest;
 
 use super::{RunError, Samples, shards};
-use crate::onnx::proto::{ModelProto, TypeProto, type_proto};
+use crate::onnx::proto::{ModelProto, TypeProto, ValueInfoProto, type_proto};
+use crate::transform::patch::ModelPatch;
 
 /// The metadata key of a written pass model.
 pub const METADATA_KEY: &str = "eexc.pass";
@@ -26,12 +27,16 @@ pub enum PassSource {
     /// The pass model's outputs as shards: a folder with a manifest (or the
     /// manifest itself).
     Shards(PathBuf),
+    /// Sample inputs, and their labels, in memory (what compile splits
+    /// `--data` into).
+    Memory(std::sync::Arc<super::samples::MemoryRows>),
 }
 
 impl PassSource {
     pub fn path(&self) -> &Path {
         match self {
             PassSource::Rows(p) | PassSource::Shards(p) => p,
+            PassSource::Memory(m) => &m.name,
         }
     }
 
@@ -39,16 +44,18 @@ impl PassSource {
     /// checked before anything runs), the shards' manifest.
     pub fn open(&self) -> Result<PassInput, RunError> {
         Ok(match self {
-            PassSource::Rows(p) => PassInput::Rows(Samples::open(p)?),
+            PassSource::Rows(p) => PassInput::Rows(Samples::open(p)?, None),
             PassSource::Shards(p) => PassInput::Shards(p.clone(), shards::open(p)?),
+            PassSource::Memory(m) => PassInput::Rows(Samples::in_memory(m.clone()), m.labels.clone()),
         })
     }
 
     /// Whether the rows' labels come with the source itself (shards with a
-    /// labels array).
+    /// labels array, rows in memory with theirs).
     pub fn carries_labels(&self) -> Result<bool, RunError> {
         Ok(match self {
             PassSource::Rows(_) => false,
+            PassSource::Memory(m) => m.labels.is_some(),
             PassSource::Shards(p) => shards::open(p)?.manifest.labels.is_some(),
         })
     }
@@ -56,7 +63,8 @@ impl PassSource {
 
 /// An opened [`PassSource`].
 pub enum PassInput {
-    Rows(Samples),
+    /// The rows, and their labels when they come with them.
+    Rows(Samples, Option<Vec<i64>>),
     /// Where the user said the shards are, and what was found there.
     Shards(PathBuf, shards::Opened),
 }
@@ -64,7 +72,7 @@ pub enum PassInput {
 impl PassInput {
     pub fn rows(&self) -> usize {
         match self {
-            PassInput::Rows(s) => s.rows(),
+            PassInput::Rows(s, _) => s.rows(),
             PassInput::Shards(_, opened) => opened.rows,
         }
     }
@@ -86,24 +94,44 @@ impl PassModel {
         let types = output_types(&model, &outputs);
         let g = model
             .graph
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| RunError::Runtime("the pass model has no graph".into()))?;
-        let declared = std::mem::take(&mut g.output);
-        g.output = outputs
+        let declared_outputs: Vec<ValueInfoProto> = outputs
             .iter()
             .zip(types)
             .map(|(name, ty)| {
-                declared
+                g.output
                     .iter()
                     .find(|o| o.name() == name && o.type_.is_some())
                     .cloned()
                     .unwrap_or_else(|| crate::transform::builder::value_info(name, ty))
             })
             .collect();
-        crate::transform::drop_unread_initializers(g, |_| true);
-        let bytes = g
-            .write_to_bytes()
-            .map_err(|e| RunError::Runtime(format!("cannot encode the pass model: {e}")))?;
+        let every_initializer: Vec<String> = g.initializer.iter().map(|t| t.name().to_string()).collect();
+        // What the pass does not read goes, knobs included: a pass model's
+        // only input is the data.
+        let mut read: std::collections::HashSet<String> = outputs.iter().cloned().collect();
+        for n in &g.node {
+            crate::onnx::names_read(n, &mut read);
+        }
+        let unread_knobs: Vec<String> = every_initializer
+            .iter()
+            .filter(|t| !read.contains(*t))
+            .cloned()
+            .collect();
+        let patch_error = |e: crate::transform::patch::PatchError| RunError::Runtime(format!("the pass model: {e}"));
+        let mut patch = ModelPatch::new();
+        patch.main.set_outputs(declared_outputs);
+        patch.main.remove_inputs(unread_knobs);
+        patch.main.drop_if_unread(every_initializer);
+        patch.apply(&mut model).map_err(patch_error)?;
+        let bytes = model
+            .graph
+            .as_ref()
+            .map(|g| g.write_to_bytes())
+            .transpose()
+            .map_err(|e| RunError::Runtime(format!("cannot encode the pass model: {e}")))?
+            .unwrap_or_default();
         let digest = format!("{:x}", sha2::Sha256::digest(&bytes));
         let info = serde_json::json!({
             "schema": "eexc.pass/1",
@@ -111,7 +139,9 @@ impl PassModel {
             "digest": digest,
             "outputs": outputs,
         });
-        crate::exits::contract::set_metadata(&mut model, METADATA_KEY, &info.to_string());
+        let mut patch = ModelPatch::new();
+        patch.set_metadata(METADATA_KEY, info.to_string());
+        patch.apply(&mut model).map_err(patch_error)?;
         Ok(PassModel {
             model,
             outputs,
@@ -133,7 +163,7 @@ impl PassModel {
     /// the shards.
     pub fn run(&self, input: PassInput, run: &PassRun, what: &str) -> Result<PassOutputs, RunError> {
         match input {
-            PassInput::Rows(mut samples) => {
+            PassInput::Rows(mut samples, labels) => {
                 let rows = samples.rows();
                 let columns = super::run_batched(
                     &self.model,
@@ -149,7 +179,7 @@ impl PassModel {
                 Ok(PassOutputs {
                     columns,
                     rows,
-                    labels: None,
+                    labels,
                     source: samples.path().to_path_buf(),
                 })
             }
@@ -210,7 +240,7 @@ fn output_types(model: &ModelProto, outputs: &[String]) -> Vec<TypeProto> {
 pub struct PassOutputs {
     pub columns: Vec<Vec<f32>>,
     pub rows: usize,
-    /// The labels the shards carry.
+    /// The labels the shards (or rows in memory) carry.
     labels: Option<Vec<i64>>,
     source: PathBuf,
 }

@@ -7,7 +7,19 @@ use std::path::{Path, PathBuf};
 
 use super::RunError;
 
-/// A float32 `.npy` file opened for reading rows in order.
+/// Sample inputs (and their labels) in memory.
+#[derive(Debug, Clone)]
+pub struct MemoryRows {
+    /// What messages call them (the file they were taken from, and which part).
+    pub name: PathBuf,
+    /// Full shape, rows first.
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+    pub labels: Option<Vec<i64>>,
+}
+
+/// A float32 `.npy` file opened for reading rows in order (or rows in
+/// memory, read the same way).
 pub struct Samples {
     path: PathBuf,
     /// Full shape, rows first.
@@ -39,6 +51,16 @@ impl Samples {
             shape,
             values: Box::new(values),
         })
+    }
+
+    /// Rows held in memory (compile's split of `--data`), read as a file's.
+    pub fn in_memory(rows: std::sync::Arc<MemoryRows>) -> Samples {
+        let count = rows.values.len();
+        Samples {
+            path: rows.name.clone(),
+            shape: rows.shape.clone(),
+            values: Box::new((0..count).map(move |i| Ok(rows.values[i]))),
+        }
     }
 
     pub fn rows(&self) -> usize {

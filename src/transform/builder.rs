@@ -13,7 +13,8 @@ use crate::onnx::proto::{
 
 /// State shared by a main graph and all branches built inside it: names
 /// are unique model-wide (ONNX forbids shadowing across scopes) and every
-/// constant lives in the main graph, visible to branches as an outer value.
+/// constant is collected once, for the main graph (applying the patch then
+/// places each in the graph that reads it).
 #[derive(Debug)]
 struct Shared {
     names: NameGenerator,
@@ -25,7 +26,8 @@ pub struct GraphBuilder {
     shared: Rc<RefCell<Shared>>,
     /// Default-domain opset the emitted ops must be valid in.
     pub opset: i64,
-    pub nodes: Vec<NodeProto>,
+    /// The nodes built, in order: a patch (or a branch's graph) takes them.
+    nodes: Vec<NodeProto>,
 }
 
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
@@ -181,6 +183,28 @@ impl GraphBuilder {
         n.output = outputs.to_vec();
         n.attribute = attrs;
         self.nodes.push(n);
+    }
+
+    /// Adds a node built elsewhere (a copy of an original node).
+    pub fn add_node(&mut self, node: NodeProto) {
+        self.nodes.push(node);
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn last_node_mut(&mut self) -> Option<&mut NodeProto> {
+        self.nodes.last_mut()
+    }
+
+    /// The nodes built so far, leaving the builder empty.
+    pub fn take_nodes(&mut self) -> Vec<NodeProto> {
+        std::mem::take(&mut self.nodes)
+    }
+
+    pub fn into_nodes(self) -> Vec<NodeProto> {
+        self.nodes
     }
 
     /// Marks every node from index `start` on with `tag` (as doc_string),
