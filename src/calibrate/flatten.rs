@@ -4,6 +4,7 @@
 //! each head runs on all rows. Compact models' row compaction becomes an
 //! identity; a multi-output model already is flat.
 
+use crate::exits::contract::{is_continue_mask, is_exit_then_branch};
 use crate::exits::{ExitsMetadata, Mode};
 use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::transform::patch::ModelPatch;
@@ -57,7 +58,7 @@ fn is_exit_if(n: &NodeProto) -> bool {
     n.op_type() == "If"
         && n.attribute
             .iter()
-            .any(|a| a.name() == "then_branch" && a.g.as_ref().is_some_and(|g| g.name().starts_with("eexc_exit")))
+            .any(|a| a.name() == "then_branch" && a.g.as_ref().is_some_and(|g| is_exit_then_branch(g.name())))
 }
 
 fn else_branch(n: &NodeProto) -> Option<&GraphProto> {
@@ -96,11 +97,7 @@ fn unroll(
             }
             initializers.extend(else_g.initializer.iter().cloned());
             unroll(&else_g.node, out, initializers, final_prediction);
-        } else if n.op_type() == "Compress"
-            && n.input
-                .get(1)
-                .is_some_and(|m| m.starts_with("eexc_exit") && m.ends_with("_continue"))
-        {
+        } else if n.op_type() == "Compress" && n.input.get(1).is_some_and(|m| is_continue_mask(m)) {
             // Compact mode keeps the unconfident rows; here every row goes on.
             let mut id = NodeProto::new();
             id.set_op_type("Identity".into());

@@ -57,6 +57,34 @@ pub fn logits_name(exit: usize) -> String {
     format!("eexc_exit_{exit}_logits")
 }
 
+/// Names of exit k's `If` branches (if and compact modes): `then` returns
+/// the head's answer, `else` runs the rest of the network.
+pub fn branch_names(k: usize) -> (String, String) {
+    (format!("eexc_exit{k}_then"), format!("eexc_exit{k}_else"))
+}
+
+/// Whether `graph_name` is the `then` branch of an exit's `If`.
+pub fn is_exit_then_branch(graph_name: &str) -> bool {
+    graph_name
+        .strip_prefix("eexc_exit")
+        .and_then(|rest| rest.strip_suffix("_then"))
+        .is_some_and(|k| k.parse::<usize>().is_ok())
+}
+
+/// Compact mode: the base of the per-row mask of the rows that go on past
+/// exit k (the `Compress` that keeps them reads it).
+pub fn continue_mask_name(k: usize) -> String {
+    format!("eexc_exit{k}_continue")
+}
+
+/// Whether `tensor` is such a mask.
+pub fn is_continue_mask(tensor: &str) -> bool {
+    tensor
+        .strip_prefix("eexc_exit")
+        .and_then(|rest| rest.strip_suffix("_continue"))
+        .is_some_and(|k| k.parse::<usize>().is_ok())
+}
+
 /// One exit as recorded in the model's metadata (`eexc.exits`).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExitMeta {
@@ -191,4 +219,21 @@ pub fn knob_names(model: &ModelProto) -> std::collections::HashSet<String> {
 pub fn read_metadata(model: &ModelProto) -> Option<Result<ExitsMetadata, String>> {
     let kv = model.metadata_props.iter().find(|kv| kv.key() == METADATA_KEY)?;
     Some(serde_json::from_str(kv.value()).map_err(|e| e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_and_mask_names_are_recognised_only_as_emitted() {
+        let (then, other) = branch_names(12);
+        assert!(is_exit_then_branch(&then));
+        assert!(!is_exit_then_branch(&other));
+        assert!(!is_exit_then_branch("eexc_exitx_then"));
+        assert!(is_continue_mask(&continue_mask_name(3)));
+        // The NonZero beside it and a user's tensor are not masks.
+        assert!(!is_continue_mask("eexc_exit3_continue_at"));
+        assert!(!is_continue_mask("my_continue"));
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::contract::{EXIT_INDEX, exit_output_name, knobs, logits_name};
+use super::contract::{EXIT_INDEX, branch_names, continue_mask_name, exit_output_name, knobs, logits_name};
 use super::decision::build_decision;
 use super::head::{HeadWeights, build_head};
 use super::{ExitError, ExitOptions};
@@ -343,7 +343,7 @@ impl EmitContext<'_> {
         self.apply_tail(&mut then_b, k, &z, &then_out);
         let then_idx = self.exit_index(&mut then_b, &zeros, k);
         let then_g = self.branch_graph(
-            &format!("eexc_exit{k}_then"),
+            &branch_names(k).0,
             then_b,
             &[&then_out, &then_idx],
             out_type,
@@ -367,7 +367,7 @@ impl EmitContext<'_> {
                 // Only the rows that may not exit go on: every tensor the
                 // rest of the network reads keeps those rows, in order.
                 let base = format!("eexc_exit{k}");
-                let keep = else_b.op("Not", &format!("{base}_continue"), &[&decision.row_ok], vec![]);
+                let keep = else_b.op("Not", &continue_mask_name(k), &[&decision.row_ok], vec![]);
                 let found = else_b.op("NonZero", &format!("{base}_continue_at"), &[&keep], vec![]);
                 let rows = else_b.op(
                     "Transpose",
@@ -435,7 +435,7 @@ impl EmitContext<'_> {
             }
         };
         let refs: Vec<&str> = else_outputs.iter().map(String::as_str).collect();
-        let else_g = self.branch_graph(&format!("eexc_exit{k}_else"), else_b, &refs, out_type, row_dim_known);
+        let else_g = self.branch_graph(&branch_names(k).1, else_b, &refs, out_type, row_dim_known);
 
         let compact = scope.compact.is_some();
         b.push(
