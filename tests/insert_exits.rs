@@ -229,3 +229,33 @@ fn exit_ifs_say_what_their_branches_do() {
         assert!(docs[1].starts_with("eexc exit 2 at 'block1_out': "), "{docs:?}");
     }
 }
+
+/// The IR < 4 rule is the patch's, the same in every mode: an IR 3 model
+/// (every initializer also a graph input) comes out as IR 4 whose inputs
+/// are its real input and, where the mode has them, the knobs. Before the
+/// patch object, multi mode kept IR 3 and listed the heads' weights as
+/// inputs.
+#[test]
+fn ir3_models_come_out_as_ir4_with_only_real_inputs_in_every_mode() {
+    let src = testdata("models/squeezenet.onnx");
+    let original = eexc::onnx::load_model(&src).unwrap().proto;
+    assert_eq!(original.ir_version(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["if", "multi"] {
+        let out = dir.path().join(format!("{mode}.onnx"));
+        insert(&src, &out, &["--auto", "2", "--mode", mode]);
+        let model = eexc::onnx::load_model(&out).unwrap().proto;
+        assert_eq!(model.ir_version(), 4, "{mode}");
+        let inputs: Vec<&str> = model.graph.input.iter().map(|i| i.name()).collect();
+        let mut expected = vec!["data_0"];
+        if mode == "if" {
+            expected.extend([
+                "eexc_threshold_1",
+                "eexc_temperature_1",
+                "eexc_threshold_2",
+                "eexc_temperature_2",
+            ]);
+        }
+        assert_eq!(inputs, expected, "{mode}");
+    }
+}
