@@ -247,6 +247,8 @@ impl ModelPatch {
         self.metadata.push((key.to_string(), value));
     }
 
+    /// Applies the patch. An error is a bug in the pass that built it, and
+    /// leaves `model` part-changed: callers drop it, never write it.
     pub fn apply(self, model: &mut ModelProto) -> Result<(), PatchError> {
         let ModelPatch { main, metadata } = self;
         if model.ir_version() < 4 && main.adds_initializers() {
