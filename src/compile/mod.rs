@@ -23,8 +23,6 @@ pub enum CompileError {
     #[error(transparent)]
     Exit(#[from] crate::exits::ExitError),
     #[error("{0}")]
-    Io(String),
-    #[error("{0}")]
     BadOption(String),
 }
 
@@ -370,11 +368,14 @@ fn insert(
         dims: options.dims.clone(),
     };
     let (proto, inserted) = crate::exits::insert_exits_into(original.clone(), &exit_options)?;
+    // Messages about it name the model it was made from; its external data
+    // (if any) resolves where the original's does.
     let early_exit = crate::onnx::LoadedModel {
         proto,
-        // What messages about it name: the model it was made from.
         path: original.path.clone(),
-        ..original.clone()
+        base_dir: original.base_dir.clone(),
+        file_bytes: original.file_bytes,
+        external_bytes: original.external_bytes,
     };
     Ok((inserted, early_exit))
 }

@@ -95,12 +95,15 @@ pub fn load(source: &WeightSource, exits: &[ExitPoint], classes: i64) -> Result<
             let mut named: HashMap<String, Named> = HashMap::new();
             for (i, h) in heads.iter().enumerate() {
                 let k = i + 1;
-                let classes = h.bias.len();
-                let features = h.weight.len() / classes.max(1);
-                named.insert(
-                    format!("exit{k}.weight"),
-                    Named::new(vec![classes, features], &h.weight),
-                );
+                // A weight that is not whole rows of the bias's classes
+                // keeps its flat length, which the shape check then refuses.
+                let (classes, len) = (h.bias.len(), h.weight.len());
+                let shape = if classes > 0 && len % classes == 0 {
+                    vec![classes, len / classes]
+                } else {
+                    vec![len]
+                };
+                named.insert(format!("exit{k}.weight"), Named::new(shape, &h.weight));
                 named.insert(format!("exit{k}.bias"), Named::new(vec![classes], &h.bias));
                 if let Some(r) = &h.refine {
                     let (c, kk) = (r.bias.len(), REFINE_KERNEL as usize);
@@ -326,7 +329,7 @@ mod tests {
         };
         assert!(source.is_trained());
         assert_eq!(source.describe(), "fit by eexc compile on 40 rows");
-        assert_eq!(load(&source, &[linear_exit(4)], 3).unwrap(), vec![head]);
+        assert_eq!(load(&source, &[linear_exit(4)], 3).unwrap(), vec![head.clone()]);
         // A head fitted for another width, or a missing one, is refused by name.
         match load(&source, &[linear_exit(5)], 3) {
             Err(ExitError::Weights { key, reason, .. }) => {
@@ -335,6 +338,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let ragged = WeightSource::Fitted {
+            heads: vec![HeadWeights {
+                weight: vec![0.5; 3 * 4 + 1],
+                ..head.clone()
+            }],
+            origin: "ragged".into(),
+        };
+        assert!(matches!(
+            load(&ragged, &[linear_exit(4)], 3),
+            Err(ExitError::Weights { .. })
+        ));
         match load(&source, &[linear_exit(4), linear_exit(4)], 3) {
             Err(ExitError::Weights { key, reason, .. }) => {
                 assert_eq!((key.as_str(), reason.as_str()), ("exit2.weight", "missing"))

@@ -114,7 +114,7 @@ impl PassModel {
         for n in &g.node {
             crate::onnx::names_read(n, &mut read);
         }
-        let unread_knobs: Vec<String> = every_initializer
+        let unread: Vec<String> = every_initializer
             .iter()
             .filter(|t| !read.contains(*t))
             .cloned()
@@ -122,7 +122,7 @@ impl PassModel {
         let patch_error = |e: crate::transform::patch::PatchError| RunError::Runtime(format!("the pass model: {e}"));
         let mut patch = ModelPatch::new();
         patch.main.set_outputs(declared_outputs);
-        patch.main.remove_inputs(unread_knobs);
+        patch.main.remove_inputs(unread);
         patch.main.drop_if_unread(every_initializer);
         patch.apply(&mut model).map_err(patch_error)?;
         let bytes = model
