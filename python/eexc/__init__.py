@@ -10,7 +10,8 @@ no subprocess) and returns what it made::
     print(r.report["savings"])
 
 Models are a path, the model's bytes, or an ``onnx.ModelProto``; sample data is a path to
-an .npy/.npz file or a numpy array. Keyword arguments beyond the typed ones become the
+an .npy/.npz file, a numpy array, or (for a model with several data inputs, such as
+``input_ids`` and ``attention_mask``) a dict of arrays named after the inputs. Keyword arguments beyond the typed ones become the
 command's flags (``keep_exits=True`` is ``--keep-exits``, ``at=["a", "b"]`` is
 ``--at a,b``); ``eexc <command> --help`` lists them. A command that fails raises
 :class:`EexcError` with its one-line message; its warnings become Python warnings.
@@ -30,14 +31,14 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import _eexc
 
 __version__ = _eexc.__version__
 
 ModelLike = Union[str, os.PathLike, bytes, Any]  # Any: an onnx.ModelProto
-ArrayLike = Union[str, os.PathLike, Any]  # Any: a numpy array
+ArrayLike = Union[str, os.PathLike, Any]  # Any: a numpy array, or a dict of them by input name
 
 
 class EexcError(RuntimeError):
@@ -95,6 +96,11 @@ class _Scratch:
             return os.fspath(array)
         import numpy as np
 
+        if isinstance(array, Mapping):
+            # One array per data input (token ids and an attention mask), named after it.
+            target = self.path / f"{name}.npz"
+            np.savez(target, **{k: np.asarray(v) for k, v in array.items()})
+            return str(target)
         target = self.path / f"{name}.npy"
         np.save(target, np.asarray(array))
         return str(target)

@@ -177,6 +177,8 @@ pub fn compile(model: &Path, options: &CompileOptions) -> Result<(ModelProto, Co
         return Err(CompileError::BadOption("--fit-share must be in [0.1, 0.9]".into()));
     }
     let needed = options.procedure.rows_needed();
+    // Loaded once; every stage below works on a copy, in memory.
+    let original = crate::fit::load(model)?;
     let split = match &options.calibration {
         Some((x, y)) => DataSplit {
             fit: PassSource::Rows(options.data.clone()),
@@ -186,7 +188,7 @@ pub fn compile(model: &Path, options: &CompileOptions) -> Result<(ModelProto, Co
             fit_rows: crate::runtime::Samples::open(&options.data)?.rows(),
             calib_rows: crate::runtime::Samples::open(x)?.rows(),
         },
-        None => split_rows(options, needed)?,
+        None => split_rows(&original.proto, options, needed)?,
     };
     // Refused before any head is fitted.
     options.procedure.check_rows(split.calib_rows)?;
@@ -208,8 +210,6 @@ pub fn compile(model: &Path, options: &CompileOptions) -> Result<(ModelProto, Co
         held_out: 0.2,
         dims: options.dims.clone(),
     };
-    // Loaded once; every stage below works on a copy, in memory.
-    let original = crate::fit::load(model)?;
     let variants = fit_variants(&original, options, &fit_options)?;
     let fit_report = variants[0].1.clone();
     let other_fits: Vec<FitReport> = variants[1..].iter().map(|(_, r)| r.clone()).collect();
@@ -410,11 +410,11 @@ const MIN_FIT_ROWS: usize = 20;
 /// Splits the rows of --data (and their labels), in memory: the
 /// calibration part gets its share of the rows, and at least the `needed`
 /// rows a certificate needs; the heads are fitted on the rest.
-fn split_rows(options: &CompileOptions, needed: usize) -> Result<DataSplit, CompileError> {
+fn split_rows(model: &ModelProto, options: &CompileOptions, needed: usize) -> Result<DataSplit, CompileError> {
     let mut samples = crate::runtime::Samples::open(&options.data)?;
+    crate::runtime::bind_samples(&mut samples, model)?;
     let rows = samples.rows();
     let all = samples.next_rows(0, rows)?;
-    let row_len = samples.row_len();
     let labels = match &options.labels {
         Some(p) => Some(crate::runtime::read_labels(p, rows, i64::MAX)?),
         None => None,
@@ -432,16 +432,9 @@ fn split_rows(options: &CompileOptions, needed: usize) -> Result<DataSplit, Comp
     let order = crate::fit::seeded_permutation(rows, options.seed ^ 0x0C04_D11E);
     let (fit_idx, calib_idx) = order.split_at(fit_rows);
     let part = |what: &str, idx: &[usize]| {
-        let mut shape = samples.shape.clone();
-        shape[0] = idx.len();
-        let values: Vec<f32> = idx
-            .iter()
-            .flat_map(|&r| all[r * row_len..(r + 1) * row_len].iter().copied())
-            .collect();
         PassSource::Memory(std::sync::Arc::new(crate::runtime::MemoryRows {
             name: PathBuf::from(format!("{} ({what} rows)", options.data.display())),
-            shape,
-            values,
+            batch: all.select(idx),
             labels: labels.as_ref().map(|l| idx.iter().map(|&r| l[r] as i64).collect()),
         }))
     };

@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::exits::cost::CostReport;
 use crate::onnx::LoadedModel;
 use crate::runtime::onnxruntime::{Feed, Fetched, OrtSession};
-use crate::runtime::{RunError, Samples, read_labels};
+use crate::runtime::{Batch, RunError, Samples, read_labels};
 
 /// Which runtime measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -233,35 +233,30 @@ enum Runner {
     Tract {
         plan: crate::runtime::Plan,
         outputs: Vec<String>,
-        row_shape: Vec<usize>,
     },
     Ort {
         session: OrtSession,
-        input: String,
+        inputs: Vec<crate::runtime::DataInput>,
         outputs: Vec<String>,
-        row_shape: Vec<usize>,
     },
 }
 
 impl Runner {
-    fn open(
-        loaded: &LoadedModel,
-        with_exit: bool,
-        row_shape: &[usize],
-        ort: Option<&OrtChoice>,
-    ) -> Result<Runner, RunError> {
+    /// `first` is a row as every row will come (its shapes and types fix
+    /// tract's plan).
+    fn open(loaded: &LoadedModel, with_exit: bool, first: &Batch, ort: Option<&OrtChoice>) -> Result<Runner, RunError> {
         let bad = |reason: String| RunError::Model {
             path: loaded.path.clone(),
             reason,
         };
         let g = loaded.proto.graph.as_ref().ok_or_else(|| bad("no graph".into()))?;
-        let first = g
+        let first_output = g
             .output
             .first()
             .ok_or_else(|| bad("no outputs".into()))?
             .name()
             .to_string();
-        let mut outputs = vec![first];
+        let mut outputs = vec![first_output];
         if with_exit {
             if !g.output.iter().any(|o| o.name() == crate::exits::EXIT_INDEX) {
                 return Err(bad(
@@ -273,38 +268,27 @@ impl Runner {
         match ort {
             Some(choice) => {
                 let session = OrtSession::open(&loaded.path, choice.threads, choice.library.as_deref())?;
-                let input =
-                    crate::runtime::data_input_name(&loaded.proto).ok_or_else(|| bad("no data input".into()))?;
                 Ok(Runner::Ort {
                     session,
-                    input,
+                    inputs: crate::runtime::data_inputs(&loaded.proto),
                     outputs,
-                    row_shape: row_shape.to_vec(),
                 })
             }
             None => {
                 let bytes = protobuf::Message::write_to_bytes(&crate::runtime::for_tract(&loaded.proto))
                     .map_err(|e| bad(e.to_string()))?;
-                let plan = crate::runtime::prepare(&bytes, &outputs, 1, row_shape, loaded.external_dir())?;
-                Ok(Runner::Tract {
-                    plan,
-                    outputs,
-                    row_shape: row_shape.to_vec(),
-                })
+                let plan = crate::runtime::prepare(&bytes, &outputs, first, loaded.external_dir())?;
+                Ok(Runner::Tract { plan, outputs })
             }
         }
     }
 
     /// Runs one row, with `knobs` fed as scalar inputs (ONNX Runtime only).
-    fn run(&mut self, row: &[f32], knobs: &[(String, f32)]) -> Result<Row, RunError> {
+    fn run(&mut self, row: &Batch, knobs: &[(String, f32)]) -> Result<Row, RunError> {
         match self {
-            Runner::Tract {
-                plan,
-                outputs,
-                row_shape,
-            } => {
+            Runner::Tract { plan, outputs } => {
                 let start = Instant::now();
-                let result = crate::runtime::run_plan(plan, row, 1, row_shape, outputs)?;
+                let result = crate::runtime::run_plan(plan, row, outputs)?;
                 let ms = start.elapsed().as_secs_f64() * 1000.0;
                 Ok(Row {
                     prediction: argmax(result[0].iter().copied()),
@@ -315,22 +299,11 @@ impl Runner {
             }
             Runner::Ort {
                 session,
-                input,
+                inputs,
                 outputs,
-                row_shape,
             } => {
-                let mut shape = vec![1i64];
-                shape.extend(row_shape.iter().map(|&d| d as i64));
-                let mut feeds = vec![Feed {
-                    name: input,
-                    shape,
-                    data: row.to_vec(),
-                }];
-                feeds.extend(knobs.iter().map(|(name, v)| Feed {
-                    name,
-                    shape: Vec::new(),
-                    data: vec![*v],
-                }));
+                let mut feeds = crate::runtime::onnxruntime::feeds(inputs, row);
+                feeds.extend(knobs.iter().map(|(name, v)| Feed::scalar(name, *v)));
                 let start = Instant::now();
                 let result = session.run(feeds, outputs)?;
                 let ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -379,21 +352,38 @@ pub fn eval(path: &Path, options: &EvalOptions) -> Result<Evaluated, RunError> {
         });
     }
     let mut samples = Samples::open(&options.data)?;
+    crate::runtime::bind_samples(&mut samples, &loaded.proto)?;
     let rows = samples.rows();
-    let row_shape = samples.shape[1..].to_vec();
     // The first rows are kept for the warm-up and the path timings; the
     // rest stream from the file.
-    let head_rows: Vec<Vec<f32>> = (0..rows.min(PATH_ROWS.max(WARMUP_ROWS)))
+    let head_rows: Vec<Batch> = (0..rows.min(PATH_ROWS.max(WARMUP_ROWS)))
         .map(|r| samples.next_rows(r, 1))
         .collect::<Result<_, _>>()?;
-    let mut ee_runner = Runner::open(&loaded, true, &row_shape, ort.as_ref())?;
+    let mut ee_runner = Runner::open(&loaded, true, &head_rows[0], ort.as_ref())?;
     let mut base_runner = match &options.baseline {
         Some(b) => {
             let base_model = crate::onnx::load_model_for_transform(b).map_err(|e| RunError::Model {
                 path: b.clone(),
                 reason: e.to_string(),
             })?;
-            Some(Runner::open(&base_model, false, &row_shape, ort.as_ref())?)
+            let (ours, theirs) = (
+                crate::runtime::data_inputs(&loaded.proto),
+                crate::runtime::data_inputs(&base_model.proto),
+            );
+            if ours != theirs {
+                let names = |inputs: &[crate::runtime::DataInput]| {
+                    inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                };
+                return Err(RunError::Model {
+                    path: b.clone(),
+                    reason: format!(
+                        "its data inputs ({}) are not the early-exit model's ({}): --baseline takes the model it was made from",
+                        names(&theirs),
+                        names(&ours)
+                    ),
+                });
+            }
+            Some(Runner::open(&base_model, false, &head_rows[0], ort.as_ref())?)
         }
         None => None,
     };
@@ -579,7 +569,7 @@ impl RuntimeInfo {
 fn path_times(
     runner: &mut Runner,
     meta: &crate::exits::ExitsMetadata,
-    data: &[Vec<f32>],
+    data: &[Batch],
     shares: &[f64],
     baseline_ms: Option<f64>,
 ) -> Result<PathTimes, RunError> {
@@ -587,7 +577,7 @@ fn path_times(
     // Confidences lie in [0, 1]: -1 lets every row leave, 2 none.
     const ALWAYS: f32 = -1.0;
     const NEVER: f32 = 2.0;
-    let rows: Vec<&Vec<f32>> = data.iter().take(PATH_ROWS).collect();
+    let rows: Vec<&Batch> = data.iter().take(PATH_ROWS).collect();
     let mut p50 = Vec::with_capacity(k + 1);
     for path in 1..=k + 1 {
         let knobs: Vec<(String, f32)> = meta

@@ -254,6 +254,11 @@ pub fn build_pooling(b: &mut GraphBuilder, base: &str, point: &ExitPoint, refine
             b.op("Gather", &format!("{base}_cls"), &[x, &idx], vec![attr_int("axis", 1)])
         }
         HeadKind::TokenMean => b.reduce("ReduceMean", &format!("{base}_mean"), x, &[1], false),
+        HeadKind::Mirror => point
+            .tail
+            .as_ref()
+            .expect("plan::attach_tails gives mirror heads the model's tail")
+            .replay(b, base, x),
         HeadKind::Linear | HeadKind::Auto => x.to_string(),
     }
 }

@@ -10,6 +10,7 @@ pub mod head;
 mod looped;
 pub mod plan;
 pub mod repeat;
+pub mod tail;
 pub mod time;
 pub mod weights;
 
@@ -147,6 +148,8 @@ pub enum ExitError {
         rank: usize,
         head: &'static str,
     },
+    #[error("--head mirror at '{tensor}': {reason}")]
+    NoTail { tensor: String, reason: String },
     #[error("--auto {wanted}: only {found} suitable narrow cuts at distinct depths between 15% and 85% of FLOPs")]
     TooFewCandidates { wanted: usize, found: usize },
     #[error("{path}: '{key}': {reason}")]
@@ -267,6 +270,11 @@ pub fn insert_exits_into(
         (ExitSelection::At(names), _) => plan::resolve_at(graph, &classifier, names, options.head)?,
         (ExitSelection::Auto(k), _) => plan::choose_auto(graph, &original_cost, &classifier, *k, options.head)?,
     };
+    let mut exits = exits;
+    plan::attach_tails(&mut exits, || {
+        let weight = |name: &str| stored_weights.iter().find(|t| t.name() == name).cloned();
+        tail::ModelTail::find(graph, &proto, &original_cost, &classifier, &weight)
+    })?;
     validate_options(options, exits.len(), classifier.classes)?;
     if options.quantize_heads
         && let Some(e) = exits

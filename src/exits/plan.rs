@@ -37,6 +37,12 @@ pub enum HeadKind {
     TokenCls,
     /// N×S×D: mean over tokens, Gemm.
     TokenMean,
+    /// N×S×D: the model's own tail (what it does between its last repeated
+    /// layer and its linear classifier: a final LayerNorm, the CLS token or
+    /// a mean over tokens, a pooler Dense + Tanh) on a copy of its weights,
+    /// then Gemm ([`super::tail::ModelTail`]). `auto` picks it for a token
+    /// model that has such a tail.
+    Mirror,
     /// N×D: Gemm.
     Linear,
 }
@@ -51,6 +57,7 @@ impl HeadKind {
             HeadKind::ConvGrid => "conv-grid",
             HeadKind::TokenCls => "token-cls",
             HeadKind::TokenMean => "token-mean",
+            HeadKind::Mirror => "mirror",
             HeadKind::Linear => "linear",
         }
     }
@@ -72,6 +79,11 @@ pub struct ExitPoint {
     /// Emission hands this (4-D, quantized) tensor to the head and to the
     /// rest of the network channels-last; see `EmitContext::channels_last`.
     pub channels_last: bool,
+    /// The head was chosen by the tensor's rank (`auto`), so a token exit
+    /// may still become a mirror head ([`attach_tails`]).
+    pub auto_head: bool,
+    /// A mirror head's tail (set by [`attach_tails`]).
+    pub tail: Option<std::sync::Arc<super::tail::ModelTail>>,
 }
 
 impl ExitPoint {
@@ -265,6 +277,7 @@ pub(crate) fn exit_point(
     head: HeadKind,
     reason: String,
 ) -> Result<ExitPoint, ExitError> {
+    let head_asked = head;
     let value = quantized_source(graph, value).unwrap_or(value);
     let v = graph.value(value);
     let tensor = v.name.clone();
@@ -315,6 +328,7 @@ pub(crate) fn exit_point(
         },
         (HeadKind::Auto, 3) | (HeadKind::TokenCls, 3) => HeadKind::TokenCls,
         (HeadKind::TokenMean, 3) => HeadKind::TokenMean,
+        (HeadKind::Mirror, 3) => HeadKind::Mirror,
         (HeadKind::Auto, 2) | (HeadKind::Linear, 2) => HeadKind::Linear,
         (h, rank) => {
             return Err(ExitError::NoHead {
@@ -344,7 +358,50 @@ pub(crate) fn exit_point(
         reason,
         dequantize,
         channels_last: false,
+        auto_head: head_asked == HeadKind::Auto,
+        tail: None,
     })
+}
+
+/// Gives mirror heads the model's tail: every exit that asked for one
+/// (an error when the model has none, or the exit's tensor is not shaped
+/// like the last layer's output), and every token exit whose head `auto`
+/// chose, when the tail fits it. `tail` finds the tail, once, if needed.
+pub fn attach_tails(
+    exits: &mut [ExitPoint],
+    tail: impl FnOnce() -> Result<super::tail::ModelTail, super::tail::NoTail>,
+) -> Result<(), ExitError> {
+    let wants = |e: &ExitPoint| e.head == HeadKind::Mirror || (e.auto_head && e.head == HeadKind::TokenCls);
+    if !exits.iter().any(wants) {
+        return Ok(());
+    }
+    let found = tail().map(std::sync::Arc::new);
+    for e in exits.iter_mut().filter(|e| wants(e)) {
+        match &found {
+            Ok(t) if t.fits(&e.ty) => {
+                e.head = HeadKind::Mirror;
+                e.features = t.features;
+                e.tail = Some(t.clone());
+            }
+            Ok(t) if e.head == HeadKind::Mirror => {
+                return Err(ExitError::NoTail {
+                    tensor: e.tensor.clone(),
+                    reason: format!(
+                        "its type {} is not the type of the last layer's output '{}' ({}), where the model's tail starts",
+                        e.ty, t.entry, t.entry_type
+                    ),
+                });
+            }
+            Err(reason) if e.head == HeadKind::Mirror => {
+                return Err(ExitError::NoTail {
+                    tensor: e.tensor.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The cells of the grid-linear head's pooling grid (2×2).

@@ -313,6 +313,8 @@ mod tests {
             reason: String::new(),
             dequantize: None,
             channels_last: false,
+            auto_head: false,
+            tail: None,
         }
     }
 

@@ -185,6 +185,16 @@ fn prepare(
             plan::choose_auto(graph, &graph_cost(graph, &dims), &classifier, *k, head)?
         }
     };
+    let mut exits = exits;
+    plan::attach_tails(&mut exits, || {
+        // Finding the layers needs structure, not sizes: every symbol counts 1.
+        let cost = graph_cost(graph, &DimValues::default());
+        let weight = |name: &str| {
+            let g = loaded.proto.graph.as_ref()?;
+            g.initializer.iter().find(|t| t.name() == name).cloned()
+        };
+        crate::exits::tail::ModelTail::find(graph, &loaded.proto, &cost, &classifier, &weight)
+    })?;
     Ok(Prepared {
         loaded,
         model,
@@ -256,9 +266,9 @@ pub fn fit_model(
         &options.dims,
     )?;
     let (graph, classifier, exits) = (&prepared.model.graph, &prepared.classifier, &prepared.exits);
-    let input = options.source.open()?;
-    if let PassInput::Rows(samples, _) = &input {
-        check_input(graph, model_path, samples.path(), &samples.shape)?;
+    let mut input = options.source.open()?;
+    if let PassInput::Rows(samples, _) = &mut input {
+        check_input(graph, &prepared.loaded.proto, samples)?;
     }
     let rows = input.rows();
     let held_out_rows = ((rows as f64) * options.held_out).round() as usize;
@@ -460,38 +470,37 @@ pub fn seeded_permutation(rows: usize, seed: u64) -> Vec<usize> {
 }
 
 /// The data must have the model's single input's shape (any batch).
-fn check_input(graph: &crate::ir::Graph, model: &Path, data: &Path, shape: &[usize]) -> Result<(), FitError> {
-    let inputs: Vec<_> = graph.inputs.iter().filter(|&&v| !graph.value(v).is_constant).collect();
-    let [input] = inputs.as_slice() else {
-        return Err(FitError::BadOption(format!(
-            "{}: fit feeds one input tensor; the model has {} inputs",
-            model.display(),
-            inputs.len()
-        )));
-    };
-    let value = graph.value(**input);
-    let Some(ty) = value.ty.as_ref() else { return Ok(()) };
-    if ty.elem != crate::onnx::dtype::ElemType::FLOAT {
-        return Err(FitError::BadOption(format!(
-            "{}: input '{}' is {}; fit feeds float32 data",
-            model.display(),
-            value.name,
-            ty.elem.name()
-        )));
-    }
-    if let Some(dims) = &ty.shape {
-        let fits = dims.len() == shape.len()
+/// Binds the samples to the model's data inputs ([`crate::runtime::Samples::bind`])
+/// and checks each array's shape against its input's declared one.
+fn check_input(
+    graph: &crate::ir::Graph,
+    model: &crate::onnx::proto::ModelProto,
+    samples: &mut crate::runtime::Samples,
+) -> Result<(), FitError> {
+    crate::runtime::bind_samples(samples, model)?;
+    let inputs = crate::runtime::data_inputs(model);
+    for (input, row_shape) in inputs.iter().zip(samples.row_shapes()) {
+        let Some(value) = graph.value_id(&input.name).map(|v| graph.value(v)) else {
+            continue;
+        };
+        let Some(dims) = value.ty.as_ref().and_then(|t| t.shape.as_ref()) else {
+            continue;
+        };
+        let fits = dims.len() == row_shape.len() + 1
             && dims
                 .iter()
-                .zip(shape)
                 .skip(1)
+                .zip(&row_shape)
                 .all(|(d, &s)| !matches!(d, Dim::Known(k) if *k as usize != s));
         if !fits {
+            let mut shape = vec![samples.rows()];
+            shape.extend(&row_shape);
+            let ty = value.ty.as_ref().map_or(String::new(), |t| t.to_string());
             return Err(FitError::Run(RunError::Data {
-                path: data.to_path_buf(),
+                path: samples.path().to_path_buf(),
                 reason: format!(
-                    "shape {shape:?} does not fit input '{}' {} (rows first, then the input's other dims)",
-                    value.name, ty
+                    "shape {shape:?} does not fit input '{}' {ty} (rows first, then the input's other dims)",
+                    value.name
                 ),
             }));
         }

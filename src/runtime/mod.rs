@@ -11,7 +11,7 @@ pub mod shards;
 use protobuf::Message;
 use tract_onnx::prelude::*;
 
-pub use samples::{MemoryRows, Samples, read_labels, write_npy};
+pub use samples::{Batch, DataInput, Elements, InputBatch, MemoryRows, Samples, read_labels, write_npy};
 pub(crate) use samples::{check_npy_shape, npz_member};
 
 use crate::onnx::proto::ModelProto;
@@ -33,15 +33,30 @@ pub enum RunError {
 /// The tract-onnx version eexc is built with.
 pub const TRACT_VERSION: &str = env!("EEXC_TRACT_VERSION");
 
-/// The input a caller feeds data to: the first graph input that no
-/// initializer backs (the knobs, which do have one, come after it).
-pub fn data_input_name(model: &ModelProto) -> Option<String> {
-    let g = model.graph.as_ref()?;
+/// The inputs a caller feeds data to: the graph inputs that no initializer
+/// backs (the knobs, which do have one, are not among them), in order.
+pub fn data_inputs(model: &ModelProto) -> Vec<DataInput> {
+    let Some(g) = model.graph.as_ref() else {
+        return Vec::new();
+    };
     let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
     g.input
         .iter()
-        .find(|i| !inits.contains(i.name()))
-        .map(|i| i.name().to_string())
+        .filter(|i| !inits.contains(i.name()))
+        .map(|i| DataInput {
+            name: i.name().to_string(),
+            int64: matches!(
+                i.type_.as_ref().and_then(|t| t.value.as_ref()),
+                Some(crate::onnx::proto::type_proto::Value::TensorType(t))
+                    if t.elem_type() == crate::onnx::dtype::ElemType::INT64.0
+            ),
+        })
+        .collect()
+}
+
+/// `samples` bound to `model`'s data inputs ([`Samples::bind`]).
+pub fn bind_samples(samples: &mut Samples, model: &ModelProto) -> Result<(), RunError> {
+    samples.bind(&data_inputs(model))
 }
 
 /// Loads a model made by `insert-exits` (weights and external data
@@ -91,11 +106,11 @@ pub fn run_batched(
     external_dir: Option<&std::path::Path>,
     what: &str,
 ) -> Result<Vec<Vec<f32>>, RunError> {
+    bind_samples(samples, model)?;
     let bytes = for_tract(model)
         .write_to_bytes()
         .map_err(|e| RunError::Runtime(format!("cannot encode the model for tract: {e}")))?;
     let rows = samples.rows();
-    let row_shape = samples.shape[1..].to_vec();
     let progress = progress_bar(rows, "rows", what);
     let mut columns = vec![Vec::new(); outputs.len()];
     let mut plans: Vec<(usize, Plan)> = Vec::new();
@@ -105,15 +120,15 @@ pub fn run_batched(
         let n = batch.min(rows - done);
         let data = samples.next_rows(done, n)?;
         let values = match ort_session.as_mut() {
-            Some(session) => run_in_ort(session, model, data, n, &row_shape, outputs)?,
-            None => match run_in_tract(&mut plans, &bytes, &data, n, &row_shape, outputs, external_dir) {
+            Some(session) => run_in_ort(session, model, &data, outputs)?,
+            None => match run_in_tract(&mut plans, &bytes, &data, outputs, external_dir) {
                 Ok(values) => values,
                 // tract has no kernel for some ops (ONNX Runtime's
                 // com.microsoft quantized ops among them): ONNX Runtime runs
                 // the pass where the user has it.
                 Err(RunError::Runtime(tract_error)) if plans.is_empty() => {
                     let session = ort_session.insert(open_ort_instead(model, external_dir, &tract_error)?);
-                    run_in_ort(session, model, data, n, &row_shape, outputs)?
+                    run_in_ort(session, model, &data, outputs)?
                 }
                 Err(e) => return Err(e),
             },
@@ -133,21 +148,19 @@ pub fn run_batched(
 fn run_in_tract(
     plans: &mut Vec<(usize, Plan)>,
     bytes: &[u8],
-    data: &[f32],
-    rows: usize,
-    row_shape: &[usize],
+    data: &Batch,
     outputs: &[String],
     external_dir: Option<&std::path::Path>,
 ) -> Result<Vec<Vec<f32>>, RunError> {
-    let known = plans.iter().position(|(size, _)| *size == rows);
+    let known = plans.iter().position(|(size, _)| *size == data.rows);
     let at = match known {
         Some(at) => at,
         None => {
-            plans.push((rows, prepare(bytes, outputs, rows, row_shape, external_dir)?));
+            plans.push((data.rows, prepare(bytes, outputs, data, external_dir)?));
             plans.len() - 1
         }
     };
-    run_plan(&plans[at].1, data, rows, row_shape, outputs)
+    run_plan(&plans[at].1, data, outputs)
 }
 
 /// An ONNX Runtime session for a model tract cannot run, or the tract error
@@ -188,22 +201,11 @@ fn open_ort_instead(
 fn run_in_ort(
     session: &mut onnxruntime::OrtSession,
     model: &ModelProto,
-    data: Vec<f32>,
-    rows: usize,
-    row_shape: &[usize],
+    data: &Batch,
     outputs: &[String],
 ) -> Result<Vec<Vec<f32>>, RunError> {
-    let name = data_input_name(model).ok_or_else(|| RunError::Ort("the model has no data input".into()))?;
-    let mut shape = vec![rows as i64];
-    shape.extend(row_shape.iter().map(|&d| d as i64));
-    let fetched = session.run(
-        vec![onnxruntime::Feed {
-            name: &name,
-            shape,
-            data,
-        }],
-        outputs,
-    )?;
+    let inputs = data_inputs(model);
+    let fetched = session.run(onnxruntime::feeds(&inputs, data), outputs)?;
     Ok(fetched.iter().map(onnxruntime::Fetched::as_f32).collect())
 }
 
@@ -280,22 +282,22 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
 /// A model optimised by tract for one input shape.
 pub type Plan = std::sync::Arc<TypedRunnableModel>;
 
-/// Runs one batch (`rows` rows of `row_shape`) through `plan`; returns the
-/// outputs flattened, as f32.
-pub fn run_plan(
-    plan: &Plan,
-    data: &[f32],
-    rows: usize,
-    row_shape: &[usize],
-    outputs: &[String],
-) -> Result<Vec<Vec<f32>>, RunError> {
-    let mut shape = vec![rows];
-    shape.extend_from_slice(row_shape);
-    let input = Tensor::from_shape(&shape, data).map_err(|e| RunError::Runtime(format!("{e}")))?;
-    let result = guarded(|| {
-        plan.run(tvec!(input.into()))
-            .map_err(|e| RunError::Runtime(format!("{e:#}")))
-    })?;
+/// Runs one batch (its inputs in the model's data-input order) through
+/// `plan`; returns the outputs flattened, as f32.
+pub fn run_plan(plan: &Plan, data: &Batch, outputs: &[String]) -> Result<Vec<Vec<f32>>, RunError> {
+    let inputs: TVec<TValue> = data
+        .inputs
+        .iter()
+        .map(|input| {
+            match &input.elements {
+                Elements::Float(v) => Tensor::from_shape(&input.shape, v),
+                Elements::Int(v) => Tensor::from_shape(&input.shape, v),
+            }
+            .map(TValue::from)
+            .map_err(|e| RunError::Runtime(format!("{e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let result = guarded(|| plan.run(inputs).map_err(|e| RunError::Runtime(format!("{e:#}"))))?;
     result
         .iter()
         .zip(outputs)
@@ -311,23 +313,22 @@ pub fn run_plan(
         .collect()
 }
 
-/// Loads `bytes` into tract with the input fixed to `rows` × `row_shape`
-/// and `outputs` as the outputs, optimised and runnable.
+/// Loads `bytes` into tract with each input fixed to the shape and type of
+/// `data`'s (a batch of the size the plan is for) and `outputs` as the
+/// outputs, optimised and runnable.
 pub fn prepare(
     bytes: &[u8],
     outputs: &[String],
-    rows: usize,
-    row_shape: &[usize],
+    data: &Batch,
     external_dir: Option<&std::path::Path>,
 ) -> Result<Plan, RunError> {
-    guarded(|| prepare_unguarded(bytes, outputs, rows, row_shape, external_dir))
+    guarded(|| prepare_unguarded(bytes, outputs, data, external_dir))
 }
 
 fn prepare_unguarded(
     bytes: &[u8],
     outputs: &[String],
-    rows: usize,
-    row_shape: &[usize],
+    data: &Batch,
     external_dir: Option<&std::path::Path>,
 ) -> Result<Plan, RunError> {
     let fail = |e: TractError| RunError::Runtime(format!("{e:#}"));
@@ -345,11 +346,15 @@ fn prepare_unguarded(
             .model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(fail)?
     };
-    let mut shape = vec![rows];
-    shape.extend_from_slice(row_shape);
-    model
-        .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &shape))
-        .map_err(fail)?;
+    for (at, input) in data.inputs.iter().enumerate() {
+        let datum = match input.elements {
+            Elements::Float(_) => f32::datum_type(),
+            Elements::Int(_) => i64::datum_type(),
+        };
+        model
+            .set_input_fact(at, InferenceFact::dt_shape(datum, &input.shape))
+            .map_err(fail)?;
+    }
     let outlets: Vec<OutletId> = outputs
         .iter()
         .map(|name| {

@@ -164,11 +164,36 @@ pub struct OrtSession {
     session: Session,
 }
 
-/// One named input: float data and its shape.
+/// One named input: its data and shape.
 pub struct Feed<'a> {
     pub name: &'a str,
     pub shape: Vec<i64>,
-    pub data: Vec<f32>,
+    pub data: super::Elements,
+}
+
+impl<'a> Feed<'a> {
+    /// A float scalar (a knob).
+    pub fn scalar(name: &'a str, value: f32) -> Feed<'a> {
+        Feed {
+            name,
+            shape: Vec::new(),
+            data: super::Elements::Float(vec![value]),
+        }
+    }
+}
+
+/// The feeds of one batch: each of the model's data `inputs` with its part
+/// of `batch` (bound in that order, [`super::Samples::bind`]).
+pub fn feeds<'a>(inputs: &'a [super::DataInput], batch: &super::Batch) -> Vec<Feed<'a>> {
+    inputs
+        .iter()
+        .zip(&batch.inputs)
+        .map(|(input, part)| Feed {
+            name: &input.name,
+            shape: part.shape.iter().map(|&d| d as i64).collect(),
+            data: part.elements.clone(),
+        })
+        .collect()
 }
 
 /// One output as read back.
@@ -219,8 +244,11 @@ impl OrtSession {
         let fail = |e: ort::Error| RunError::Ort(e.to_string());
         let mut inputs: Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(feeds.len());
         for f in feeds {
-            let t = Tensor::from_array((f.shape, f.data)).map_err(fail)?;
-            inputs.push((f.name.into(), t.into()));
+            let value: SessionInputValue<'_> = match f.data {
+                super::Elements::Float(data) => Tensor::from_array((f.shape, data)).map_err(fail)?.into(),
+                super::Elements::Int(data) => Tensor::from_array((f.shape, data)).map_err(fail)?.into(),
+            };
+            inputs.push((f.name.into(), value));
         }
         let result = self.session.run(inputs).map_err(fail)?;
         outputs
