@@ -141,7 +141,7 @@ pub enum ExitError {
     )]
     NotFloat { tensor: String, elem: String },
     #[error(
-        "tensor '{tensor}' has rank {rank}; no {head} head fits (4-D: gap-linear; 3-D: token-cls/token-mean; 2-D: linear)"
+        "tensor '{tensor}' has rank {rank}; no {head} head fits (4-D: gap-linear; 3-D: token-cls/token-mean/mirror; 2-D: linear)"
     )]
     NoHead {
         tensor: String,

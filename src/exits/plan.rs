@@ -15,7 +15,7 @@ use super::ExitError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadKind {
-    /// Pick by rank: 4-D gap-linear, 3-D token-cls, 2-D linear.
+    /// Pick by rank: 4-D gap-linear, 3-D mirror where the model has a tail to mirror (else token-cls), 2-D linear.
     Auto,
     /// N×C×H×W: GlobalAveragePool, Flatten, Gemm.
     GapLinear,
@@ -40,8 +40,7 @@ pub enum HeadKind {
     /// N×S×D: the model's own tail (what it does between its last repeated
     /// layer and its linear classifier: a final LayerNorm, the CLS token or
     /// a mean over tokens, a pooler Dense + Tanh) on a copy of its weights,
-    /// then Gemm ([`super::tail::ModelTail`]). `auto` picks it for a token
-    /// model that has such a tail.
+    /// then Gemm on what the classifier reads.
     Mirror,
     /// N×D: Gemm.
     Linear,

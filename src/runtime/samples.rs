@@ -570,3 +570,115 @@ pub fn write_npy<T: npyz::Serialize + npyz::AutoSerialize>(
     w.finish().map_err(|e| fail(e.to_string()))?;
     crate::onnx::write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array(name: Option<&str>, rows: usize, elements: Elements) -> InputBatch {
+        let row_len = elements.len() / rows;
+        InputBatch {
+            array: name.map(str::to_string),
+            shape: vec![rows, row_len],
+            elements,
+        }
+    }
+
+    fn samples(arrays: Vec<InputBatch>) -> Samples {
+        let rows = arrays[0].shape[0];
+        Samples::in_memory(std::sync::Arc::new(MemoryRows {
+            name: PathBuf::from("rows.npz"),
+            batch: Batch { rows, inputs: arrays },
+            labels: None,
+        }))
+    }
+
+    fn input(name: &str, int64: bool) -> DataInput {
+        DataInput {
+            name: name.into(),
+            int64,
+        }
+    }
+
+    fn error(result: Result<(), RunError>) -> String {
+        result.expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn arrays_feed_the_inputs_named_after_them_in_the_inputs_order() {
+        let mut s = samples(vec![
+            array(Some("attention_mask"), 2, Elements::Int(vec![1, 1, 1, 0])),
+            array(Some("input_ids"), 2, Elements::Int(vec![5, 6, 7, 0])),
+        ]);
+        s.bind(&[input("input_ids", true), input("attention_mask", true)])
+            .unwrap();
+        let second = {
+            s.next_rows(0, 1).unwrap();
+            s.next_rows(1, 1).unwrap()
+        };
+        assert_eq!(second.rows, 1);
+        assert_eq!(second.inputs[0].elements, Elements::Int(vec![7, 0]));
+        assert_eq!(second.inputs[1].elements, Elements::Int(vec![1, 0]));
+        assert_eq!(second.inputs[0].shape, vec![1, 2]);
+        // Rows picked out keep every input in step.
+        let picked = Batch {
+            rows: 2,
+            inputs: vec![array(None, 2, Elements::Float(vec![1.0, 2.0, 3.0, 4.0]))],
+        }
+        .select(&[1, 0, 1]);
+        assert_eq!(
+            picked.inputs[0].elements,
+            Elements::Float(vec![3.0, 4.0, 1.0, 2.0, 3.0, 4.0])
+        );
+        assert_eq!(picked.inputs[0].shape, vec![3, 2]);
+    }
+
+    #[test]
+    fn a_lone_array_feeds_a_lone_input_whatever_its_name() {
+        let mut s = samples(vec![array(Some("x"), 1, Elements::Float(vec![0.5]))]);
+        s.bind(&[input("image", false)]).unwrap();
+        assert_eq!(
+            s.next_rows(0, 1).unwrap().inputs[0].elements,
+            Elements::Float(vec![0.5])
+        );
+    }
+
+    #[test]
+    fn arrays_that_do_not_fit_the_inputs_are_refused_by_name() {
+        let ids = || array(Some("input_ids"), 2, Elements::Int(vec![1, 2]));
+        let inputs = [input("input_ids", true), input("attention_mask", true)];
+        let err = error(samples(vec![ids()]).bind(&inputs));
+        assert!(
+            err.contains("no array here is named 'attention_mask' (the file holds: input_ids)"),
+            "{err}"
+        );
+        let err = error(
+            samples(vec![
+                ids(),
+                array(Some("attention_mask"), 2, Elements::Int(vec![1, 1])),
+                array(Some("labels"), 2, Elements::Int(vec![0, 1])),
+            ])
+            .bind(&inputs),
+        );
+        assert!(
+            err.contains("array 'labels' feeds none of the model's data inputs"),
+            "{err}"
+        );
+        let err = error(samples(vec![ids(), array(Some("attention_mask"), 1, Elements::Int(vec![1]))]).bind(&inputs));
+        assert!(
+            err.contains("array 'attention_mask' has 1 rows and array 'input_ids' 2"),
+            "{err}"
+        );
+        let err = error(samples(vec![array(None, 1, Elements::Float(vec![1.0]))]).bind(&inputs[..1]));
+        assert!(
+            err.contains("the data holds float32 values and the model's input 'input_ids' takes int64"),
+            "{err}"
+        );
+        let err = error(samples(vec![ids(), ids()]).bind(&[input("image", false)]));
+        assert!(err.contains("holds 2 arrays"), "{err}");
+        let mut s = samples(vec![array(None, 1, Elements::Float(vec![f32::NAN]))]);
+        s.bind(&[input("x", false)]).unwrap();
+        let err = s.next_rows(0, 1).unwrap_err().to_string();
+        assert!(err.contains("row 0 holds a non-finite value"), "{err}");
+    }
+}
