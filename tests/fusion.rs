@@ -257,8 +257,9 @@ fn frozen_knobs_fold_and_stop_being_inputs() {
 #[test]
 fn fused_heads_snapshots() {
     let dir = tempfile::tempdir().unwrap();
-    // The 4-D head with the default families; the 3-D one with every family,
-    // decision rules included.
+    // The 4-D head with the default families; the 3-D one (a mirror head:
+    // the model's own mean over tokens) with every family, decision rules
+    // included.
     for (model, name, rules) in [
         ("resnet_op17", "fused_head_4d", "temperature,batch,linear,layout"),
         ("tokens_op17", "fused_head_3d", "all"),

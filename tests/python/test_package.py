@@ -47,6 +47,28 @@ def test_fit_insert_calibrate_eval_in_a_few_lines(tmp_path):
     assert outputs[0].shape == (1, 10) and outputs[1].dtype == np.int64
 
 
+TOKENS = DIGITS.parent / "tokens"
+
+
+def token_rows(split):
+    """A token split as the dict of arrays a user holds: one per model input."""
+    with np.load(TOKENS / f"{split}.npz") as d:
+        return {name: d[name] for name in ("input_ids", "attention_mask")}, np.load(TOKENS / f"{split}_y.npy")
+
+
+def test_token_models_take_a_dict_of_arrays_named_after_their_inputs():
+    (x, y), (xc, yc) = token_rows("train"), token_rows("calib")
+    r = eexc.compile(TOKENS / "sentiment_bert.onnx", x, y, calib_data=xc, calib_labels=yc,
+                     max_drop="2%", dim=["seq=32"])
+    assert r.report["calibration"]["chosen"]["certified"] is True
+    assert {e["head"] for e in r.report["exits_tried"]} == {"mirror"}
+    session = ort.InferenceSession(r.model, providers=["CPUExecutionProvider"])
+    xt, yt = token_rows("test")
+    logits, exit_index = session.run(None, xt)
+    assert logits.shape == (1000, 2) and exit_index.min() >= 1
+    assert (logits.argmax(1) == yt).mean() >= 0.7
+
+
 def test_model_bytes_paths_and_protos_give_the_same_model(tmp_path):
     by_path = eexc.insert_exits(MODEL, at=AT, threshold=0.5)
     by_bytes = eexc.insert_exits(MODEL.read_bytes(), at=AT, threshold=0.5)
