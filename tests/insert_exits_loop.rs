@@ -144,7 +144,8 @@ fn weights_behind_exporter_ops_are_stacked() {
     );
 }
 
-/// PyTorch exports (testdata/transformers): every layer of each goes into
+/// PyTorch exports (testdata/transformers, and the trained token model of
+/// testdata/tokens): every layer of each goes into
 /// the one Loop. The attention blocks compute their reshape targets from
 /// per-layer `Constant`s (`Mod`, `Div`, `Concat`); the encoders' first layer
 /// reads the graph input itself; BERT's layers all read the mask's bias and
@@ -171,6 +172,11 @@ fn real_transformer_exports_fold_into_one_loop() {
         ),
         (
             "bert_tiny_ts.onnx",
+            layer_outputs("/layers.#/output_norm/LayerNormalization_output_0"),
+            &["--dim", "seq=32"],
+        ),
+        (
+            "../tokens/sentiment_bert.onnx",
             layer_outputs("/layers.#/output_norm/LayerNormalization_output_0"),
             &["--dim", "seq=32"],
         ),
