@@ -12,7 +12,8 @@ pub fn fit(a: FitArgs) -> anyhow::Result<()> {
     let selection = a.exits.selection(None);
     if let Some(out) = &a.rows.pass_model {
         refuse_overwrite(&a.model, &[], &[Some(out)])?;
-        let pass = crate::fit::write_pass_model(&a.model, &selection, head, a.logits.as_deref(), &a.dims.values, out)?;
+        let pass = crate::fit::write_pass_model(&a.model, &selection, head, a.logits.as_deref(), &a.dims.values, out)
+            .map_err(|e| naming_input(&a.model, &[], e))?;
         print_pass_model(out, &pass);
         return Ok(());
     }
@@ -37,7 +38,8 @@ pub fn fit(a: FitArgs) -> anyhow::Result<()> {
         &[Some(&options.source.path().to_path_buf()), options.labels.as_ref()],
         &[Some(&output), a.report.as_ref()],
     )?;
-    let (heads, report) = crate::fit::fit(&a.model, &options)?;
+    let (heads, report) = crate::fit::fit(&a.model, &options)
+        .map_err(|e| naming_input(&a.model, &[Some(options.source.path()), options.labels.as_deref()], e))?;
     let report_json = serde_json::to_vec_pretty(&report).context("encoding the report")?;
     crate::fit::save_heads(&output, &heads, &report.exits, &report)?;
     if let Some(r) = &a.report {
@@ -276,6 +278,27 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `error`, named after the model it is about when its message names none
+/// of the files the command was given (an exit tensor, a head, an option
+/// that does not fit the model); a message about a data or weights file
+/// already names that file.
+fn naming_input<E: std::error::Error + Send + Sync + 'static>(
+    model: &std::path::Path,
+    given: &[Option<&std::path::Path>],
+    error: E,
+) -> anyhow::Error {
+    let text = error.to_string();
+    let named = std::iter::once(Some(model))
+        .chain(given.iter().copied())
+        .flatten()
+        .any(|p| text.contains(&p.display().to_string()));
+    if named {
+        anyhow::Error::new(error)
+    } else {
+        anyhow::Error::new(error).context(model.display().to_string())
+    }
+}
+
 pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
     use crate::exits::{ExitOptions, WeightSource};
     let options = ExitOptions {
@@ -299,7 +322,12 @@ pub fn insert_exits(a: InsertArgs) -> anyhow::Result<()> {
     };
     let out = a.output.unwrap_or_else(|| a.model.with_extension("ee.onnx"));
     refuse_overwrite(&a.model, &[], &[Some(&out), a.report.as_ref()])?;
-    let (model, summary) = crate::exits::insert_exits(&a.model, &options)?;
+    let weights_file = match &options.weights {
+        WeightSource::File(f) | WeightSource::FromModel(f) => Some(f.as_path()),
+        _ => None,
+    };
+    let (model, summary) =
+        crate::exits::insert_exits(&a.model, &options).map_err(|e| naming_input(&a.model, &[weights_file], e))?;
     let source_dir = a.model.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let report_json = serde_json::to_vec_pretty(&summary).context("encoding the report")?;
     // The model first: a report never describes a model that was not written.

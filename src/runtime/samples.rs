@@ -298,6 +298,14 @@ impl Samples {
                     arrays()
                 )));
             }
+            (_, _) if self.columns.iter().any(|c| c.array.is_none()) => {
+                return Err(bad(format!(
+                    "the model has {} data inputs ({}) and this is one unnamed array; give an .npz with one array \
+                     named after each input",
+                    inputs.len(),
+                    names()
+                )));
+            }
             (_, _) => {
                 let mut order = Vec::with_capacity(inputs.len());
                 for input in inputs {
@@ -669,6 +677,8 @@ mod tests {
             err.contains("array 'attention_mask' has 1 rows and array 'input_ids' 2"),
             "{err}"
         );
+        let err = error(samples(vec![array(None, 2, Elements::Int(vec![1, 2]))]).bind(&inputs));
+        assert!(err.contains("this is one unnamed array"), "{err}");
         let err = error(samples(vec![array(None, 1, Elements::Float(vec![1.0]))]).bind(&inputs[..1]));
         assert!(
             err.contains("the data holds float32 values and the model's input 'input_ids' takes int64"),
