@@ -259,3 +259,49 @@ fn ir3_models_come_out_as_ir4_with_only_real_inputs_in_every_mode() {
         assert_eq!(inputs, expected, "{mode}");
     }
 }
+
+/// A classifier with symbolic image sides (tests/python/make_dynamic_image_models.py):
+/// exits at tensors whose sides are floor quotients of H and W, costed with
+/// `--dim`, and the emitted models pass the referee at odd sides.
+#[test]
+fn symbolic_image_sides_get_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    py("make_dynamic_image_models.py", &[dir.path()]);
+    let model = dir.path().join("dynamic_cnn.onnx");
+    let (multi, iff) = (dir.path().join("multi.onnx"), dir.path().join("if.onnx"));
+    let args = ["--at", "pool,down_relu,mix", "--dim", "H=67", "--dim", "W=45"];
+    insert(&model, &iff, &args);
+    insert(&model, &multi, &[&args[..], &["--mode", "multi"]].concat());
+    let s = |x: &str| PathBuf::from(x);
+    let out = py(
+        "check_exits.py",
+        &[
+            &s("--original"),
+            &model,
+            &s("--multi"),
+            &multi,
+            &s("--if"),
+            &iff,
+            &s("--samples"),
+            &s("8"),
+            &s("--batch"),
+            &s("2"),
+            &s("--dim"),
+            &s("H=67"),
+            &s("--dim"),
+            &s("W=45"),
+        ],
+    );
+    assert!(out.contains("0 failed"), "{out}");
+    // Without the sides' values the cost model cannot place or price exits.
+    let out = eexc(&[
+        "insert-exits",
+        model.to_str().unwrap(),
+        "--at",
+        "pool",
+        "-o",
+        dir.path().join("x.onnx").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --dim H=VALUE"));
+}

@@ -352,3 +352,65 @@ fn insert_exits_costs_at_the_given_dimension() {
     assert_eq!(original_64, f64::from(64 * 32 * 32 + 32 * 10));
     assert!(head_64 > head_16, "{head_16} -> {head_64}");
 }
+
+/// Image classifiers with symbolic sides (tests/python/make_dynamic_image_models.py):
+/// a strided convolution, pooling, an upsampling and a stepped slice give
+/// floor quotients of H and W (`floor((H+7)/8)`), and a patch grid's shape
+/// arithmetic divides the input's sides. Every node is costed, and at two
+/// sizes (odd sides included) the MACs equal the ones the script counted from
+/// the shapes ONNX Runtime produced.
+#[test]
+fn symbolic_image_sides_are_costed_through_strides() {
+    let dir = tempfile::tempdir().unwrap();
+    common::py("make_dynamic_image_models.py", &[dir.path()]);
+    let referee: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("referee.json")).unwrap()).unwrap();
+    for (name, sizes) in referee.as_object().unwrap() {
+        let model = dir.path().join(format!("{name}.onnx"));
+        for (size, macs) in sizes.as_object().unwrap() {
+            let (h, w) = size.split_once(',').unwrap();
+            let out = eexc(&["inspect", "--json", model.to_str().unwrap(), "--dim", h, "--dim", w]);
+            assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(json["uncosted_ops"], serde_json::json!({}), "{name} {size}");
+            assert_eq!(&json["totals"]["macs"], macs, "{name} {size}");
+        }
+    }
+    let out = eexc(&[
+        "inspect",
+        "--json",
+        dir.path().join("dynamic_cnn.onnx").to_str().unwrap(),
+        "--dim",
+        "H=224",
+        "--dim",
+        "W=224",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shape = |node: &str| {
+        json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == node)
+            .unwrap()["output"]["shape"]
+            .clone()
+    };
+    assert_eq!(
+        shape("stem"),
+        serde_json::json!(["batch", 8, "floor((H+1)/2)", "floor((W+1)/2)"])
+    );
+    assert_eq!(
+        shape("down"),
+        serde_json::json!(["batch", 16, "floor((H+7)/8)", "floor((W+7)/8)"])
+    );
+    assert_eq!(
+        shape("up"),
+        serde_json::json!(["batch", 16, "2*floor((H+7)/8)", "2*floor((W+7)/8)"])
+    );
+    assert_eq!(shape("every_other"), shape("down"));
+    // Without values for the sides, the error names them.
+    let out = eexc(&["inspect", dir.path().join("patch_grid.onnx").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dimension 'H'") && err.contains("--dim H=VALUE"), "{err}");
+}

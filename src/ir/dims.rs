@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::graph::Graph;
-use super::types::{Dim, TensorType};
+use super::types::{Atom, Dim, DimTerm, TensorType};
 
 /// The symbol for the number of true elements of `mask` (a `NonZero` or
 /// `Compress` that does not fold): the same mask gives the same symbol.
@@ -153,18 +153,22 @@ impl DimValues {
             Dim::Sym(s) => Some(self.symbol(s)),
             // Each term at the symbols' values; a negative total (a slice
             // longer than the symbol's value) is not a size.
-            Dim::Expr(e) => {
-                let total = e.terms.iter().try_fold(0i128, |acc, t| {
-                    let term = t
-                        .syms
-                        .iter()
-                        .try_fold(i128::from(t.coeff), |p, s| p.checked_mul(i128::from(self.symbol(s))))?;
-                    acc.checked_add(term)
-                })?;
-                u64::try_from(total).ok()
-            }
+            Dim::Expr(e) => u64::try_from(self.terms_value(&e.terms)?).ok(),
             Dim::Unknown => None,
         }
+    }
+
+    fn terms_value(&self, terms: &[DimTerm]) -> Option<i128> {
+        terms.iter().try_fold(0i128, |acc, t| {
+            let term = t.syms.iter().try_fold(i128::from(t.coeff), |p, atom| {
+                let value = match atom {
+                    Atom::Sym(s) => i128::from(self.symbol(s)),
+                    Atom::Floor(inner, divisor) => self.terms_value(inner)?.div_euclid(i128::from(*divisor)),
+                };
+                p.checked_mul(value)
+            })?;
+            acc.checked_add(term)
+        })
     }
 
     /// Element count of `ty` for one sample; `None` when a dim or the rank
@@ -198,7 +202,7 @@ mod tests {
         assert_eq!(dims.size(&sym("batch")), Some(1));
         assert_eq!(dims.size(&data_dependent_count("mask")), Some(1));
         assert_eq!(dims.size(&sym("seq")), Some(128));
-        let rows = DimExpr::product(3, vec!["seq".into(), "batch".into()]);
+        let rows = DimExpr::product(3, vec![Atom::sym("seq"), Atom::sym("batch")]);
         assert_eq!(dims.size(&rows), Some(384));
         let with_class_token = Dim::Sym("seq".into()).plus(&Dim::Known(1));
         assert_eq!(dims.size(&with_class_token), Some(129));
@@ -210,6 +214,19 @@ mod tests {
         );
         assert_eq!(dims.elements(&ty), Some(512));
         assert_eq!(dims.bytes(&ty), Some(2048));
+    }
+
+    #[test]
+    fn floor_quotients_count_at_the_symbols_values() {
+        let at = |h: u64| DimValues {
+            values: BTreeMap::from([("H".to_string(), h)]),
+        };
+        let half = sym("H").plus(&Dim::Known(1)).floor_div(2);
+        assert_eq!((at(224).size(&half), at(225).size(&half)), (Some(112), Some(113)));
+        let quarter = half.minus(&Dim::Known(1)).floor_div(2).plus(&Dim::Known(1));
+        assert_eq!((at(224).size(&quarter), at(7).size(&quarter)), (Some(56), Some(2)));
+        let grid = sym("H").floor_div(16).times(&sym("H").floor_div(16));
+        assert_eq!(at(224).size(&grid), Some(196));
     }
 
     #[test]

@@ -11,4 +11,4 @@ pub use constant::Folded;
 pub use dims::{DimError, DimValues};
 pub use graph::{Graph, IrError, Model, Node, NodeId, Subgraph, Value, ValueId, ValueKind, stable_topological_order};
 pub use names::NameGenerator;
-pub use types::{Dim, DimExpr, DimTerm, TensorType};
+pub use types::{Atom, Dim, DimExpr, DimTerm, TensorType};

@@ -4,45 +4,66 @@ use crate::onnx::dtype::ElemType;
 use crate::onnx::proto::{TypeProto, tensor_shape_proto, type_proto};
 
 /// One dimension: a number, a named symbol such as `batch`, an expression
-/// of symbols such as `197*batch` or `seq+1`, or unknown.
+/// of symbols such as `197*batch`, `seq+1` or `floor((H+1)/2)`, or unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dim {
     Known(i64),
     Sym(String),
     /// What exporters compute from `Shape`: a Reshape to `[batch*seq, d]`
     /// (Gather and Mul of the input's dims), a class token concatenated to
-    /// `seq` patches (`seq+1`), a slice that drops it again.
+    /// `seq` patches (`seq+1`), a slice that drops it again, a strided
+    /// convolution of a symbolic side.
     Expr(DimExpr),
     Unknown,
 }
 
-/// A sum of terms, each an integer times a product of symbols, e.g.
-/// `197*batch`, `batch*seq` or `2*seq+1`. Kept in one form: terms sorted by
-/// degree (highest first), then by their (sorted) symbols, the constant last, no zero coefficient, no two
-/// terms with the same symbols, and at least one symbol, not a lone symbol
-/// times 1 (those are `Known` and `Sym`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A sum of terms, each an integer times a product of atoms, e.g.
+/// `197*batch`, `batch*seq`, `2*seq+1` or `floor((H+1)/2)+1`. Kept in one
+/// form: terms sorted by degree (highest first), then by their (sorted)
+/// atoms, the constant last, no zero coefficient, no two terms with the same
+/// atoms, and at least one atom, not a lone symbol times 1 (those are `Known`
+/// and `Sym`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DimExpr {
     pub terms: Vec<DimTerm>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DimTerm {
     pub coeff: i64,
     /// Sorted, with repeats; empty for the constant.
-    pub syms: Vec<String>,
+    pub syms: Vec<Atom>,
+}
+
+/// A factor of a term.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Atom {
+    /// A named dimension: `batch`, `seq`, `H`.
+    Sym(String),
+    /// `floor(terms / divisor)` that does not simplify further: what a
+    /// stride-2 convolution or an exporter's integer `Div` makes of a
+    /// symbolic side. In the form [`Dim::floor_div`] gives: divisor at least
+    /// 2, every coefficient (and the constant) in `0..divisor`, their common
+    /// divisor with `divisor` 1.
+    Floor(Vec<DimTerm>, i64),
+}
+
+impl Atom {
+    pub fn sym(name: impl Into<String>) -> Atom {
+        Atom::Sym(name.into())
+    }
 }
 
 impl DimExpr {
     /// `coeff` times `syms` as one dimension, in the one form.
-    pub fn product(coeff: i64, syms: Vec<String>) -> Dim {
+    pub fn product(coeff: i64, syms: Vec<Atom>) -> Dim {
         DimExpr::sum(vec![DimTerm { coeff, syms }]).unwrap_or(Dim::Unknown)
     }
 
     /// The terms' sum as one dimension, in the one form; `None` when a
     /// coefficient overflows.
     pub fn sum(terms: Vec<DimTerm>) -> Option<Dim> {
-        let mut merged: std::collections::BTreeMap<Vec<String>, i64> = std::collections::BTreeMap::new();
+        let mut merged: std::collections::BTreeMap<Vec<Atom>, i64> = std::collections::BTreeMap::new();
         for mut t in terms {
             t.syms.sort();
             let c = merged.entry(t.syms).or_insert(0);
@@ -58,7 +79,10 @@ impl DimExpr {
         terms.sort_by(|a, b| b.syms.len().cmp(&a.syms.len()).then_with(|| a.syms.cmp(&b.syms)));
         Some(match (terms.as_slice(), constant) {
             ([], c) => Dim::Known(c),
-            ([t], 0) if t.coeff == 1 && t.syms.len() == 1 => Dim::Sym(t.syms[0].clone()),
+            ([t], 0) if t.coeff == 1 && matches!(t.syms.as_slice(), [Atom::Sym(_)]) => {
+                let [Atom::Sym(s)] = &t.syms[..] else { unreachable!() };
+                Dim::Sym(s.clone())
+            }
             _ => {
                 if constant != 0 {
                     terms.push(DimTerm {
@@ -80,7 +104,7 @@ impl DimExpr {
             }],
             Dim::Sym(s) => vec![DimTerm {
                 coeff: 1,
-                syms: vec![s.clone()],
+                syms: vec![Atom::Sym(s.clone())],
             }],
             Dim::Expr(e) => e.terms.clone(),
             Dim::Unknown => return None,
@@ -167,12 +191,160 @@ impl Dim {
         DimExpr::sum(out)
     }
 
-    /// The symbols the dimension depends on, with repeats.
+    /// `floor(self / divisor)` for a positive divisor, simplified: the part
+    /// of each coefficient that `divisor` divides comes out of the floor
+    /// (`floor((2*H+3)/2)` is `H+1`), the rest is reduced by its common
+    /// divisor with `divisor`, and what is left stays as one [`Atom::Floor`]
+    /// (`floor((H-1)/2)` is `floor((H+1)/2)-1`). Unknown for a divisor that
+    /// is not positive, an unknown dimension or on overflow.
+    pub fn floor_div(&self, divisor: i64) -> Dim {
+        let Some(terms) = DimExpr::terms_of(self) else {
+            return Dim::Unknown;
+        };
+        if divisor <= 0 {
+            return Dim::Unknown;
+        }
+        let (mut whole, mut rest) = (Vec::new(), Vec::new());
+        for t in terms {
+            // c·X = divisor·(c div divisor)·X + (c mod divisor)·X, exactly,
+            // and an integer multiple of divisor leaves the floor unchanged.
+            let (q, r) = (t.coeff.div_euclid(divisor), t.coeff.rem_euclid(divisor));
+            if q != 0 {
+                whole.push(DimTerm {
+                    coeff: q,
+                    syms: t.syms.clone(),
+                });
+            }
+            if r != 0 {
+                rest.push(DimTerm { coeff: r, syms: t.syms });
+            }
+        }
+        // Only a constant in 0..divisor is left: its floor is 0.
+        if rest.iter().any(|t| !t.syms.is_empty()) {
+            let common = rest.iter().fold(divisor, |g, t| gcd(g, t.coeff));
+            for t in &mut rest {
+                t.coeff /= common;
+            }
+            let divisor = divisor / common;
+            // In the one form (sorted), so equal quotients are equal atoms.
+            let Some(rest) = DimExpr::sum(rest).as_ref().and_then(DimExpr::terms_of) else {
+                return Dim::Unknown;
+            };
+            // A quotient of a quotient is one quotient:
+            // floor((floor(x/m)+c)/n) = floor((x+c·m)/(m·n)) for integers,
+            // so a chain of strided layers gives floor((H+7)/8), not three
+            // nested floors.
+            if let Some((inner, m, c)) = lone_floor_plus_constant(&rest) {
+                let (Some(shift), Some(both)) = (c.checked_mul(m), m.checked_mul(divisor)) else {
+                    return Dim::Unknown;
+                };
+                let Some(inner) = DimExpr::sum(inner.to_vec()) else {
+                    return Dim::Unknown;
+                };
+                let nested = inner.plus(&Dim::Known(shift)).floor_div(both);
+                return DimExpr::sum(whole).map_or(Dim::Unknown, |w| w.plus(&nested));
+            }
+            whole.push(DimTerm {
+                coeff: 1,
+                syms: vec![Atom::Floor(rest, divisor)],
+            });
+        }
+        DimExpr::sum(whole).unwrap_or(Dim::Unknown)
+    }
+
+    /// `ceil(self / divisor)` for a positive divisor: `floor((self+divisor-1)/divisor)`.
+    pub fn ceil_div(&self, divisor: i64) -> Dim {
+        match divisor.checked_sub(1) {
+            Some(up) if divisor > 0 => self.plus(&Dim::Known(up)).floor_div(divisor),
+            _ => Dim::Unknown,
+        }
+    }
+
+    /// The symbols the dimension depends on, with repeats (those inside a
+    /// quotient included).
     pub fn symbols(&self) -> Vec<&str> {
+        fn of_terms<'a>(terms: &'a [DimTerm], out: &mut Vec<&'a str>) {
+            for atom in terms.iter().flat_map(|t| &t.syms) {
+                match atom {
+                    Atom::Sym(s) => out.push(s),
+                    Atom::Floor(inner, _) => of_terms(inner, out),
+                }
+            }
+        }
+        let mut out = Vec::new();
         match self {
-            Dim::Sym(s) => vec![s.as_str()],
-            Dim::Expr(e) => e.terms.iter().flat_map(|t| t.syms.iter().map(String::as_str)).collect(),
-            Dim::Known(_) | Dim::Unknown => Vec::new(),
+            Dim::Sym(s) => out.push(s.as_str()),
+            Dim::Expr(e) => of_terms(&e.terms, &mut out),
+            Dim::Known(_) | Dim::Unknown => {}
+        }
+        out
+    }
+}
+
+/// `floor(x/m) + c` as `(x, m, c)`, when `terms` are just that.
+fn lone_floor_plus_constant(terms: &[DimTerm]) -> Option<(&[DimTerm], i64, i64)> {
+    let (floor, constant) = match terms {
+        [t] => (t, 0),
+        [t, c] if c.syms.is_empty() => (t, c.coeff),
+        _ => return None,
+    };
+    match (floor.coeff, floor.syms.as_slice()) {
+        (1, [Atom::Floor(inner, m)]) => Some((inner, *m, constant)),
+        _ => None,
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    let (mut a, mut b) = (a.unsigned_abs(), b.unsigned_abs());
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    i64::try_from(a).unwrap_or(1)
+}
+
+/// `2*seq+1`, `floor((H+1)/2)`: the terms as people write them.
+fn write_terms(f: &mut std::fmt::Formatter<'_>, terms: &[DimTerm]) -> std::fmt::Result {
+    for (i, t) in terms.iter().enumerate() {
+        let sign = if t.coeff < 0 {
+            "-"
+        } else if i > 0 {
+            "+"
+        } else {
+            ""
+        };
+        let magnitude = t.coeff.unsigned_abs();
+        f.write_str(sign)?;
+        let mut first = true;
+        if magnitude != 1 || t.syms.is_empty() {
+            write!(f, "{magnitude}")?;
+            first = false;
+        }
+        for atom in &t.syms {
+            if !first {
+                f.write_str("*")?;
+            }
+            first = false;
+            write!(f, "{atom}")?;
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for Atom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Atom::Sym(s) => f.write_str(s),
+            Atom::Floor(terms, divisor) => {
+                f.write_str("floor(")?;
+                if terms.len() > 1 {
+                    f.write_str("(")?;
+                    write_terms(f, terms)?;
+                    f.write_str(")")?;
+                } else {
+                    write_terms(f, terms)?;
+                }
+                write!(f, "/{divisor})")
+            }
         }
     }
 }
@@ -182,25 +354,7 @@ impl std::fmt::Display for Dim {
         match self {
             Dim::Known(v) => write!(f, "{v}"),
             Dim::Sym(s) => f.write_str(s),
-            Dim::Expr(e) => {
-                for (i, t) in e.terms.iter().enumerate() {
-                    let sign = if t.coeff < 0 {
-                        "-"
-                    } else if i > 0 {
-                        "+"
-                    } else {
-                        ""
-                    };
-                    let magnitude = t.coeff.unsigned_abs();
-                    let mut factors: Vec<String> = (magnitude != 1 || t.syms.is_empty())
-                        .then(|| magnitude.to_string())
-                        .into_iter()
-                        .collect();
-                    factors.extend(t.syms.iter().cloned());
-                    write!(f, "{sign}{}", factors.join("*"))?;
-                }
-                Ok(())
-            }
+            Dim::Expr(e) => write_terms(f, &e.terms),
             Dim::Unknown => f.write_str("?"),
         }
     }

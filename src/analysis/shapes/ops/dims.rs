@@ -71,12 +71,15 @@ pub(super) fn mul(a: &Dim, b: &Dim) -> Dim {
     a.times(b)
 }
 
-/// Integer division truncating toward zero (ONNX `Div` on integers); exact
-/// symbolic quotients such as `batch*4 / 4`, `(2*seq+2) / 2` or
-/// `batch*seq / seq` are kept, others are unknown.
+/// Integer division truncating toward zero (ONNX `Div` on integers). A
+/// symbolic size by a positive number is its floor quotient (`batch*4 / 4`
+/// is `batch`, `(H-1) / 2` is `floor((H+1)/2)-1`): sizes are not negative,
+/// where floor and truncation agree. Exact symbolic quotients such as
+/// `batch*seq / seq` are kept; others are unknown.
 pub(super) fn div(a: &Dim, b: &Dim) -> Dim {
     match (a, b) {
         (Dim::Known(x), Dim::Known(y)) => x.checked_div(*y).map_or(Dim::Unknown, Dim::Known),
+        (_, Dim::Known(k)) if *k > 0 => a.floor_div(*k),
         _ => a.exact_div(b).unwrap_or(Dim::Unknown),
     }
 }
@@ -128,6 +131,45 @@ mod tests {
     }
 
     #[test]
+    fn symbolic_sizes_divide_to_floor_quotients() {
+        let h = Dim::Sym("H".into());
+        let by = |d: &Dim, k: i64| div(d, &Dim::Known(k));
+        assert_eq!(by(&h, 16).to_string(), "floor(H/16)");
+        // Whole multiples come out of the floor, the constant is reduced.
+        assert_eq!(by(&affine(&h, 2, 3), 2), affine(&h, 1, 1));
+        assert_eq!(by(&affine(&h, 1, -1), 2).to_string(), "floor((H+1)/2)-1");
+        assert_eq!(by(&affine(&h, 4, 2), 8).to_string(), "floor((2*H+1)/4)");
+        assert_eq!(by(&dims("batch,4")[0].times(&Dim::Known(4)), 4), dims("batch")[0]);
+        // The same quotient reached two ways is one atom.
+        assert_eq!(
+            add(&by(&affine(&h, 1, -1), 2), &Dim::Known(1)),
+            by(&affine(&h, 1, 1), 2)
+        );
+        // Quotients of quotients are one quotient: three stride-2 layers.
+        let third = |d: &Dim| add(&by(&affine(d, 1, -1), 2), &Dim::Known(1));
+        assert_eq!(third(&third(&third(&h))).to_string(), "floor((H+7)/8)");
+        assert_eq!(by(&by(&h, 2), 3).to_string(), "floor(H/6)");
+        assert_eq!(
+            by(&mul(&by(&h, 2), &Dim::Known(3)), 2).to_string(),
+            "floor(H/2)+floor(H/4)"
+        );
+        // A ViT's patch grid, flattened and unflattened.
+        let (rows, cols) = (by(&h, 16), by(&Dim::Sym("W".into()), 16));
+        let patches = mul(&rows, &cols);
+        assert_eq!(patches.to_string(), "floor(H/16)*floor(W/16)");
+        assert_eq!(patches.exact_div(&rows), Some(cols));
+        assert_eq!(patches.symbols(), ["H", "W"]);
+        // Numbers divide as ONNX does; a divisor that is not a positive
+        // number gives no quotient.
+        assert_eq!(by(&Dim::Known(-7), 2), Dim::Known(-3));
+        assert_eq!(by(&h, 0), Dim::Unknown);
+        assert_eq!(by(&h, -2), Dim::Unknown);
+        assert_eq!(by(&Dim::Unknown, 2), Dim::Unknown);
+        assert_eq!(h.ceil_div(4).to_string(), "floor((H+3)/4)");
+        assert_eq!(h.ceil_div(1), h);
+    }
+
+    #[test]
     fn sums_keep_one_form() {
         let s = Dim::Sym("s".into());
         assert_eq!(add(&s, &Dim::Known(1)).to_string(), "s+1");
@@ -136,7 +178,7 @@ mod tests {
         assert_eq!(sub(&Dim::Known(1), &s).to_string(), "-s+1");
         assert_eq!(mul(&add(&s, &Dim::Known(1)), &dims("b")[0]).to_string(), "b*s+b");
         assert_eq!(div(&affine(&s, 2, 2), &Dim::Known(2)), add(&s, &Dim::Known(1)));
-        assert_eq!(div(&affine(&s, 2, 1), &Dim::Known(2)), Dim::Unknown);
+        assert_eq!(div(&affine(&s, 2, 1), &Dim::Known(2)), s);
         assert_eq!(add(&s, &Dim::Unknown), Dim::Unknown);
     }
 

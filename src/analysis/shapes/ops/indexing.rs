@@ -154,21 +154,23 @@ fn slice_indices(dim: i64, start: i64, end: i64, step: i64) -> Vec<i64> {
     (0..count).map(|k| first + k * step).collect()
 }
 
-/// Size of a sliced axis. On a symbolic axis, a unit-step slice from a
-/// start `s >= 0` to the end is `d-s`, and to `-e` it is `d-e-s` (the
-/// class token a ViT drops, the last token a decoder drops): sizes assume
-/// the axis is at least that long, as a model that runs needs.
+/// Size of a sliced axis. On a symbolic axis, a forward slice from a
+/// start `s >= 0` to the end spans `d-s`, and to `-e` it spans `d-e-s` (the
+/// class token a ViT drops, the last token a decoder drops); a step `k`
+/// keeps `ceil(span/k)` of them (every other row: `floor((H+1)/2)`). Sizes
+/// assume the axis is at least that long, as a model that runs needs.
 fn slice_dim(d: &Dim, start: i64, end: i64, step: i64) -> Dim {
     let to_end = end >= i64::from(i32::MAX);
-    match d {
-        Dim::Known(v) => Dim::Known(slice_range(*v, start, end, step).1),
-        Dim::Unknown => Dim::Unknown,
-        _ if step == 1 && start >= 0 && to_end => d.minus(&Dim::Known(start)),
-        _ if step == 1 && start >= 0 && end < 0 && end > -i64::from(i32::MAX) => {
+    let span = match d {
+        Dim::Known(v) => return Dim::Known(slice_range(*v, start, end, step).1),
+        Dim::Unknown => return Dim::Unknown,
+        _ if step >= 1 && start >= 0 && to_end => d.minus(&Dim::Known(start)),
+        _ if step >= 1 && start >= 0 && end < 0 && end > -i64::from(i32::MAX) => {
             d.plus(&Dim::Known(end)).minus(&Dim::Known(start))
         }
-        _ => Dim::Unknown,
-    }
+        _ => return Dim::Unknown,
+    };
+    span.ceil_div(step)
 }
 
 /// Slice: `starts`, `ends`, `axes` attributes before 10; inputs 1–4 (with
@@ -547,7 +549,8 @@ mod tests {
             .ints("starts", &[1])
             .ints("ends", &[i64::MAX]);
         assert_eq!(sym.ty(), "float[S-1]");
-        // Dropping the last token, and a stepped slice (unknown).
+        // Dropping the last token, and stepped slices: every other element
+        // (YOLO's space-to-depth `x[..., ::2, ::2]`), every third from 1.
         let trimmed = Case::new("Slice")
             .opset(9)
             .input("float[S]")
@@ -560,7 +563,14 @@ mod tests {
             .folded("int64[1]", ints(&[i64::MAX]))
             .absent()
             .folded("int64[1]", ints(&[2]));
-        assert_eq!(strided.ty(), "float[?]");
+        assert_eq!(strided.ty(), "float[floor((S+1)/2)]");
+        let thirds = Case::new("Slice")
+            .input("float[S]")
+            .folded("int64[1]", ints(&[1]))
+            .folded("int64[1]", ints(&[i64::MAX]))
+            .absent()
+            .folded("int64[1]", ints(&[3]));
+        assert_eq!(thirds.ty(), "float[floor((S+1)/3)]");
         let zero = Case::new("Slice")
             .input("float[4]")
             .folded("int64[1]", ints(&[0]))

@@ -17,8 +17,17 @@ fn scaled(d: &Dim, scale: f64) -> Dim {
                 Dim::Unknown
             }
         }
-        _ if scale == 1.0 => d.clone(),
-        _ => Dim::Unknown,
+        Dim::Unknown => Dim::Unknown,
+        // A symbolic side times a binary fraction p/q (2, 0.5, 1.5), which
+        // f64 holds exactly, so floor(side·scale) is floor(side·p/q) for
+        // every side; other scales round in floating point: unknown.
+        _ => [1i64, 2, 4, 8, 16]
+            .into_iter()
+            .find_map(|q| {
+                let p = scale * q as f64;
+                (p.fract() == 0.0 && p > 0.0 && p < 1e9).then(|| d.times(&Dim::Known(p as i64)).floor_div(q))
+            })
+            .unwrap_or(Dim::Unknown),
     }
 }
 
@@ -202,6 +211,17 @@ mod tests {
             .input("float[N,3,8,8]")
             .folded("float[4]", floats(&[1.0, 1.0, 2.0, 3.0]));
         assert_eq!(new.ty(), "float[N,3,16,24]");
+        // A feature pyramid's upsampling of a symbolic side, and a halving.
+        let symbolic = Case::new("Upsample")
+            .opset(9)
+            .input("float[N,3,H,W]")
+            .folded("float[4]", floats(&[1.0, 1.0, 2.0, 0.5]));
+        assert_eq!(symbolic.ty(), "float[N,3,2*H,floor(W/2)]");
+        let third = Case::new("Upsample")
+            .opset(9)
+            .input("float[N,3,H,W]")
+            .folded("float[4]", floats(&[1.0, 1.0, 1.5, 1.0 / 3.0]));
+        assert_eq!(third.ty(), "float[N,3,H+floor(H/2),?]");
         assert_eq!(
             Case::new("Upsample")
                 .opset(9)

@@ -80,17 +80,18 @@ impl Window {
         if self.auto_pad == AutoPad::Same {
             return Ok(match d {
                 Dim::Known(v) => Dim::Known(div_ceil(*v, s)),
-                _ if s == 1 => d.clone(),
-                _ => Dim::Unknown,
+                _ => d.ceil_div(s),
             });
         }
         let (ext, pad) = (self.extent(i)?, self.pad_total(i)?);
         let Dim::Known(v) = d else {
-            // Stride 1 keeps a symbol when the padding makes up for the kernel.
-            return Ok(if s == 1 {
-                affine(d, 1, pad - ext + 1)
-            } else {
+            // floor((side + pads − extent) / stride) + 1 of a symbolic side.
+            // In ceil mode a stride above 1 may drop the last window, which
+            // depends on the side's value: unknown.
+            return Ok(if self.ceil_mode && self.auto_pad == AutoPad::NotSet && s > 1 {
                 Dim::Unknown
+            } else {
+                affine(d, 1, pad - ext).floor_div(s).plus(&Dim::Known(1))
             });
         };
         let span = v
@@ -304,16 +305,36 @@ mod tests {
             .input("float[8,3,3,3]")
             .ints("pads", &[1, 1, 1, 1]);
         assert_eq!(sym.ty(), "float[N,8,H,W]");
+        // floor((H-3)/2)+1 = floor((H-1)/2) = floor((H+1)/2)-1.
         let strided = Case::new("Conv")
             .input("float[N,3,H,W]")
             .input("float[8,3,3,3]")
             .ints("strides", &[2, 2]);
-        assert_eq!(strided.ty(), "float[N,8,?,?]");
+        assert_eq!(strided.ty(), "float[N,8,floor((H+1)/2)-1,floor((W+1)/2)-1]");
+        // ResNet's stem: 7×7, stride 2, pads 3: floor((H-1)/2)+1 = floor((H+1)/2).
+        let stem = Case::new("Conv")
+            .input("float[N,3,H,W]")
+            .input("float[64,3,7,7]")
+            .ints("strides", &[2, 2])
+            .ints("pads", &[3, 3, 3, 3]);
+        assert_eq!(stem.ty(), "float[N,64,floor((H+1)/2),floor((W+1)/2)]");
+        // A ViT's patch embedding: 16×16, stride 16.
+        let patches = Case::new("Conv")
+            .input("float[N,3,H,W]")
+            .input("float[768,3,16,16]")
+            .ints("strides", &[16, 16]);
+        assert_eq!(patches.ty(), "float[N,768,floor(H/16),floor(W/16)]");
         let same_sym = Case::new("Conv")
             .input("float[N,3,H,W]")
             .input("float[8,3,3,3]")
             .string("auto_pad", "SAME_UPPER");
         assert_eq!(same_sym.ty(), "float[N,8,H,W]");
+        let same_strided = Case::new("Conv")
+            .input("float[N,3,H,W]")
+            .input("float[8,3,3,3]")
+            .string("auto_pad", "SAME_UPPER")
+            .ints("strides", &[2, 2]);
+        assert_eq!(same_strided.ty(), "float[N,8,floor((H+1)/2),floor((W+1)/2)]");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub fn dims(s: &str) -> Vec<Dim> {
                     for f in term.split('*') {
                         match f.parse::<i64>() {
                             Ok(v) => coeff *= v,
-                            Err(_) => syms.push(f.to_string()),
+                            Err(_) => syms.push(crate::ir::Atom::sym(f)),
                         }
                     }
                     crate::ir::DimTerm { coeff, syms }
