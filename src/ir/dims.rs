@@ -137,6 +137,14 @@ impl DimValues {
         Ok(DimValues { values })
     }
 
+    /// Values given outright, for tests.
+    #[cfg(test)]
+    pub fn with(values: &[(&str, u64)]) -> DimValues {
+        DimValues {
+            values: values.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
     /// The symbols with a value, for reports: `seq=128`.
     pub fn bound(&self) -> impl Iterator<Item = (&str, u64)> {
         self.values.iter().map(|(k, &v)| (k.as_str(), v))

@@ -85,13 +85,22 @@ impl Window {
         }
         let (ext, pad) = (self.extent(i)?, self.pad_total(i)?);
         let Dim::Known(v) = d else {
-            // floor((side + pads − extent) / stride) + 1 of a symbolic side.
-            // In ceil mode a stride above 1 may drop the last window, which
-            // depends on the side's value: unknown.
-            return Ok(if self.ceil_mode && self.auto_pad == AutoPad::NotSet && s > 1 {
-                Dim::Unknown
+            // floor((side + pads − extent) / stride) + 1 of a symbolic side;
+            // in ceil mode ceil(…) + 1. The last window then starts at most
+            // stride − 1 past the floor's last start, that is before
+            // side + leading pad (never dropped, below) for every side
+            // exactly when stride + trailing pad <= extent; otherwise whether
+            // it is dropped depends on the side's value: unknown.
+            let span = affine(d, 1, pad - ext);
+            return Ok(if self.ceil_mode && self.auto_pad == AutoPad::NotSet {
+                let trailing = self.pads[i + self.kernel.len()];
+                if s.saturating_add(trailing) <= ext {
+                    span.ceil_div(s).plus(&Dim::Known(1))
+                } else {
+                    Dim::Unknown
+                }
             } else {
-                affine(d, 1, pad - ext).floor_div(s).plus(&Dim::Known(1))
+                span.floor_div(s).plus(&Dim::Known(1))
             });
         };
         let span = v
@@ -270,6 +279,7 @@ pub(super) fn global_pool(ctx: &OpContext) -> Rule {
 #[cfg(test)]
 mod tests {
     use super::super::test_util::Case;
+    use super::{AutoPad, Dim, Window};
 
     fn conv() -> Case {
         Case::new("Conv").input("float[N,3,224,224]").input("float[64,3,7,7]")
@@ -471,6 +481,73 @@ mod tests {
             .ints("pads", &[1, 1])
             .int("ceil_mode", 1);
         assert_eq!(c.ty(), "float[1,1,3]");
+        // On a symbolic side that depends on the side's value: unknown.
+        let sym = Case::new("AveragePool")
+            .input("float[1,1,H]")
+            .ints("kernel_shape", &[2])
+            .ints("strides", &[2])
+            .ints("pads", &[1, 1])
+            .int("ceil_mode", 1);
+        assert_eq!(sym.ty(), "float[1,1,?]");
+        // GoogLeNet's unpadded 3×3 stride-2 ceil-mode pool never drops one:
+        // ceil((H-3)/2)+1.
+        let googlenet = Case::new("MaxPool")
+            .input("float[1,1,H]")
+            .ints("kernel_shape", &[3])
+            .ints("strides", &[2])
+            .int("ceil_mode", 1);
+        assert_eq!(googlenet.ty(), "float[1,1,floor(H/2)]");
+    }
+
+    /// Every window (kernel, stride, dilation, pads, ceil mode, padding
+    /// mode) on a symbolic side gives, at each side from 1 to 40 where the
+    /// window fits, the size the numeric rule gives, or stays unknown.
+    #[test]
+    fn symbolic_sides_agree_with_numbers() {
+        let side = Dim::Sym("H".into());
+        let mut symbolic = 0;
+        let mut windows = Vec::new();
+        for kernel in 1..=4i64 {
+            for stride in 1..=3i64 {
+                for dilation in 1..=2i64 {
+                    for (begin, end) in (0..=2i64).flat_map(|b| (0..=2i64).map(move |e| (b, e))) {
+                        for ceil in [false, true] {
+                            for auto_pad in [AutoPad::NotSet, AutoPad::Same, AutoPad::Valid] {
+                                windows.push((kernel, stride, dilation, begin, end, ceil, auto_pad));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (kernel, stride, dilation, begin, end, ceil, auto_pad) in windows {
+            let w = Window {
+                kernel: vec![kernel],
+                strides: vec![stride],
+                dilations: vec![dilation],
+                pads: vec![begin, end],
+                auto_pad,
+                ceil_mode: ceil,
+            };
+            let sym = w.output(0, &side).unwrap();
+            if sym == Dim::Unknown {
+                assert!(ceil && auto_pad == AutoPad::NotSet && stride + end > w.extent(0).unwrap());
+                continue;
+            }
+            symbolic += 1;
+            for h in 1..=40u64 {
+                let Ok(Dim::Known(want)) = w.output(0, &Dim::Known(h as i64)) else {
+                    continue;
+                };
+                let got = crate::ir::DimValues::with(&[("H", h)]).size(&sym);
+                assert_eq!(
+                    got,
+                    Some(want as u64),
+                    "{sym} at H={h}: kernel {kernel}, stride {stride}, dilation {dilation}, pads {begin},{end}, ceil {ceil}"
+                );
+            }
+        }
+        assert!(symbolic > 600, "{symbolic}");
     }
 
     #[test]
