@@ -1,11 +1,12 @@
 """Where an (early-exit) model spends its time in ONNX Runtime: per-node
 profile (enable_profiling) at default session options, CPU, 1 thread.
 
-usage: profile.py MODEL.onnx [--runs N] [--threshold T] [--json OUT]
+usage: profile.py MODEL.onnx [--runs N] [--threshold T] [--feeds NPZ] [--json OUT]
 
 Feeds a seeded random input of the model's declared shape (symbolic dims
 as 1) and, for eexc models, every threshold knob = T (default 2: nothing
-exits). Prints per op type and per graph level the median time per run,
+exits); with --feeds, the first row of each array of an .npz sample file
+(named as the model's inputs) instead. Prints per op type and per graph level the median time per run,
 and for each If the time it takes beyond its branch's nodes (the cost of
 the If call itself: feeds, frame, fetches).
 """
@@ -45,10 +46,14 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--threshold", type=float, default=2.0)
+    ap.add_argument("--feeds", help=".npz sample file; its first row feeds the model")
     ap.add_argument("--json")
     a = ap.parse_args()
     model = onnx.load(a.model, load_external_data=False)
     feeds = feeds_for(model, a.threshold)
+    if a.feeds:
+        rows = np.load(a.feeds)
+        feeds.update({k: rows[k][:1] for k in rows.files if k in feeds})
     with tempfile.TemporaryDirectory() as tmp:
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1

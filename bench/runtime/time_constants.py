@@ -6,14 +6,20 @@ usage: time_constants.py [--eexc target/debug/eexc] [--runs R]
 ONNX Runtime CPU, default session options, 1 intra-op thread, batch 1;
 medians of interleaved runs. Prints the constants as the profile's JSON,
 next to the shipped values:
-- node_us: slope of a chain of Relu nodes on [1, 64] (1 vs 201 nodes);
+- node_us, node_byte_us: slopes of chains of Relu nodes (1 vs 201 nodes)
+  on [1, 64] and on [1, 16384] floats: the per-node cost and the cost per
+  byte written of a compute node;
+- view_us: slope of a chain of Reshape nodes on [1, 64];
+- kernel_us: slope of a chain of MatMul nodes [1, 64] x [64, 64], its MACs
+  taken out;
 - head_weight_bytes_per_us: 1000-class heads on 1024 features (Gemm, 4 MB
   each; 16 of them, so that the weights come from memory, not the caches);
 - exit_us: what one exit adds on the digits model (three exits, nothing
-  exits), its head's weight traffic taken out;
+  exits), less what the cost model charges its head and decision nodes
+  (`eexc cost --json`: the If call and the exit index are what is left);
 - split_element_us: what one exit adds on a synthetic CNN at a
-  256×56×56 tensor that feeds a residual Add, minus exit_us and its head,
-  per element of the tensor;
+  256×56×56 tensor that feeds a residual Add, less exit_us, its head and
+  decision, per element of the tensor;
 - macs_per_us: that CNN's MACs over its latency.
 """
 
@@ -66,13 +72,32 @@ def model(nodes, inputs, outputs, inits=()):
     return h.make_model(g, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
 
 
-def relu_chain(n):
-    nodes, cur = [], "x"
+def chain(n, width=64, op="Relu"):
+    """n nodes of `op` in a row on [1, width] floats."""
+    nodes, inits, cur = [], [], "x"
+    if op == "Reshape":
+        # Alternate [width] and [1, width], so that no two are the same.
+        inits = [nh.from_array(np.array([width], np.int64), "flat"),
+                 nh.from_array(np.array([1, width], np.int64), "row")]
+    if op == "MatMul":
+        inits = [nh.from_array(np.eye(width, dtype=np.float32), "w")]
     for i in range(n):
-        nodes.append(h.make_node("Relu", [cur], [f"r{i}"]))
+        extra = {"Relu": [], "Reshape": ["flat" if i % 2 == 0 else "row"], "MatMul": ["w"]}[op]
+        nodes.append(h.make_node(op, [cur] + extra, [f"r{i}"]))
         cur = f"r{i}"
+    if op == "Reshape" and n % 2:
+        nodes.append(h.make_node("Reshape", [cur, "row"], ["back"]))
+        cur = "back"
     nodes.append(h.make_node("Identity", [cur], ["y"]))
-    return model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [1, 64])], [h.make_tensor_value_info("y", T.FLOAT, [1, 64])])
+    io = lambda name: h.make_tensor_value_info(name, T.FLOAT, [1, width])
+    return model(nodes, [io("x")], [io("y")], inits)
+
+
+def slope(op, width, runs):
+    """µs one more node of `op` costs: 1 against 201 nodes, interleaved."""
+    x = np.ones((1, width), np.float32)
+    t1, t201 = interleaved([(session(chain(1, width, op)), {"x": x}), (session(chain(201, width, op)), {"x": x})], runs)
+    return (t201 - t1) / 200
 
 
 HEADS = 16
@@ -116,7 +141,8 @@ def residual_cnn(rng):
 
 
 def exit_overhead(eexc, original, at, tmp, runs, x_shape, rng):
-    """µs one nothing-exits early-exit model adds over its original."""
+    """µs one nothing-exits early-exit model adds over its original, and
+    the cost model's report of that model (`eexc cost --json`)."""
     ee = os.path.join(tmp, "ee.onnx")
     subprocess.run([eexc, "insert-exits", original, "--at", at, "--threshold", "2", "-o", ee],
                    check=True, capture_output=True)
@@ -125,7 +151,8 @@ def exit_overhead(eexc, original, at, tmp, runs, x_shape, rng):
     name = so.get_inputs()[0].name
     knobs = {i.name: np.array(2.0, np.float32) for i in se.get_inputs() if i.name.startswith("eexc_threshold_")}
     t_orig, t_ee = interleaved([(so, {name: x}), (se, {name: x, **knobs})], runs)
-    return t_orig, t_ee - t_orig
+    report = json.loads(subprocess.run([eexc, "cost", ee, "--json"], check=True, capture_output=True, text=True).stdout)
+    return t_orig, t_ee - t_orig, report
 
 
 def main():
@@ -134,34 +161,49 @@ def main():
     ap.add_argument("--runs", type=int, default=2000)
     a = ap.parse_args()
     rng = np.random.default_rng(0)
-    x64 = np.ones((1, 64), np.float32)
-    t1, t201 = interleaved([(session(relu_chain(1)), {"x": x64}), (session(relu_chain(201)), {"x": x64})], a.runs)
-    node_us = (t201 - t1) / 200
+    shipped = json.load(open(os.path.join(REPO, "passes", "runtime", "onnxruntime-cpu.json")))
+    node_us = slope("Relu", 64, a.runs)
+    wide = 16384
+    node_byte_us = max(slope("Relu", wide, a.runs) - node_us, 0.0) / ((wide - 64) * 4)
+    node_us -= 64 * 4 * node_byte_us
+    view_us = slope("Reshape", 64, a.runs)
+    kernel_us = slope("MatMul", 64, a.runs) - 64 * 64 / shipped["macs_per_us"]
     hm = heads(1024, 1000, rng)
     # The one-Relu chain's time is a run's fixed cost plus one node.
+    x64 = np.ones((1, 64), np.float32)
     t_base, t_heads = interleaved(
-        [(session(relu_chain(1)), {"x": x64}), (session(hm), {"x": np.ones((1, 1024), np.float32)})],
+        [(session(chain(1)), {"x": x64}), (session(hm), {"x": np.ones((1, 1024), np.float32)})],
         max(a.runs // 10, 50),
     )
-    head_bw = HEADS * 1000 * 1024 * 4 / max(t_heads - t_base + node_us, 1e-9)
+    head_bw = HEADS * 1000 * 1024 * 4 / max(t_heads - t_base + node_us - HEADS * kernel_us, 1e-9)
+
+    def charged(report):
+        """Per exit, what the cost model charges beyond exit_us."""
+        return [o - shipped["exit_us"] for o in report["time"]["exit_overhead_us"]]
+
     digits = os.path.join(REPO, "testdata", "digits", "digits_resnet.onnx")
     with tempfile.TemporaryDirectory() as tmp:
-        _, digits_over = exit_overhead(a.eexc, digits, "stem_out,block1_out,block2_out", tmp, a.runs,
-                                       (1, 1, 8, 8), rng)
-        exit_us = digits_over / 3 - 10 * 16 * 4 / head_bw
-        cnn, macs, elements, head_bytes = residual_cnn(rng)
+        _, digits_over, report = exit_overhead(a.eexc, digits, "stem_out,block1_out,block2_out", tmp, a.runs,
+                                               (1, 1, 8, 8), rng)
+        exit_us = (digits_over - sum(charged(report))) / 3
+        cnn, macs, elements, _ = residual_cnn(rng)
         path = os.path.join(tmp, "cnn.onnx")
         onnx.save(cnn, path)
-        t_cnn, cnn_over = exit_overhead(a.eexc, path, "cut", tmp, max(a.runs // 20, 50), (1, 3, 56, 56), rng)
-    split = max(cnn_over - exit_us - head_bytes / head_bw, 0.0) / elements
+        t_cnn, cnn_over, report = exit_overhead(a.eexc, path, "cut", tmp, max(a.runs // 20, 50), (1, 3, 56, 56), rng)
+    # The report's charge for the CNN's exit holds its split term at the
+    # shipped constant; take that out to keep heads and decisions only.
+    heads_and_decision = charged(report)[0] - elements * shipped["split_element_us"]
+    split = max(cnn_over - exit_us - heads_and_decision, 0.0) / elements
     measured = {
         "macs_per_us": round(macs / t_cnn),
+        "kernel_us": round(kernel_us, 3),
+        "view_us": round(view_us, 3),
         "node_us": round(node_us, 3),
+        "node_byte_us": round(node_byte_us, 7),
         "exit_us": round(exit_us, 2),
         "head_weight_bytes_per_us": round(head_bw),
         "split_element_us": round(split, 6),
     }
-    shipped = json.load(open(os.path.join(REPO, "passes", "runtime", "onnxruntime-cpu.json")))
     print(f"ONNX Runtime {ort.__version__}, 1 thread, load {os.getloadavg()[0]:.2f}")
     for k, v in measured.items():
         print(f"  {k:26} measured {v:>12}   shipped {shipped[k]:>12}")

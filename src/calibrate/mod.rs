@@ -1044,6 +1044,7 @@ mod tests {
             exit_elements: Vec::new(),
             original_nodes: 0,
             original_int8_macs: 0.0,
+            dispatch: None,
         }
     }
 

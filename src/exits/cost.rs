@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::emit::EmitContext;
-use super::time::{RuntimeProfile, TimeEstimate};
+use super::time::{Dispatch, DispatchCounter, DispatchTable, RuntimeProfile, TimeEstimate};
 use super::{ExitError, ExitOptions};
 use crate::analysis::cost::{CostStatus, graph_cost};
 use crate::ir::Model;
@@ -62,6 +62,10 @@ pub struct CostTable {
     /// the metadata when 0, so float models' output is what it was.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub original_int8_macs: f64,
+    /// Per part, what the runtime dispatches (the time term's node costs).
+    /// Absent in metadata written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<DispatchTable>,
 }
 
 /// Measures the flat graph (original + heads + decisions) with the cost model.
@@ -90,11 +94,24 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
             })
         })
     };
+    let counter = DispatchCounter::new(&model.graph);
+    let dispatch = |ids: &mut dyn Iterator<Item = usize>| {
+        ids.fold(Dispatch::default(), |mut d, i| {
+            counter.count(&mut d, crate::ir::NodeId(i), &cost.nodes[i]);
+            d
+        })
+    };
     let mut stage_work: Vec<Work> = source
         .plan
         .stages
         .iter()
         .map(|s| sum(&mut s.iter().map(|n| n.0)))
+        .collect();
+    let mut stage_dispatch: Vec<Dispatch> = source
+        .plan
+        .stages
+        .iter()
+        .map(|s| dispatch(&mut s.iter().map(|n| n.0)))
         .collect();
     // The rest after exit k starts with its layout anchor, where one is
     // emitted: an identity depthwise 1×1 Conv, one MAC per element.
@@ -106,6 +123,7 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
                 flops: 2.0 * elements,
                 weight_bytes: 4.0 * channels as f64,
             });
+            stage_dispatch[k].kernels += 1;
         }
     }
     let all_original_nodes = source.proto.graph.as_ref().map_or(0, |g| g.node.len());
@@ -119,6 +137,14 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
         .into_iter()
         .collect();
     let (stages, final_stage) = stage_work.split_at(stage_work.len() - 1);
+    let final_dispatch = stage_dispatch.pop().unwrap_or_default();
+    let dispatch = DispatchTable {
+        original: dispatch(&mut (0..all_original_nodes)),
+        stages: stage_dispatch,
+        final_stage: final_dispatch,
+        heads: ranges.iter().map(|r| dispatch(&mut r.0.iter().copied())).collect(),
+        decisions: ranges.iter().map(|r| dispatch(&mut r.1.iter().copied())).collect(),
+    };
     let exit_elements = source
         .plan
         .exits
@@ -151,6 +177,7 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
             .filter(|&i| crate::analysis::cost::runs_in_int8(&model.graph, &model.graph.nodes[i]))
             .map(|i| cost.nodes[i].cost.macs as f64)
             .sum(),
+        dispatch: Some(dispatch),
     })
 }
 
@@ -168,11 +195,21 @@ impl CostTable {
             heads: Vec::new(),
             decisions: Vec::new(),
             exit_elements: Vec::new(),
+            dispatch: self.dispatch.as_ref().map(|d| DispatchTable {
+                stages: Vec::new(),
+                heads: Vec::new(),
+                decisions: Vec::new(),
+                ..d.clone()
+            }),
             ..self.clone()
         };
+        let mut pending_dispatch = Dispatch::default();
         let mut pending = Work::default();
         for (j, stage) in self.stages.iter().enumerate() {
             pending = pending.add(*stage);
+            if let Some(d) = &self.dispatch {
+                pending_dispatch = pending_dispatch + d.stages[j];
+            }
             if kept.contains(&j) {
                 t.stages.push(pending);
                 t.heads.push(self.heads[j]);
@@ -180,10 +217,19 @@ impl CostTable {
                 if let Some(&e) = self.exit_elements.get(j) {
                     t.exit_elements.push(e);
                 }
+                if let (Some(d), Some(kept)) = (&self.dispatch, t.dispatch.as_mut()) {
+                    kept.stages.push(pending_dispatch);
+                    kept.heads.push(d.heads[j]);
+                    kept.decisions.push(d.decisions[j]);
+                }
                 pending = Work::default();
+                pending_dispatch = Dispatch::default();
             }
         }
         t.final_stage = pending.add(self.final_stage);
+        if let (Some(d), Some(kept)) = (&self.dispatch, t.dispatch.as_mut()) {
+            kept.final_stage = pending_dispatch + d.final_stage;
+        }
         t
     }
 }
@@ -448,6 +494,7 @@ mod tests {
             exit_elements: vec![10.0, 20.0],
             original_nodes: 0,
             original_int8_macs: 0.0,
+            dispatch: None,
         };
         let first = t.with_exits(&[1]);
         assert_eq!(
@@ -473,6 +520,7 @@ mod tests {
             exit_elements: vec![],
             original_nodes: 0,
             original_int8_macs: 0.0,
+            dispatch: None,
         };
         let r = CostReport::new(&t, Some(&[0.5, 0.25]));
         assert_eq!(r.exits[0].cumulative.flops, 43.0);
