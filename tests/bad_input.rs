@@ -246,6 +246,10 @@ fn exits_metadata_that_disagrees_with_the_graph() {
         list.truncate(1);
     }
     meta.cost.exit_elements.truncate(1);
+    let dispatch = meta.cost.dispatch.as_mut().expect("dispatch counts");
+    for list in [&mut dispatch.stages, &mut dispatch.heads, &mut dispatch.decisions] {
+        list.truncate(1);
+    }
     eexc::exits::write_metadata(&mut model, &meta).expect("metadata written");
     let bad = write(dir.path(), "one_exit_listed.onnx", &model.write_to_bytes().unwrap());
     let b = bad.to_str().unwrap();
@@ -278,6 +282,24 @@ fn exits_metadata_that_disagrees_with_the_graph() {
         );
         assert!(!out.exists());
     }
+}
+
+/// A cost table whose dispatch counts do not match its exits (a file edited
+/// by hand) is refused with the list named, not indexed past its end.
+#[test]
+fn dispatch_counts_that_disagree_with_the_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let ee = dir.path().join("ee.onnx");
+    common::insert_exits(&testdata("digits/digits_resnet.onnx"), &ee, &["--auto", "2"]);
+    let mut model = ModelProto::parse_from_bytes(&std::fs::read(&ee).unwrap()).unwrap();
+    let mut meta = eexc::exits::read_metadata(&model).unwrap().unwrap();
+    meta.cost.dispatch.as_mut().expect("dispatch counts").heads.truncate(1);
+    eexc::exits::write_metadata(&mut model, &meta).expect("metadata written");
+    let bad = write(dir.path(), "short_dispatch.onnx", &model.write_to_bytes().unwrap());
+    let o = eexc(&["cost", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("2 exits but 1 cost-table dispatch heads"), "{stderr}");
 }
 
 /// The schema checks every transform runs first: a node with too few

@@ -165,6 +165,17 @@ fn check_metadata(meta: &ExitsMetadata, model: &ModelProto) -> Result<(), String
             return Err(format!("{k} exits but {len} cost-table {what}"));
         }
     }
+    if let Some(d) = &t.dispatch {
+        for (what, len) in [
+            ("stages", d.stages.len()),
+            ("heads", d.heads.len()),
+            ("decisions", d.decisions.len()),
+        ] {
+            if len != k {
+                return Err(format!("{k} exits but {len} cost-table dispatch {what}"));
+            }
+        }
+    }
     if !t.exit_elements.is_empty() && t.exit_elements.len() != k {
         return Err(format!("{k} exits but {} exit tensor sizes", t.exit_elements.len()));
     }

@@ -101,18 +101,12 @@ pub fn cost_table(source: &EmitContext, options: &ExitOptions) -> Result<CostTab
             d
         })
     };
-    let mut stage_work: Vec<Work> = source
+    let (mut stage_work, mut stage_dispatch): (Vec<Work>, Vec<Dispatch>) = source
         .plan
         .stages
         .iter()
-        .map(|s| sum(&mut s.iter().map(|n| n.0)))
-        .collect();
-    let mut stage_dispatch: Vec<Dispatch> = source
-        .plan
-        .stages
-        .iter()
-        .map(|s| dispatch(&mut s.iter().map(|n| n.0)))
-        .collect();
+        .map(|s| (sum(&mut s.iter().map(|n| n.0)), dispatch(&mut s.iter().map(|n| n.0))))
+        .unzip();
     // The rest after exit k starts with its layout anchor, where one is
     // emitted: an identity depthwise 1×1 Conv, one MAC per element.
     for (k, point) in (1..).zip(&source.plan.exits) {
