@@ -14,15 +14,7 @@ export EEXC_PYTHON=$PWD/$PY
 OUT=bench/peer/out
 mkdir -p "$OUT/digits_data" "$OUT/mnist_data"
 cp testdata/digits/{train,calib,test}_{x,y}.npy "$OUT/digits_data/"
-$PY - "$OUT/mnist_data" <<'PYEOF'
-import sys
-import numpy as np
-s = np.load("testdata/mnist5k/splits.npz")
-for part in ("train", "calib", "test"):
-    x = ((s[f"{part}_x"] / 255.0 - s["mean"]) / s["std"]).astype(np.float32)[:, None]
-    np.save(f"{sys.argv[1]}/{part}_x.npy", x)
-    np.save(f"{sys.argv[1]}/{part}_y.npy", s[f"{part}_y"])
-PYEOF
+$PY bench/mnist_splits.py "$OUT/mnist_data"
 echo "## digits (testdata/digits)"
 $PY bench/peer/compare.py testdata/digits/digits_resnet.onnx --at stem_out,block1_out,block2_out \
     --data "$OUT/digits_data" --out "$OUT/digits" --eexc "$EEXC" --heads "$HEADS"

@@ -19,15 +19,7 @@ cuts=stem_out,block1_out,block2_out,block3_out,block4_out,block5_out
 mkdir -p "$work"
 export EEXC_PYTHON="$PWD/$py"
 
-$py - "$work" <<'PYEOF'
-import sys
-import numpy as np
-s = np.load("testdata/mnist5k/splits.npz")
-for part in ("train", "calib", "test"):
-    x = ((s[f"{part}_x"] / 255.0 - s["mean"]) / s["std"]).astype(np.float32)[:, None]
-    np.save(f"{sys.argv[1]}/{part}_x.npy", x)
-    np.save(f"{sys.argv[1]}/{part}_y.npy", s[f"{part}_y"])
-PYEOF
+$py bench/mnist_splits.py "$work"
 for f in qdq qoperator; do
   $py tests/python/quantize_model.py $model "$work/mnist.$f.onnx" --format $f --calib "$work/train_x.npy"
 done
